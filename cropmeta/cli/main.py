@@ -1,0 +1,199 @@
+"""``cropmeta`` command line: a thin skin over the Python API, one command per pipeline stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cropmeta.cli.progress import console, one_line_errors, progress_bar, setup_logging
+
+app = typer.Typer(
+    help="Few-shot crop-type mapping: preprocess → meta-train → adapt → map.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+Seed = Annotated[int, typer.Option(help="Random seed: same inputs + seed → same outputs.")]
+
+
+@app.callback()
+def _main() -> None:
+    setup_logging()
+
+
+@app.command()
+@one_line_errors
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder to write the world into (replaced).")],
+    seed: Seed = 0,
+    scale: Annotated[str, typer.Option(help="'demo' or 'tiny' (for tests).")] = "demo",
+    tile_size: Annotated[int | None, typer.Option(help="Force every tile to N×N pixels.")] = None,
+    region: Annotated[
+        list[str] | None, typer.Option(help="Only these regions (repeatable).")
+    ] = None,
+) -> None:
+    """Write the synthetic multi-region Sentinel-2 world: per-date GeoTIFFs + field GeoPackages."""
+    from cropmeta.synth import make_world
+
+    with progress_bar("synth") as bar:
+        catalog = make_world(
+            out,
+            seed=seed,
+            regions=region,
+            tile_size=tile_size,
+            scale=scale,
+            progress=lambda _d, i, n: bar(i, n),
+        )
+    typer.echo(f"world written; catalog: {catalog}")
+
+
+@app.command()
+@one_line_errors
+def preprocess(
+    out: Annotated[Path, typer.Option(help="Region dataset to write (.zarr).")],
+    tiles: Annotated[Path | None, typer.Option(help="Folder of per-date GeoTIFFs.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labelled fields (GeoPackage etc.).")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the crop label.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Column holding a field id.")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Region catalog YAML (with --region).")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="Region name in the catalog.")] = None,
+    grid_start: Annotated[int, typer.Option(help="First day of year of the grid.")] = 60,
+    grid_end: Annotated[int, typer.Option(help="Last day of year of the grid.")] = 300,
+    grid_step: Annotated[int, typer.Option(help="Grid step in days.")] = 10,
+    seed: Seed = 0,
+) -> None:
+    """Tiles + labelled fields → a region dataset of per-field time series (Zarr)."""
+    from cropmeta.ingest.prepare import TemporalGrid
+    from cropmeta.ingest.preprocess import preprocess_catalog_region, preprocess_region
+
+    grid = TemporalGrid(start_doy=grid_start, end_doy=grid_end, step=grid_step)
+    with progress_bar("preprocess") as bar:
+        if catalog is not None:
+            if region is None:
+                raise typer.BadParameter("--catalog needs --region")
+            ds = preprocess_catalog_region(catalog, region, out, grid=grid, progress=bar)
+        elif tiles is None or labels is None or label_column is None:
+            raise typer.BadParameter("give --tiles, --labels and --label-column, or --catalog")
+        else:
+            ds = preprocess_region(
+                tiles, labels, label_column, out, id_column=id_column, grid=grid, progress=bar
+            )
+    typer.echo(f"{out}: {ds.sizes['sample']} samples; {ds.attrs['summary']}")
+
+
+@app.command(context_settings={"allow_extra_args": True})
+@one_line_errors
+def meta_train(
+    ctx: typer.Context,
+    regions: Annotated[list[Path], typer.Option(help="Source region datasets (.zarr).")],
+    out: Annotated[Path, typer.Option(help="Model folder to write.")],
+    algorithm: Annotated[str, typer.Option(help="Meta-learner.")] = "maml",
+    encoder: Annotated[str, typer.Option(help="Temporal encoder.")] = "tempcnn",
+    iterations: Annotated[int, typer.Option(help="Meta-training iterations.")] = 300,
+    ways: Annotated[int, typer.Option(help="Classes per task (n-way).")] = 5,
+    shots: Annotated[int, typer.Option(help="Support samples per class (k-shot).")] = 5,
+    queries: Annotated[int, typer.Option(help="Query samples per class.")] = 10,
+    meta_batch: Annotated[int, typer.Option(help="Tasks per meta-update.")] = 4,
+    seed: Seed = 0,
+) -> None:
+    """Meta-train an encoder over n-way k-shot tasks drawn across source regions."""
+    from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
+
+    paths = list(regions) + [Path(a) for a in ctx.args]
+    cfg = MetaTrainConfig(
+        algorithm=algorithm,
+        encoder={"name": encoder},
+        iterations=iterations,
+        n_way=ways,
+        k_shot=shots,
+        q_query=queries,
+        meta_batch=meta_batch,
+    )
+    with progress_bar(f"meta-train {algorithm}") as bar:
+        meta_train(paths, out, cfg, seed=seed, progress=bar)
+    typer.echo(f"model written: {out}")
+
+
+@app.command()
+@one_line_errors
+def adapt(
+    model: Annotated[Path, typer.Option(help="Meta-trained model folder.")],
+    region: Annotated[Path, typer.Option(help="Target region dataset (.zarr).")],
+    out: Annotated[Path, typer.Option(help="Adapted model folder to write.")],
+    shots: Annotated[
+        int | None,
+        typer.Option(
+            help="Labelled samples per class; the rest evaluate. Without it: adapt on all labels."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    seed: Seed = 0,
+) -> None:
+    """Adapt to a new region from K labelled fields per class; compare with baselines."""
+    from cropmeta.adapt.adapt import adapt_region
+    from cropmeta.evaluate.report import metrics_table
+
+    result = adapt_region(model, region, out, shots=shots, seed=seed)
+    if as_json:
+        typer.echo(result.to_json())
+    else:
+        if result.metrics:
+            console.print(metrics_table(result))
+        typer.echo(f"adapted model written: {out}")
+
+
+@app.command("map")
+@one_line_errors
+def map_(
+    model: Annotated[Path, typer.Option(help="Adapted model folder.")],
+    tiles: Annotated[Path, typer.Option(help="Folder of per-date GeoTIFFs to classify.")],
+    out: Annotated[Path, typer.Option(help="GeoTIFF crop map to write.")],
+    block: Annotated[int, typer.Option(help="Block size in pixels.")] = 256,
+    seed: Seed = 0,
+) -> None:
+    """Classify every pixel of a tile stack → a uint8 GeoTIFF crop map."""
+    from cropmeta.mapping.crop_map import map_region
+
+    with progress_bar("map") as bar:
+        map_region(model, tiles, out, block=block, progress=bar)
+    typer.echo(f"map written: {out}")
+
+
+@app.command()
+@one_line_errors
+def demo(
+    out: Annotated[
+        Path, typer.Option(help="Folder for the world, datasets, models and map.")
+    ] = Path("demo-out"),
+    seed: Seed = 0,
+    scale: Annotated[str, typer.Option(help="'demo' or 'tiny'.")] = "demo",
+    iterations: Annotated[int, typer.Option(help="Meta-training iterations.")] = 300,
+    shots: Annotated[int, typer.Option(help="Labelled fields per class in the target.")] = 5,
+) -> None:
+    """The whole chain on the synthetic world: synth → preprocess → meta-train → adapt → map."""
+    from cropmeta.demo import run_demo
+
+    summary = run_demo(out, seed=seed, scale=scale, iterations=iterations, shots=shots)
+    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+@app.command()
+@one_line_errors
+def preview(
+    crop_map: Annotated[Path, typer.Argument(help="Crop-map GeoTIFF written by `cropmeta map`.")],
+    out: Annotated[
+        Path | None, typer.Option(help="PNG to write (default: next to the map).")
+    ] = None,
+    seed: Seed = 0,
+) -> None:
+    """Render a crop map with its colours and class legend as a PNG."""
+    from cropmeta.errors import require_exists
+    from cropmeta.evaluate.plots import preview_map
+
+    require_exists(crop_map, "crop map")
+    typer.echo(f"preview written: {preview_map(crop_map, out or crop_map.with_suffix('.png'))}")

@@ -1,0 +1,157 @@
+"""The one preparation path from raw observations to model-ready series.
+
+Training data (per-field means written by :mod:`cropmeta.ingest.preprocess`) and map-time data
+(per-pixel series read by :mod:`cropmeta.mapping`) both go through these functions with the
+parameters recorded in :class:`Preparation`, which travels in every region dataset and model
+checkpoint. A model therefore never sees differently prepared data when it maps.
+
+Steps: scale digital numbers to reflectance and mask invalid pixels (nodata, and the Sentinel-2
+scene-classification classes for clouds, shadows, snow, saturation), composite the irregular
+acquisitions onto a regular day-of-year grid, fill empty grid steps by linear interpolation in
+time, and standardise per band.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+#: Sentinel-2 L2A SCL classes treated as unusable: 0 no data, 1 saturated/defective,
+#: 3 cloud shadow, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus, 11 snow.
+SCL_INVALID: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
+
+
+class TemporalGrid(BaseModel):
+    """A regular day-of-year grid: composites every ``step`` days from ``start_doy`` to ``end_doy``.
+
+    Day of year, not calendar date, is the shared time axis so that regions (and years) with
+    different acquisition calendars line up.
+    """
+
+    start_doy: int = Field(60, ge=1, le=366)
+    end_doy: int = Field(300, ge=1, le=366)
+    step: int = Field(10, ge=1, le=120)
+
+    def doys(self) -> np.ndarray:
+        return np.arange(self.start_doy, self.end_doy + 1, self.step, dtype=np.int32)
+
+    def __len__(self) -> int:
+        return len(self.doys())
+
+
+class Preparation(BaseModel):
+    """Everything that defines how raw tiles become model input; recorded with data and models."""
+
+    bands: list[str]
+    quality_band: str | None = "SCL"
+    invalid_classes: list[int] = Field(default_factory=lambda: list(SCL_INVALID))
+    grid: TemporalGrid = Field(default_factory=TemporalGrid)
+    min_valid_fraction: float = Field(
+        0.2, ge=0, le=1, description="least share of in-season acquisitions that must be valid"
+    )
+
+
+def mask_invalid(
+    values: np.ndarray,
+    scale: np.ndarray,
+    offset: np.ndarray,
+    nodata: float | None,
+    quality: np.ndarray | None,
+    invalid_classes: list[int] | tuple[int, ...],
+) -> np.ndarray:
+    """Digital numbers ``values`` (band, ...) → float32 reflectance with NaN where unusable.
+
+    ``scale``/``offset`` are per band (reflectance = DN × scale + offset, the GDAL convention);
+    ``quality`` is the scene classification with the same trailing shape.
+    """
+    shape = (-1,) + (1,) * (values.ndim - 1)
+    bad = np.zeros(values.shape[1:], dtype=bool)
+    if nodata is not None:
+        bad |= np.any(values == nodata, axis=0)
+    if quality is not None:
+        bad |= np.isin(quality, np.asarray(invalid_classes))
+    out = values.astype(np.float32) * scale.reshape(shape).astype(np.float32)
+    out += offset.reshape(shape).astype(np.float32)
+    out[:, bad] = np.nan
+    return out
+
+
+def composite(values: np.ndarray, doys: np.ndarray, grid: TemporalGrid) -> np.ndarray:
+    """Mean of the valid acquisitions that fall in each grid step.
+
+    ``values`` is (time, band, sample) with NaN for masked observations; returns
+    (grid step, band, sample), NaN where a step had no valid observation.
+    """
+    centres = grid.doys()
+    half = grid.step / 2.0
+    in_step = (np.abs(doys[None, :] - centres[:, None]) < half) | (
+        doys[None, :] - centres[:, None] == -half
+    )
+    valid = ~np.isnan(values)
+    filled = np.where(valid, values, 0.0).astype(np.float32)
+    weights = in_step.astype(np.float32)
+    sums = np.tensordot(weights, filled, axes=(1, 0))
+    counts = np.tensordot(weights, valid.astype(np.float32), axes=(1, 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan).astype(np.float32)
+
+
+def interpolate_gaps(series: np.ndarray) -> np.ndarray:
+    """Fill NaN steps of (step, band, sample) linearly in time; hold the ends constant.
+
+    A sample's band that has no valid step at all stays NaN.
+    """
+    steps = series.shape[0]
+    valid = ~np.isnan(series)
+    idx = np.arange(steps).reshape((-1,) + (1,) * (series.ndim - 1))
+    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=0)
+    nxt = np.minimum.accumulate(np.where(valid, idx, steps)[::-1], axis=0)[::-1]
+    has_prev, has_next = prev >= 0, nxt < steps
+    prev_c, next_c = np.clip(prev, 0, steps - 1), np.clip(nxt, 0, steps - 1)
+    v_prev = np.take_along_axis(series, np.broadcast_to(prev_c, series.shape), axis=0)
+    v_next = np.take_along_axis(series, np.broadcast_to(next_c, series.shape), axis=0)
+    span = np.maximum(next_c - prev_c, 1)
+    w = (idx - prev_c) / span
+    both = v_prev + (v_next - v_prev) * w
+    out = np.where(has_prev & has_next, both, np.where(has_prev, v_prev, v_next))
+    return np.where(valid, series, out).astype(np.float32)
+
+
+def regularise(
+    values: np.ndarray, doys: np.ndarray, prep: Preparation
+) -> tuple[np.ndarray, np.ndarray]:
+    """Irregular masked observations (time, band, sample) → regular series and valid fractions.
+
+    Returns the series on ``prep.grid`` (step, band, sample) and, per sample, the share of
+    in-season acquisitions that were valid. Samples below ``prep.min_valid_fraction`` come back
+    all-NaN so that callers drop them (preprocess) or leave them unclassified (map).
+    """
+    doys = np.asarray(doys)
+    grid = prep.grid
+    season = (doys >= grid.start_doy - grid.step / 2) & (doys <= grid.end_doy + grid.step / 2)
+    values = values[season]
+    valid_obs = ~np.isnan(values).any(axis=1)
+    fraction = valid_obs.mean(axis=0) if len(values) else np.zeros(values.shape[2:], np.float32)
+    series = interpolate_gaps(composite(values, doys[season], grid))
+    unusable = (fraction < prep.min_valid_fraction) | np.isnan(series).any(axis=(0, 1))
+    series[:, :, unusable] = np.nan
+    return series, fraction.astype(np.float32)
+
+
+class Normaliser(BaseModel):
+    """Per-band standardisation computed on the meta-training (source) regions only."""
+
+    mean: list[float]
+    std: list[float]
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Normaliser:
+        """Fit on series shaped (sample, step, band)."""
+        flat = x.reshape(-1, x.shape[-1])
+        return cls(mean=flat.mean(0).tolist(), std=(flat.std(0) + 1e-6).tolist())
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Standardise (..., band) series."""
+        return ((x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)).astype(
+            np.float32
+        )

@@ -1,0 +1,129 @@
+"""A folder of one multi-band raster per acquisition date, read as one time-resolved stack.
+
+The date comes from the file name (``YYYYMMDD`` or ``YYYY-MM-DD``); band names from the band
+descriptions; scale, offset and nodata from the file's metadata. All dates must share CRS, grid
+and bands, otherwise the stack is rejected with a one-line error naming the offending file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from cropmeta.errors import InputError
+from cropmeta.ingest.prepare import Preparation, mask_invalid
+
+_DATE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+
+def parse_date(path: Path) -> date:
+    """The acquisition date in a file name, or an :class:`InputError`."""
+    for match in _DATE.finditer(path.stem):
+        try:
+            return datetime.strptime("".join(match.groups()), "%Y%m%d").date()
+        except ValueError:
+            continue
+    raise InputError(path, "no acquisition date (YYYYMMDD or YYYY-MM-DD) in the file name")
+
+
+@dataclass(frozen=True)
+class TileStack:
+    """Acquisitions of one tile, sorted by date, with the metadata every date shares."""
+
+    paths: list[Path]
+    dates: list[date]
+    crs: CRS
+    transform: rasterio.Affine
+    width: int
+    height: int
+    band_names: list[str]
+    scales: np.ndarray
+    offsets: np.ndarray
+    nodata: float | None
+
+    @property
+    def doys(self) -> np.ndarray:
+        return np.array([d.timetuple().tm_yday for d in self.dates], dtype=np.int32)
+
+    def band_index(self, name: str, path: Path | None = None) -> int:
+        if name not in self.band_names:
+            where = path or self.paths[0]
+            raise InputError(where, f"band {name!r} missing (bands: {', '.join(self.band_names)})")
+        return self.band_names.index(name)
+
+    def read(self, i: int, prep: Preparation, window: Window | None = None) -> np.ndarray:
+        """Date ``i`` → reflectance (band, rows, cols) for ``prep.bands``, NaN where unusable."""
+        idx = [self.band_index(b) for b in prep.bands]
+        q = self.band_index(prep.quality_band) if prep.quality_band else None
+        wanted = idx + ([q] if q is not None else [])
+        try:
+            with rasterio.open(self.paths[i]) as src:
+                raw = src.read([j + 1 for j in wanted], window=window)
+        except RasterioIOError as exc:
+            raise InputError(self.paths[i], f"cannot read raster ({exc})") from None
+        quality = raw[-1] if q is not None else None
+        dn = raw[: len(idx)]
+        return mask_invalid(
+            dn, self.scales[idx], self.offsets[idx], self.nodata, quality, prep.invalid_classes
+        )
+
+    def windows(self, block_rows: int = 512) -> list[Window]:
+        """Full-width row blocks: bounded memory whatever the tile height."""
+        return [
+            Window(0, row, self.width, min(block_rows, self.height - row))
+            for row in range(0, self.height, block_rows)
+        ]
+
+
+def open_tiles(folder: str | Path) -> TileStack:
+    """Open a folder of per-date rasters; validate that the dates form one consistent stack."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "tile folder not found")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
+    if not paths:
+        raise InputError(folder, "no GeoTIFF (.tif) files in the tile folder")
+    dated = sorted(((parse_date(p), p) for p in paths), key=lambda t: t[0])
+    for (d0, p0), (d1, p1) in zip(dated, dated[1:], strict=False):
+        if d0 == d1:
+            raise InputError(p1, f"duplicate acquisition date {d1} (also in {p0.name})")
+    ref = None
+    for _, path in dated:
+        try:
+            with rasterio.open(path) as src:
+                meta = (src.crs, src.transform, src.width, src.height, src.count)
+                if ref is None:
+                    ref = meta
+                    names = [d or f"band{j + 1}" for j, d in enumerate(src.descriptions)]
+                    scales, offsets = np.array(src.scales), np.array(src.offsets)
+                    nodata = src.nodata
+                elif meta[0] != ref[0]:
+                    raise InputError(
+                        path, f"CRS differs from the first date ({meta[0]} vs {ref[0]})"
+                    )
+                elif meta[1:] != ref[1:]:
+                    raise InputError(path, "grid or band count differs from the first date")
+        except RasterioIOError as exc:
+            raise InputError(path, f"cannot open raster ({str(exc).splitlines()[0]})") from None
+    assert ref is not None
+    return TileStack(
+        paths=[p for _, p in dated],
+        dates=[d for d, _ in dated],
+        crs=ref[0],
+        transform=ref[1],
+        width=ref[2],
+        height=ref[3],
+        band_names=names,
+        scales=scales,
+        offsets=offsets,
+        nodata=nodata,
+    )

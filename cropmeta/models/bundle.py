@@ -1,0 +1,70 @@
+"""Model bundles: weights in safetensors plus a JSON config; nothing is ever unpickled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, Field, ValidationError
+from safetensors.torch import load_file, save_file
+
+from cropmeta.errors import InputError, atomic_output
+from cropmeta.ingest.prepare import Normaliser, Preparation
+from cropmeta.models.tempcnn import CropClassifier, EncoderConfig
+
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+class ClassInfo(BaseModel):
+    code: int
+    name: str
+    colour: str = "#808080"
+
+
+class BundleConfig(BaseModel):
+    """What a model needs besides its weights: data preparation, architecture, classes."""
+
+    kind: str = Field(description="'meta' (meta-trained, one-row head) or 'adapted' (mappable)")
+    preparation: Preparation
+    normaliser: Normaliser
+    encoder: EncoderConfig
+    learner: dict = Field(default_factory=dict)
+    classes: list[ClassInfo] = Field(default_factory=list)
+    history: dict = Field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def n_classes(self) -> int:
+        return max(1, len(self.classes))
+
+
+def build_model(cfg: BundleConfig) -> CropClassifier:
+    n_steps = len(cfg.preparation.grid)
+    return CropClassifier(len(cfg.preparation.bands), n_steps, cfg.encoder, cfg.n_classes)
+
+
+def save_bundle(model: torch.nn.Module, cfg: BundleConfig, out: str | Path) -> Path:
+    with atomic_output(out) as tmp:
+        tmp.mkdir()
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
+    return Path(out)
+
+
+def load_bundle(path: str | Path) -> tuple[CropClassifier, BundleConfig]:
+    p = Path(path)
+    if not (p / CONFIG).is_file() or not (p / WEIGHTS).is_file():
+        raise InputError(p, f"not a cropmeta model folder (needs {CONFIG} and {WEIGHTS})")
+    try:
+        cfg = BundleConfig.model_validate(json.loads((p / CONFIG).read_text(encoding="utf-8")))
+    except (ValidationError, json.JSONDecodeError) as exc:
+        raise InputError(p / CONFIG, f"invalid model config ({exc.__class__.__name__})") from None
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(load_file(str(p / WEIGHTS)))
+    except Exception as exc:  # SafetensorError, size mismatches
+        raise InputError(p / WEIGHTS, f"weights do not fit the config ({str(exc)[:80]})") from None
+    model.eval()
+    return model, cfg

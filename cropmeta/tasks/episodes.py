@@ -1,0 +1,100 @@
+"""N-way k-shot episodes drawn from several regions.
+
+A task picks a region (in proportion to its number of samples), ``n_way`` shared classes that
+have enough samples there, then ``k_shot`` support and ``q_query`` disjoint query samples per class;
+labels are renumbered 0..n-1 within the task. Shared codes come from the taxonomy, so "maize" is
+the same class whichever region it is drawn from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class TaskBatch:
+    """A meta-batch of tasks: support (x_s, y_s) and query (x_q, y_q), stacked over tasks."""
+
+    x_s: torch.Tensor  # (task, n*k, step, band)
+    y_s: torch.Tensor  # (task, n*k)
+    x_q: torch.Tensor  # (task, n*q, step, band)
+    y_q: torch.Tensor  # (task, n*q)
+
+
+@dataclass
+class LabelledSet:
+    """Model-ready series (sample, step, band) and shared class codes of one region."""
+
+    name: str
+    x: np.ndarray
+    codes: np.ndarray
+
+
+class EpisodeSampler:
+    """Draws n-way k-shot tasks across regions; deterministic for a given ``seed``."""
+
+    def __init__(
+        self, regions: list[LabelledSet], n_way: int, k_shot: int, q_query: int, seed: int
+    ) -> None:
+        self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
+        self.rng = np.random.default_rng(seed)
+        self.pools: list[tuple[LabelledSet, dict[int, np.ndarray]]] = []
+        for region in regions:
+            by_class = {int(c): np.flatnonzero(region.codes == c) for c in np.unique(region.codes)}
+            eligible = {c: i for c, i in by_class.items() if len(i) >= k_shot + q_query}
+            if len(eligible) >= n_way:
+                self.pools.append((region, eligible))
+        if not self.pools:
+            raise ValueError(
+                f"no region has {n_way} classes with {k_shot + q_query} samples each "
+                "(lower --ways, --shots or --queries)"
+            )
+        sizes = np.array([len(r.codes) for r, _ in self.pools], dtype=float)
+        self.weights = sizes / sizes.sum()
+
+    def sample_task(self) -> tuple[np.ndarray, ...]:
+        region, eligible = self.pools[self.rng.choice(len(self.pools), p=self.weights)]
+        classes = self.rng.choice(sorted(eligible), size=self.n_way, replace=False)
+        support, query = [], []
+        for idx in (eligible[int(c)] for c in classes):
+            picked = self.rng.choice(idx, size=self.k_shot + self.q_query, replace=False)
+            support.append(picked[: self.k_shot])
+            query.append(picked[self.k_shot :])
+        s, q = np.concatenate(support), np.concatenate(query)
+        y_s = np.repeat(np.arange(self.n_way), self.k_shot)
+        y_q = np.repeat(np.arange(self.n_way), self.q_query)
+        return region.x[s], y_s, region.x[q], y_q
+
+    def sample(self, n_tasks: int) -> TaskBatch:
+        parts = [self.sample_task() for _ in range(n_tasks)]
+        x_s, y_s, x_q, y_q = (np.stack(p) for p in zip(*parts, strict=True))
+        return TaskBatch(
+            torch.from_numpy(x_s),
+            torch.from_numpy(y_s),
+            torch.from_numpy(x_q),
+            torch.from_numpy(y_q),
+        )
+
+
+def split_support_query(
+    codes: np.ndarray, shots: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``shots`` support samples per class, the rest as query; classes too small are skipped.
+
+    Returns support indices, query indices and the skipped class codes. Every method evaluated
+    on a region gets these same indices, so learners and baselines see identical support sets.
+    """
+    support, query, skipped = [], [], []
+    for c in np.unique(codes):
+        idx = rng.permutation(np.flatnonzero(codes == c))
+        if len(idx) <= shots:
+            skipped.append(int(c))
+            continue
+        support.append(idx[:shots])
+        query.append(idx[shots:])
+    if not support:
+        return np.array([], int), np.array([], int), skipped
+    return np.sort(np.concatenate(support)), np.sort(np.concatenate(query)), skipped

@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny synthetic world written as real files, and the stages run on it once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cropmeta.catalog import load_catalog
+from cropmeta.cli.main import app
+from cropmeta.ingest.preprocess import preprocess_catalog_region
+from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
+from cropmeta.synth import make_world
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    """The tiny world's catalog path."""
+    return make_world(tmp_path_factory.mktemp("world") / "world", seed=7, scale="tiny")
+
+
+@pytest.fixture(scope="session")
+def catalog(world):
+    return load_catalog(world)
+
+
+@pytest.fixture(scope="session")
+def regions(world, catalog, tmp_path_factory) -> dict[str, Path]:
+    """Every region of the tiny world preprocessed to a region dataset."""
+    root = tmp_path_factory.mktemp("regions")
+    out = {}
+    for entry in catalog.regions:
+        out[entry.name] = preprocess_catalog_region(world, entry.name, root / f"{entry.name}.zarr")
+        out[entry.name] = root / f"{entry.name}.zarr"
+    return out
+
+
+@pytest.fixture(scope="session")
+def meta_model(regions, catalog, tmp_path_factory) -> Path:
+    """A briefly meta-trained MAML-TempCNN on the tiny world's source regions."""
+    cfg = MetaTrainConfig(iterations=40, n_way=4, k_shot=3, q_query=4, val_every=20, val_tasks=4)
+    out = tmp_path_factory.mktemp("models") / "meta"
+    return meta_train([regions[r.name] for r in catalog.sources()], out, cfg, seed=3)
+
+
+@pytest.fixture()
+def cli():
+    """Run ``cropmeta`` in-process; returns the click Result (exit_code, stdout, stderr)."""
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke

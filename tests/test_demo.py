@@ -1,0 +1,76 @@
+"""End to end: `cropmeta demo` on the tiny world, through the installed console script."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from rasterio.features import rasterize
+
+from cropmeta.catalog import load_catalog, load_taxonomy
+
+
+def test_demo_end_to_end(tmp_path):
+    exe = shutil.which("cropmeta") or str(Path(sys.executable).with_name("cropmeta"))
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [
+            exe,
+            "demo",
+            "--out",
+            str(out),
+            "--scale",
+            "tiny",
+            "--iterations",
+            "80",
+            "--seed",
+            "1",
+            "--shots",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    catalog = load_catalog(out / "world" / "catalog.yaml")
+    target = catalog.targets()[0]
+
+    # the map has the target tiles' grid
+    with (
+        rasterio.open(summary["map"]) as m,
+        rasterio.open(next(catalog.path(target.tiles).glob("*.tif"))) as ref,
+    ):
+        assert (m.crs, m.transform, m.shape) == (ref.crs, ref.transform, ref.shape)
+        crop_map = m.read(1)
+
+    for figure in summary["figures"]:
+        assert Path(figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the adapted model beats chance clearly on the held-out fields
+    for name, result in summary["targets"].items():
+        chance = 1 / len(result["classes"])
+        assert result["metrics"]["maml"]["overall_accuracy"] > chance + 0.3, (name, result)
+
+    # and the map agrees with the field labels well beyond chance (pixel majority per field)
+    fields = gpd.read_file(catalog.path(target.labels))
+    tax = load_taxonomy()
+    codes = np.array([tax.resolve(x).code for x in fields[target.label_column]])
+    ids = rasterize(
+        ((g, i + 1) for i, g in enumerate(fields.geometry)),
+        out_shape=crop_map.shape,
+        transform=ref.transform,
+        dtype="int32",
+    )
+    agree = []
+    for i, code in enumerate(codes, start=1):
+        px = crop_map[(ids == i) & (crop_map > 0)]
+        if len(px):
+            agree.append(np.bincount(px).argmax() == code)
+    chance = 1 / len(set(codes))
+    assert np.mean(agree) > chance + 0.25
