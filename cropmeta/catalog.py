@@ -59,17 +59,86 @@ class Taxonomy(BaseModel):
         return c.names.get(language, c.name)
 
 
+class RasterSpec(BaseModel):
+    """Where a region's time-resolved rasters are and how to read them.
+
+    Layouts: ``per-date`` — a folder of one multi-band file per date, date in the file name;
+    ``band-date-pattern`` — a folder of single-band files, ``pattern`` a regex whose named groups
+    ``band`` and ``date`` pick both out of the file name; ``stac`` — a local STAC ItemCollection
+    or catalog JSON whose items carry one asset per band; ``datacube`` — a netCDF or Zarr cube
+    with dimensions (time, band, y, x) or one variable per band over (time, y, x).
+    """
+
+    layout: Literal["per-date", "band-date-pattern", "stac", "datacube"] = "per-date"
+    path: str
+    pattern: str | None = Field(None, description="regex with named groups 'band' and 'date'")
+    bands: list[str] | None = Field(None, description="bands to use, in order (default: all)")
+    scale: float | None = Field(None, description="overrides the files' scale factor")
+    offset: float | None = Field(None, description="overrides the files' offset")
+    nodata: float | None = Field(None, description="overrides the files' nodata value")
+    quality_band: str | None = Field(None, description="scene classification band, e.g. SCL")
+    valid_range: tuple[float, float] | None = Field(
+        None, description="physical values outside this range are masked"
+    )
+
+
+class TableSpec(BaseModel):
+    """Time series a user already extracted (Earth Engine, sits, EuroCrops-style exports).
+
+    ``long``: one row per sample and date (CSV or Parquet) with sample id, label, date and one
+    column per band, optionally lon/lat (or x/y) and a region column that splits one table into
+    several regions. ``wide``: one text line per sample, the label then one value per date;
+    the dates are listed, or given as ``start_date`` and ``step_days``.
+    """
+
+    format: Literal["long", "wide"]
+    path: str
+    bands: list[str] | None = Field(None, description="long: band columns (default: numeric)")
+    band: str = Field("ndvi", description="wide: the name of the single band")
+    sample_column: str = "sample_id"
+    label_column: str = "label"
+    date_column: str = "date"
+    x_column: str | None = Field(None, description="e.g. longitude")
+    y_column: str | None = Field(None, description="e.g. latitude")
+    crs: str = Field("EPSG:4326", description="CRS of x/y")
+    region_column: str | None = None
+    region_value: str | None = Field(None, description="keep only rows of this region")
+    dates: list[str] | None = Field(None, description="wide: one ISO date per value column")
+    start_date: str | None = Field(None, description="wide: date of the first value")
+    step_days: int | None = Field(None, description="wide: days between values")
+    scale: float = 1.0
+    offset: float = 0.0
+
+
 class RegionEntry(BaseModel):
-    """Where one region's data are; relative paths are relative to the catalog file."""
+    """Where one region's data are; relative paths are relative to the catalog file.
+
+    Either rasters plus labelled fields (``tiles`` as a shorthand for a per-date folder, or a
+    full ``raster`` spec; ``labels`` and ``label_column``), or a pre-extracted ``table``.
+    """
 
     name: str
     role: Literal["source", "target"]
-    tiles: str
-    labels: str
-    label_column: str
+    tiles: str | None = None
+    raster: RasterSpec | None = None
+    labels: str | None = None
+    label_column: str | None = None
     id_column: str | None = None
-    crs: str | None = Field(None, description="informational; the tiles' own CRS is authoritative")
+    labels_layer: str | None = Field(None, description="layer of a multi-layer label file")
+    x_column: str | None = Field(None, description="point labels in a CSV: x / longitude")
+    y_column: str | None = Field(None, description="point labels in a CSV: y / latitude")
+    labels_crs: str = Field("EPSG:4326", description="CRS of x/y in a CSV of points")
+    table: TableSpec | None = None
+    season: dict | None = Field(
+        None, description="temporal grid: start_doy, end_doy, step (default: the tool's)"
+    )
+    crs: str | None = Field(None, description="informational; the data's own CRS is authoritative")
     description: str = ""
+
+    def raster_spec(self) -> RasterSpec | None:
+        if self.raster is not None:
+            return self.raster
+        return RasterSpec(path=self.tiles) if self.tiles else None
 
 
 class Catalog(BaseModel):

@@ -56,3 +56,17 @@ def test_normaliser_standardises_per_band():
     z = Normaliser.fit(x)(x)
     assert z.reshape(-1, 2).mean(0) == pytest.approx([0, 0], abs=1e-5)
     assert z.reshape(-1, 2).std(0) == pytest.approx([1, 1], abs=1e-3)
+
+
+def test_grid_across_new_year():
+    """A Mato Grosso-like season, September to August, composites across 1 January."""
+    grid = TemporalGrid(start_doy=250, end_doy=240, step=16)
+    assert grid.doys()[0] == 250 and grid.doys()[-1] <= 240
+    assert (np.diff(grid.offsets()) == 16).all()
+    doys = np.array([250, 360, 5, 100, 240])
+    assert grid.in_season(doys).all()
+    assert list(grid.position(doys)) == [0, 110, 120, 215, 355]
+    values = np.arange(5, dtype=np.float32).reshape(5, 1, 1)
+    series, fraction = regularise(values, doys, Preparation(bands=["ndvi"], grid=grid))
+    assert fraction[0] == 1 and not np.isnan(series).any()
+    assert series[0, 0, 0] == 0 and series[-1, 0, 0] == pytest.approx(4, abs=0.5)

@@ -39,7 +39,7 @@ def test_region_dataset_schema(regions, catalog):
     assert set(ds["field_id"].values) <= set(fields["field_id"])
     assert set(ds["label"].values) <= set(fields[entry.label_column])
     summary = json.loads(ds.attrs["summary"])
-    assert summary["kept"] == ds.sizes["sample"]
+    assert summary["samples"] == summary["fields_used"] == ds.sizes["sample"]
 
 
 def test_clouds_are_masked_before_aggregation(world, catalog, tmp_path):
@@ -186,3 +186,43 @@ def test_corrupt_tile(cli, target, tmp_path):
         "preprocess", "--tiles", copy, "--labels", labels, "--label-column", col, "--out", out
     )
     assert_one_line_error(res, out, files[1].name)
+
+
+def test_median_buffer_and_pixel_sampling(world, catalog):
+    from cropmeta.ingest.preprocess import preprocess_catalog_region
+
+    name = catalog.targets()[0].name
+    mean = preprocess_catalog_region(world, name)
+    median = preprocess_catalog_region(world, name, statistic="median")
+    assert median.sizes["sample"] == mean.sizes["sample"]
+    assert not np.allclose(median["x"].values, mean["x"].values)
+    # medians and means of the same fields agree closely, yet not exactly
+    assert np.nanmedian(np.abs(median["x"].values - mean["x"].values)) < 0.02
+
+    buffered = preprocess_catalog_region(world, name, buffer=10.0)
+    assert (buffered["n_pixels"].values <= mean["n_pixels"].values.max()).all()
+    both = np.intersect1d(buffered["field_id"].values, mean["field_id"].values)
+    shrunk = buffered["n_pixels"].to_series().set_axis(buffered["field_id"].values)[both]
+    full = mean["n_pixels"].to_series().set_axis(mean["field_id"].values)[both]
+    assert (shrunk < full).all()  # one pixel ring (10 m) removed from every field
+
+    pixels = preprocess_catalog_region(world, name, sampling="pixels", pixels_per_field=3, seed=1)
+    counts = np.bincount(pixels["field_id"].values)
+    assert counts.max() == 3 and (pixels["n_pixels"].values == 1).all()
+    assert pixels.sizes["sample"] > mean.sizes["sample"]
+    again = preprocess_catalog_region(world, name, sampling="pixels", pixels_per_field=3, seed=1)
+    np.testing.assert_array_equal(pixels["x"].values, again["x"].values)
+
+
+def test_points_are_single_pixel_samples(world, catalog, tmp_path):
+    from cropmeta.ingest.preprocess import preprocess_region
+
+    entry = catalog.targets()[0]
+    fields = gpd.read_file(catalog.path(entry.labels))
+    points = fields.copy()
+    points.geometry = fields.geometry.representative_point()
+    path = tmp_path / "points.gpkg"
+    points.to_file(path, layer="points")
+    ds = preprocess_region(catalog.path(entry.tiles), path, entry.label_column)
+    assert ds.sizes["sample"] > 0.8 * len(points)
+    assert (ds["n_pixels"].values == 1).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+StatisticChoice = Enum("StatisticChoice", {"mean": "mean", "median": "median"}, type=str)
+SamplingChoice = Enum("SamplingChoice", {"field": "field", "pixels": "pixels"}, type=str)
 Seed = Annotated[int, typer.Option(help="Random seed: same inputs + seed → same outputs.")]
 
 
@@ -65,6 +68,17 @@ def preprocess(
     grid_start: Annotated[int, typer.Option(help="First day of year of the grid.")] = 60,
     grid_end: Annotated[int, typer.Option(help="Last day of year of the grid.")] = 300,
     grid_step: Annotated[int, typer.Option(help="Grid step in days.")] = 10,
+    statistic: Annotated[StatisticChoice, typer.Option(help="Per-field statistic.")] = "mean",
+    sampling: Annotated[
+        SamplingChoice, typer.Option(help="One sample per field, or random pixels of each field.")
+    ] = "field",
+    pixels_per_field: Annotated[int, typer.Option(help="With --sampling pixels.")] = 10,
+    buffer: Annotated[float, typer.Option(help="Shrink polygons by this many metres.")] = 0.0,
+    min_pixels: Annotated[int, typer.Option(help="Drop polygons with fewer pixels.")] = 4,
+    layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer label file.")] = None,
+    x_column: Annotated[str | None, typer.Option(help="CSV points: x/longitude column.")] = None,
+    y_column: Annotated[str | None, typer.Option(help="CSV points: y/latitude column.")] = None,
+    labels_crs: Annotated[str, typer.Option(help="CRS of CSV point coordinates.")] = "EPSG:4326",
     seed: Seed = 0,
 ) -> None:
     """Tiles + labelled fields → a region dataset of per-field time series (Zarr)."""
@@ -72,16 +86,35 @@ def preprocess(
     from cropmeta.ingest.preprocess import preprocess_catalog_region, preprocess_region
 
     grid = TemporalGrid(start_doy=grid_start, end_doy=grid_end, step=grid_step)
+    options = dict(
+        grid=grid,
+        statistic=statistic,
+        sampling=sampling,
+        pixels_per_field=pixels_per_field,
+        buffer=buffer,
+        min_pixels=min_pixels,
+        seed=seed,
+    )
     with progress_bar("preprocess") as bar:
         if catalog is not None:
             if region is None:
                 raise typer.BadParameter("--catalog needs --region")
-            ds = preprocess_catalog_region(catalog, region, out, grid=grid, progress=bar)
+            ds = preprocess_catalog_region(catalog, region, out, progress=bar, **options)
         elif tiles is None or labels is None or label_column is None:
             raise typer.BadParameter("give --tiles, --labels and --label-column, or --catalog")
         else:
             ds = preprocess_region(
-                tiles, labels, label_column, out, id_column=id_column, grid=grid, progress=bar
+                tiles,
+                labels,
+                label_column,
+                out,
+                id_column=id_column,
+                layer=layer,
+                x_column=x_column,
+                y_column=y_column,
+                labels_crs=labels_crs,
+                progress=bar,
+                **options,
             )
     typer.echo(f"{out}: {ds.sizes['sample']} samples; {ds.attrs['summary']}")
 

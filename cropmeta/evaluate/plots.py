@@ -62,5 +62,5 @@ def plot_training(history: dict, out: str | Path) -> Path:
 def _save(fig: Figure, out: str | Path) -> Path:
     fig.tight_layout()
     with atomic_output(out) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     return Path(out)

@@ -10,8 +10,8 @@ from cropmeta.adapt.adapt import AdaptResult
 def metrics_table(result: AdaptResult) -> Table:
     """Methods side by side on the same query samples, best macro-F1 first."""
     table = Table(
-        title=f"{result.region}: {result.shots} shots per class, {result.n_support} support / "
-        f"{result.n_query} query fields, {len(result.classes)} classes"
+        title=f"{result.region}: {len(result.classes)} classes, {result.shots} shots each",
+        caption=f"fitted on {result.n_support} fields, scored on {result.n_query} others",
     )
     for col in ("method", "overall accuracy", "macro-F1", "kappa"):
         table.add_column(col, justify="left" if col == "method" else "right")

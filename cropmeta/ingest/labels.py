@@ -1,66 +1,251 @@
-"""Labelled fields: read a vector file, check it, map local names to shared codes."""
+"""Labelled fields: read a label file, check it, map local names to shared codes.
+
+Labels come from many tools, so this reads what they write — GeoPackage, GeoJSON, Shapefile,
+GeoParquet, or a CSV/Parquet table of point coordinates — reprojects them to the raster's CRS
+and turns every problem a user can fix into an :class:`InputError` naming the file. What was
+repaired or dropped on the way is kept in ``gdf.attrs["label_report"]`` so that preprocessing
+can put it into its summary instead of it being lost in a log.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
-from pyogrio.errors import DataSourceError
-from rasterio.crs import CRS
+import pandas as pd
+import pyogrio
+import shapely
+from pyproj import CRS as ProjCRS
+from pyproj.exceptions import CRSError
 
 from cropmeta.catalog import Taxonomy
 from cropmeta.errors import InputError
 
 log = logging.getLogger(__name__)
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".geoparquet", ".pq")
+#: Coordinate column pairs tried, case-insensitively and in order, when a table names none.
+COORD_PAIRS = (
+    ("longitude", "latitude"),
+    ("lon", "lat"),
+    ("lng", "lat"),
+    ("long", "lat"),
+    ("x", "y"),
+)
+#: Sample id columns tried when a table names none (long tables repeat the id on every date).
+ID_NAMES = ("sample_id", "field_id", "id")
+
 
 def read_labels(
     path: str | Path,
     label_column: str,
     taxonomy: Taxonomy,
-    crs: CRS,
+    crs: Any,
     id_column: str | None = None,
+    *,
+    layer: str | None = None,
+    x_column: str | None = None,
+    y_column: str | None = None,
+    labels_crs: Any = "EPSG:4326",
 ) -> gpd.GeoDataFrame:
     """Fields with columns ``field_id``, ``label`` (local name), ``code`` (shared), ``geometry``.
 
-    Geometries are reprojected to ``crs`` and invalid ones repaired. Labels the taxonomy does not
-    know are dropped with a warning that lists them; a file left with no usable field is an error.
+    ``crs`` is the raster's (anything pyproj reads: a rasterio CRS, EPSG code or custom WKT).
+    ``layer`` picks a layer of a multi-layer file. Tables (CSV, or Parquet without geometry)
+    give points from ``x_column``/``y_column`` (found by name when not given) in ``labels_crs``;
+    a long table with several rows per id gives one point per id. Invalid geometries are
+    repaired (polygons stay polygons), empty ones and labels the taxonomy does not know are
+    dropped. ``attrs["label_report"]`` counts it all: ``rows`` read, ``duplicate_ids`` (ids of a
+    long table folded to one row), ``features`` after that, ``empty_dropped``, ``repaired``,
+    ``collapsed_dropped`` (nothing left after repair), ``unknown_labels`` ({name: count}),
+    ``kept``, ``points`` (of the kept), and the ``id_column`` used.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "label file not found")
-    try:
-        gdf = gpd.read_file(path)
-    except (DataSourceError, ValueError) as exc:
-        raise InputError(path, f"cannot read label file ({str(exc).splitlines()[0]})") from None
-    if len(gdf) == 0:
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(path, "label file is empty")
+    frame = _read_frame(path, layer)
+    if len(frame) == 0:
         raise InputError(path, "label file has no features")
-    if label_column not in gdf.columns:
-        cols = ", ".join(c for c in gdf.columns if c != "geometry")
-        raise InputError(path, f"label column {label_column!r} not found (columns: {cols})")
-    if id_column is not None and id_column not in gdf.columns:
-        raise InputError(path, f"id column {id_column!r} not found")
-    if gdf.crs is None:
-        raise InputError(path, "label file has no CRS")
-    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty].to_crs(crs)
-    invalid = ~gdf.geometry.is_valid
-    if invalid.any():
-        log.warning("%s: repaired %d invalid geometries", path, int(invalid.sum()))
-        gdf.loc[invalid, "geometry"] = gdf.geometry[invalid].make_valid()
-    ids = gdf[id_column].to_numpy() if id_column else np.arange(1, len(gdf) + 1)
-    labels = gdf[label_column].astype(str).to_numpy()
-    codes = np.array([(c.code if (c := taxonomy.resolve(x)) else 0) for x in labels], np.int16)
-    unknown = sorted(set(labels[codes == 0]))
-    if unknown:
-        log.warning("%s: labels not in the taxonomy, dropped: %s", path, ", ".join(unknown))
+    _require(path, frame, label_column, "label")
+    report: dict[str, Any] = {"rows": len(frame), "duplicate_ids": 0}
+    table = not isinstance(frame, gpd.GeoDataFrame)
+    if table:
+        id_column = id_column or next((c for c in ID_NAMES if c in frame.columns), None)
+    if id_column is not None:
+        _require(path, frame, id_column, "id")
+    if not table and frame.crs is None:
+        raise InputError(path, "label file has no CRS; assign one (e.g. ogr2ogr -a_srs)")
+    if table:
+        xc, yc = _coord_columns(path, frame, x_column, y_column)
+        if id_column is not None:
+            same = [label_column, xc, yc]
+            frame, report["duplicate_ids"] = _one_row_per_id(path, frame, id_column, same)
+        frame = _points(path, frame, xc, yc, labels_crs)
+    ids = _field_ids(path, frame, id_column)
+    labels = frame[label_column].fillna("").astype(str).str.strip().to_numpy()
+    lookup = {n: (c.code if (c := taxonomy.resolve(n)) else 0) for n in set(labels)}
+    codes = np.array([lookup[n] for n in labels], np.int16)
     out = gpd.GeoDataFrame(
-        {"field_id": ids, "label": labels, "code": codes}, geometry=gdf.geometry.values, crs=crs
-    )
+        {"field_id": ids, "label": labels, "code": codes}, geometry=frame.geometry.values
+    ).set_crs(frame.crs)
+    out = _clean_geometries(path, out, report)
+    report["unknown_labels"] = dict(Counter(out.label[out.code == 0]).most_common())
+    if unknown := _names(report["unknown_labels"]):
+        log.warning("%s: labels not in the taxonomy, dropped: %s", path, unknown)
     out = out[out.code > 0].reset_index(drop=True)
     if len(out) == 0:
-        raise InputError(path, f"no field has a label the taxonomy knows (column {label_column!r})")
-    if out.field_id.duplicated().any():
-        raise InputError(path, f"id column {id_column!r} has duplicate values")
+        problem = f"no label in column {label_column!r} is known to the taxonomy {taxonomy.name!r}"
+        raise InputError(path, f"{problem} (labels: {unknown})")
+    out = out.to_crs(crs)
+    if not np.isfinite(out.geometry.bounds.to_numpy()).all():
+        raise InputError(path, "some geometries cannot be reprojected to the raster's CRS")
+    report.update(
+        kept=len(out),
+        points=int(out.geom_type.isin(["Point", "MultiPoint"]).sum()),
+        id_column=id_column,
+    )
+    out.attrs["label_report"] = report
     return out
+
+
+def _read_frame(path: Path, layer: str | None) -> pd.DataFrame:
+    """The file's rows: a GeoDataFrame for vector files, a plain DataFrame for tables."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TABLE_SUFFIXES:
+            with path.open(encoding="utf-8", errors="replace") as f:
+                head = f.readline()
+            return pd.read_csv(path, sep=max((",", ";", "\t"), key=head.count))
+        if suffix in PARQUET_SUFFIXES:
+            try:
+                return gpd.read_parquet(path)
+            except ValueError as exc:  # a plain Parquet table: points from its coordinates
+                if "geo metadata" not in str(exc):
+                    raise
+                return pd.read_parquet(path)
+        names = [str(n) for n in pyogrio.list_layers(path)[:, 0]]
+        if (layer is None and len(names) > 1) or (layer is not None and layer not in names):
+            which = "several layers, choose one" if layer is None else f"no layer {layer!r}"
+            raise InputError(path, f"label file has {which} (layers: {', '.join(names)})")
+        return gpd.read_file(path, layer=layer)
+    except (RuntimeError, ValueError, OSError) as exc:  # pyogrio, pandas and pyarrow errors
+        first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        raise InputError(path, f"cannot read label file ({first})") from None
+
+
+def _field_ids(path: Path, frame: pd.DataFrame, id_column: str | None) -> np.ndarray:
+    """The id column's values, checked to be present and unique; else 1, 2, 3… in file order."""
+    if id_column is None:
+        return np.arange(1, len(frame) + 1)
+    ids = frame[id_column]
+    if ids.isna().any():
+        raise InputError(path, f"id column {id_column!r} has empty values")
+    if ids.duplicated().any():
+        dup = _names(ids[ids.duplicated()].unique())
+        raise InputError(path, f"id column {id_column!r} has duplicate values: {dup}")
+    return ids.to_numpy()
+
+
+def _coord_columns(
+    path: Path, frame: pd.DataFrame, x_column: str | None, y_column: str | None
+) -> tuple[str, str]:
+    """The table's x and y columns: the ones named, else the first known pair present."""
+    if x_column or y_column:
+        for name, what in ((x_column, "x"), (y_column, "y")):
+            if name is None:
+                raise InputError(path, f"{what}_column not given; name both coordinate columns")
+            _require(path, frame, name, what)
+        return str(x_column), str(y_column)
+    lower = {str(c).casefold(): str(c) for c in frame.columns}
+    for x, y in COORD_PAIRS:
+        if x in lower and y in lower:
+            return lower[x], lower[y]
+    tried = ", ".join(f"{x}/{y}" for x, y in COORD_PAIRS)
+    raise InputError(path, f"no coordinate columns ({tried}) in {_columns(frame)}; name them")
+
+
+def _one_row_per_id(
+    path: Path, frame: pd.DataFrame, id_column: str, same: list[str]
+) -> tuple[pd.DataFrame, int]:
+    """Collapse a long table (one row per id and date) to its first row per id.
+
+    Rows of one id must agree on label and coordinates; ids that do not are real duplicates.
+    """
+    counts = frame[id_column].value_counts()
+    repeated = int((counts > 1).sum())
+    if repeated == 0:
+        return frame, 0
+    varying = frame.groupby(id_column, sort=False)[same].nunique(dropna=False)
+    bad = varying.index[(varying > 1).any(axis=1)]
+    if len(bad):
+        problem = f"id column {id_column!r} has duplicate values with different label or place"
+        raise InputError(path, f"{problem}: {_names(bad)}")
+    log.info("%s: long table, %d rows for %d ids; one point per id", path, len(frame), len(counts))
+    return frame.drop_duplicates(id_column, keep="first"), repeated
+
+
+def _points(path: Path, frame: pd.DataFrame, xc: str, yc: str, labels_crs: Any) -> gpd.GeoDataFrame:
+    """Points from coordinate columns; rows without coordinates get no geometry."""
+    try:
+        crs = ProjCRS.from_user_input(labels_crs)
+    except CRSError:
+        raise InputError(path, f"labels_crs {labels_crs!r} is not a CRS") from None
+    x = pd.to_numeric(frame[xc], errors="coerce")
+    y = pd.to_numeric(frame[yc], errors="coerce")
+    if crs.is_geographic and ((x.abs() > 180) | (y.abs() > 90)).any():
+        problem = f"coordinates in {xc!r}/{yc!r} are not longitude/latitude"
+        raise InputError(path, f"{problem}; set labels_crs to their CRS")
+    geometry = gpd.points_from_xy(x, y)
+    geometry[(x.isna() | y.isna()).to_numpy()] = None
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs=crs)
+
+
+def _clean_geometries(path: Path, gdf: gpd.GeoDataFrame, report: dict) -> gpd.GeoDataFrame:
+    """Drop null/empty geometries, repair invalid ones; counts go into ``report``.
+
+    ``structure`` repair keeps a polygon polygonal (a bow-tie becomes two triangles) and drops
+    parts that collapse to lines or points; a feature left with nothing is dropped.
+    """
+    empty = gdf.geometry.isna() | gdf.geometry.is_empty
+    gdf = gdf[~empty].copy()
+    invalid = ~gdf.geometry.is_valid.to_numpy()
+    if invalid.any():
+        fixed = shapely.make_valid(
+            gdf.geometry.values[invalid], method="structure", keep_collapsed=False
+        )
+        gdf.loc[invalid, "geometry"] = fixed
+        log.warning("%s: repaired %d invalid geometries", path, int(invalid.sum()))
+    collapsed = gdf.geometry.is_empty
+    gdf = gdf[~collapsed]
+    report.update(
+        features=len(empty),
+        empty_dropped=int(empty.sum()),
+        repaired=int(invalid.sum()),
+        collapsed_dropped=int(collapsed.sum()),
+    )
+    if len(gdf) == 0:
+        raise InputError(path, "no feature in the label file has a geometry")
+    return gdf
+
+
+def _require(path: Path, frame: pd.DataFrame, column: str, what: str) -> None:
+    if column not in frame.columns:
+        raise InputError(path, f"{what} column {column!r} not found (columns: {_columns(frame)})")
+
+
+def _columns(frame: pd.DataFrame) -> str:
+    return _names([str(c) for c in frame.columns if c != "geometry"], limit=40)
+
+
+def _names(values: Any, limit: int = 10) -> str:
+    """Up to ``limit`` names, quoted, then how many more there are."""
+    values = list(values)
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")

@@ -13,6 +13,8 @@ time, and standardise per band.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -22,9 +24,11 @@ SCL_INVALID: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 
 
 class TemporalGrid(BaseModel):
-    """A regular day-of-year grid: composites every ``step`` days from ``start_doy`` to ``end_doy``.
+    """A regular grid over one growing season: a composite every ``step`` days from day of year
+    ``start_doy`` to ``end_doy``. A season may cross New Year (``end_doy < start_doy``, e.g. a
+    Mato Grosso soy season from September to August).
 
-    Day of year, not calendar date, is the shared time axis so that regions (and years) with
+    Day of year, not calendar date, is the shared time axis, so that regions (and years) with
     different acquisition calendars line up.
     """
 
@@ -32,11 +36,37 @@ class TemporalGrid(BaseModel):
     end_doy: int = Field(300, ge=1, le=366)
     step: int = Field(10, ge=1, le=120)
 
+    @property
+    def length(self) -> int:
+        """Days from the first to the last grid step."""
+        return (self.end_doy - self.start_doy) % 365
+
+    def offsets(self) -> np.ndarray:
+        """Days since the season start of each grid step."""
+        return np.arange(0, self.length + 1, self.step, dtype=np.int32)
+
     def doys(self) -> np.ndarray:
-        return np.arange(self.start_doy, self.end_doy + 1, self.step, dtype=np.int32)
+        """Day of year of each grid step."""
+        return ((self.start_doy - 1 + self.offsets()) % 365 + 1).astype(np.int32)
+
+    def position(self, doys: np.ndarray) -> np.ndarray:
+        """Signed days since the season start; days shortly before the start come out negative."""
+        days = (np.asarray(doys) - self.start_doy) % 365
+        gap = 365 - self.length  # the off-season, split between the season's two ends
+        return np.where(days > self.length + gap / 2, days - 365, days)
+
+    def in_season(self, doys: np.ndarray) -> np.ndarray:
+        """Acquisitions that fall into some grid step's compositing window."""
+        pos = self.position(doys)
+        return (pos >= -self.step / 2) & (pos <= self.length + self.step / 2)
+
+    def season_start(self, first: date) -> date:
+        """The calendar date of the season start for an in-season acquisition on ``first``."""
+        pos = int(self.position(np.array([first.timetuple().tm_yday]))[0])
+        return first - timedelta(days=pos)
 
     def __len__(self) -> int:
-        return len(self.doys())
+        return len(self.offsets())
 
 
 class Preparation(BaseModel):
@@ -46,6 +76,9 @@ class Preparation(BaseModel):
     quality_band: str | None = "SCL"
     invalid_classes: list[int] = Field(default_factory=lambda: list(SCL_INVALID))
     grid: TemporalGrid = Field(default_factory=TemporalGrid)
+    valid_range: tuple[float, float] | None = Field(
+        None, description="pixels with a (scaled) band value outside this range are masked"
+    )
     min_valid_fraction: float = Field(
         0.2, ge=0, le=1, description="least share of in-season acquisitions that must be valid"
     )
@@ -58,11 +91,13 @@ def mask_invalid(
     nodata: float | None,
     quality: np.ndarray | None,
     invalid_classes: list[int] | tuple[int, ...],
+    valid_range: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Digital numbers ``values`` (band, ...) → float32 reflectance with NaN where unusable.
 
     ``scale``/``offset`` are per band (reflectance = DN × scale + offset, the GDAL convention);
-    ``quality`` is the scene classification with the same trailing shape.
+    ``quality`` is the scene classification with the same trailing shape; ``valid_range`` masks
+    pixels whose reflectance (or index) leaves the physically possible range in any band.
     """
     shape = (-1,) + (1,) * (values.ndim - 1)
     bad = np.zeros(values.shape[1:], dtype=bool)
@@ -72,6 +107,10 @@ def mask_invalid(
         bad |= np.isin(quality, np.asarray(invalid_classes))
     out = values.astype(np.float32) * scale.reshape(shape).astype(np.float32)
     out += offset.reshape(shape).astype(np.float32)
+    if valid_range is not None:
+        with np.errstate(invalid="ignore"):
+            bad |= np.any((out < valid_range[0]) | (out > valid_range[1]), axis=0)
+    bad |= np.isnan(out).any(axis=0)
     out[:, bad] = np.nan
     return out
 
@@ -82,11 +121,10 @@ def composite(values: np.ndarray, doys: np.ndarray, grid: TemporalGrid) -> np.nd
     ``values`` is (time, band, sample) with NaN for masked observations; returns
     (grid step, band, sample), NaN where a step had no valid observation.
     """
-    centres = grid.doys()
+    centres = grid.offsets()
     half = grid.step / 2.0
-    in_step = (np.abs(doys[None, :] - centres[:, None]) < half) | (
-        doys[None, :] - centres[:, None] == -half
-    )
+    delta = grid.position(doys)[None, :] - centres[:, None]
+    in_step = (np.abs(delta) < half) | (delta == -half)
     valid = ~np.isnan(values)
     filled = np.where(valid, values, 0.0).astype(np.float32)
     weights = in_step.astype(np.float32)
@@ -128,7 +166,7 @@ def regularise(
     """
     doys = np.asarray(doys)
     grid = prep.grid
-    season = (doys >= grid.start_doy - grid.step / 2) & (doys <= grid.end_doy + grid.step / 2)
+    season = grid.in_season(doys)
     values = values[season]
     valid_obs = ~np.isnan(values).any(axis=1)
     fraction = valid_obs.mean(axis=0) if len(values) else np.zeros(values.shape[2:], np.float32)

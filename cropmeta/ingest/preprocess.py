@@ -1,14 +1,16 @@
-"""Preprocess a region: per-date tiles + labelled fields → a region dataset of field series."""
+"""Preprocess a region: per-date tiles + labelled fields → a region dataset of time series."""
 
 from __future__ import annotations
 
 import json
 import platform
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
+from typing import Literal
 
+import geopandas as gpd
 import numpy as np
 import rasterio.features
 import xarray as xr
@@ -16,43 +18,22 @@ import xarray as xr
 import cropmeta
 from cropmeta.catalog import Taxonomy, load_taxonomy
 from cropmeta.errors import InputError
+from cropmeta.ingest.aggregate import Statistic, field_statistics, pixel_values, sample_pixels
 from cropmeta.ingest.dataset import save_region
 from cropmeta.ingest.labels import read_labels
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
-from cropmeta.ingest.tiles import TileStack, open_tiles
+from cropmeta.ingest.tiles import open_tiles
 
 Progress = Callable[[int, int], None]
+Sampling = Literal["field", "pixels"]
 
 
-def _field_means(
-    stack: TileStack,
-    ids: np.ndarray,
-    n_fields: int,
-    prep: Preparation,
-    min_share: float,
-    progress: Progress | None,
-) -> np.ndarray:
-    """Mean reflectance of each field's valid pixels per date → (time, band, field), NaN if few."""
-    n_bands = len(prep.bands)
-    pixels = np.bincount(ids.ravel(), minlength=n_fields + 1)[1:]
-    out = np.full((len(stack.dates), n_bands, n_fields), np.nan, np.float32)
-    for t in range(len(stack.dates)):
-        sums = np.zeros((n_bands, n_fields + 1))
-        counts = np.zeros(n_fields + 1)
-        for win in stack.windows():
-            vals = stack.read(t, prep, win)
-            block = ids[win.row_off : win.row_off + win.height]
-            ok = (block > 0) & ~np.isnan(vals).any(axis=0)
-            fid = block[ok]
-            counts += np.bincount(fid, minlength=n_fields + 1)
-            for b in range(n_bands):
-                sums[b] += np.bincount(fid, weights=vals[b][ok], minlength=n_fields + 1)
-        enough = counts[1:] >= np.maximum(1, min_share * pixels)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[t][:, enough] = (sums[:, 1:] / counts[1:])[:, enough]
-        if progress:
-            progress(t + 1, len(stack.dates))
-    return out
+def burn_fields(fields: gpd.GeoDataFrame, stack) -> np.ndarray:
+    """Field numbers 1..n on the tiles' grid (0 = no field); points burn the pixel they fall in."""
+    shapes = ((geom, i + 1) for i, geom in enumerate(fields.geometry))
+    return rasterio.features.rasterize(
+        shapes, out_shape=(stack.height, stack.width), transform=stack.transform, dtype="int32"
+    )
 
 
 def preprocess_region(
@@ -66,17 +47,32 @@ def preprocess_region(
     taxonomy: Taxonomy | None = None,
     grid: TemporalGrid | None = None,
     bands: list[str] | None = None,
+    statistic: Statistic = "mean",
+    sampling: Sampling = "field",
+    pixels_per_field: int = 10,
+    buffer: float = 0.0,
     min_pixels: int = 4,
     invalid_classes: list[int] | None = None,
+    layer: str | None = None,
+    x_column: str | None = None,
+    y_column: str | None = None,
+    labels_crs: str = "EPSG:4326",
+    seed: int = 0,
     progress: Progress | None = None,
 ) -> xr.Dataset:
     """Turn a folder of per-date tiles and a label file into a region dataset (saved if ``out``).
 
     Pixels flagged by the scene classification (``invalid_classes``, by default clouds, shadows,
-    snow, saturated and no data) are masked before each field's mean is taken; the per-date
-    means are then regularised onto the day-of-year grid (see :mod:`cropmeta.ingest.prepare`).
-    Fields too small, outside the tiles, or with too few valid observations are dropped and
-    counted in the dataset's ``summary`` attribute.
+    snow, saturated and no data) are masked first. Then either every field becomes one sample
+    (``sampling="field"``: the ``statistic`` of its valid pixels per date, after shrinking the
+    polygon by ``buffer`` metres against mixed edge pixels), or up to ``pixels_per_field`` random
+    pixels of each field become samples (``"pixels"``; points are always single pixels). Series
+    are regularised onto the day-of-year grid (see :mod:`cropmeta.ingest.prepare`). Polygons with
+    fewer than ``min_pixels`` pixels, fields outside the tiles and series with too few valid
+    observations are dropped and counted in the dataset's ``summary`` attribute.
+
+    ``layer``, ``x_column``/``y_column`` and ``labels_crs`` describe the label file when it is a
+    multi-layer GeoPackage or a CSV of points (see :func:`cropmeta.ingest.labels.read_labels`).
     """
     stack = open_tiles(tiles)
     taxonomy = taxonomy or load_taxonomy()
@@ -87,29 +83,70 @@ def preprocess_region(
     prep = Preparation(bands=bands, quality_band=quality, grid=grid or TemporalGrid())
     if invalid_classes is not None:
         prep.invalid_classes = list(invalid_classes)
-    fields = read_labels(labels, label_column, taxonomy, stack.crs, id_column)
-
-    shapes = ((geom, i + 1) for i, geom in enumerate(fields.geometry))
-    ids = rasterio.features.rasterize(
-        shapes, out_shape=(stack.height, stack.width), transform=stack.transform, dtype="int32"
+    fields = read_labels(
+        labels,
+        label_column,
+        taxonomy,
+        stack.crs,
+        id_column,
+        layer=layer,
+        x_column=x_column,
+        y_column=y_column,
+        labels_crs=labels_crs,
     )
+    label_report = dict(fields.attrs.get("label_report", {}))
+    polygonal = fields.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
+    if buffer > 0:
+        shrunk = fields.geometry.buffer(-buffer)
+        fields.loc[polygonal, "geometry"] = shrunk[polygonal]
+        fields = fields[~fields.geometry.is_empty].reset_index(drop=True)
+        polygonal = fields.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
+
+    ids = burn_fields(fields, stack)
     pixels = np.bincount(ids.ravel(), minlength=len(fields) + 1)[1:]
     if not pixels.any():
         raise InputError(labels, "no labelled field overlaps the tiles")
-    obs = _field_means(stack, ids, len(fields), prep, 0.3, progress)
+    large_enough = (pixels >= min_pixels) | (~polygonal & (pixels > 0))
+    ids[~np.concatenate([[True], large_enough])[ids]] = 0
+
+    if sampling == "pixels":
+        rows, cols, number = sample_pixels(ids, pixels_per_field, np.random.default_rng(seed))
+        obs = pixel_values(stack, rows, cols, prep, progress)
+        index = number - 1
+        xs, ys = rasterio.transform.xy(stack.transform, rows, cols)
+        centres = np.column_stack([xs, ys]) if len(rows) else np.zeros((0, 2))
+        n_pixels = np.ones(len(rows), np.int32)
+    else:
+        obs = field_statistics(stack, ids, len(fields), prep, statistic, 0.3, progress)
+        index = np.arange(len(fields))
+        c = fields.geometry.centroid
+        centres = np.column_stack([c.x.to_numpy(), c.y.to_numpy()])
+        n_pixels = pixels
     series, fraction = regularise(obs, stack.doys, prep)
-    keep = (pixels >= min_pixels) & ~np.isnan(series).any(axis=(0, 1))
-    if not keep.any():
+    usable = ~np.isnan(series).any(axis=(0, 1)) & large_enough[index]
+    if not usable.any():
         raise InputError(tiles, "every field's series is masked (clouds or nodata throughout)")
 
+    field_ok = np.zeros(len(fields), bool)
+    field_ok[index[usable]] = True
     summary = {
-        "fields_in_file": len(fields),
-        "kept": int(keep.sum()),
+        "labels": label_report,
+        "fields_used": int(field_ok.sum()),
+        "samples": int(usable.sum()),
         "outside_tiles": int((pixels == 0).sum()),
-        "too_small": int(((pixels > 0) & (pixels < min_pixels)).sum()),
-        "too_few_valid_observations": int(((pixels >= min_pixels) & ~keep).sum()),
+        "too_small": int(((pixels > 0) & ~large_enough).sum()),
+        "too_few_valid_observations": int((large_enough & (pixels > 0) & ~field_ok).sum()),
     }
-    ds = _to_dataset(stack, fields[keep], series[:, :, keep], fraction[keep], pixels[keep], prep)
+    keep = index[usable]
+    ds = _to_dataset(
+        stack,
+        fields.iloc[keep],
+        series[:, :, usable],
+        fraction[usable],
+        n_pixels[usable],
+        centres[usable],
+        prep,
+    )
     codes = sorted(set(ds["code"].values.tolist()))
     ds.attrs.update(
         region=region or Path(tiles).resolve().parent.name,
@@ -121,19 +158,19 @@ def preprocess_region(
         ),
         summary=json.dumps(summary),
         provenance=json.dumps(
-            {
-                "tiles": str(Path(tiles).resolve()),
-                "labels": str(Path(labels).resolve()),
-                "label_column": label_column,
-                "id_column": id_column,
-                "taxonomy": taxonomy.name,
-                "min_pixels": min_pixels,
-                "versions": {
-                    "cropmeta": cropmeta.__version__,
-                    "python": platform.python_version(),
-                    **{m: version(m) for m in ("numpy", "rasterio", "geopandas", "xarray", "zarr")},
-                },
-            }
+            _provenance(
+                tiles=str(Path(tiles).resolve()),
+                labels=str(Path(labels).resolve()),
+                label_column=label_column,
+                id_column=id_column,
+                taxonomy=taxonomy.name,
+                statistic=statistic,
+                sampling=sampling,
+                pixels_per_field=pixels_per_field,
+                buffer=buffer,
+                min_pixels=min_pixels,
+                seed=seed,
+            )
         ),
     )
     if out is not None:
@@ -141,11 +178,23 @@ def preprocess_region(
     return ds
 
 
-def _to_dataset(stack, fields, series, fraction, pixels, prep: Preparation) -> xr.Dataset:
-    year = stack.dates[len(stack.dates) // 2].year
-    doys = prep.grid.doys()
-    times = [np.datetime64(date(year, 1, 1) + timedelta(days=int(d) - 1)) for d in doys]
-    centroids = fields.geometry.centroid
+def _provenance(**parameters) -> dict:
+    libraries = ("numpy", "rasterio", "geopandas", "xarray", "zarr")
+    return {
+        **parameters,
+        "versions": {
+            "cropmeta": cropmeta.__version__,
+            "python": platform.python_version(),
+            **{m: version(m) for m in libraries},
+        },
+    }
+
+
+def _to_dataset(stack, fields, series, fraction, n_pixels, centres, prep) -> xr.Dataset:
+    grid = prep.grid
+    in_season = [d for d in stack.dates if grid.in_season(np.array([d.timetuple().tm_yday]))[0]]
+    start = grid.season_start((in_season or stack.dates)[0])
+    times = [np.datetime64(start + timedelta(days=int(o))) for o in grid.offsets()]
     return xr.Dataset(
         {
             "x": (("sample", "time", "band"), np.transpose(series, (2, 0, 1))),
@@ -153,13 +202,13 @@ def _to_dataset(stack, fields, series, fraction, pixels, prep: Preparation) -> x
             "label": ("sample", fields["label"].to_numpy().astype(str)),
             "field_id": ("sample", fields["field_id"].to_numpy().astype(np.int64)),
             "valid_fraction": ("sample", fraction),
-            "n_pixels": ("sample", pixels.astype(np.int32)),
-            "cx": ("sample", centroids.x.to_numpy()),
-            "cy": ("sample", centroids.y.to_numpy()),
+            "n_pixels": ("sample", n_pixels.astype(np.int32)),
+            "cx": ("sample", centres[:, 0]),
+            "cy": ("sample", centres[:, 1]),
         },
         coords={
             "time": np.array(times, dtype="datetime64[ns]"),
-            "doy": ("time", doys),
+            "doy": ("time", grid.doys()),
             "band": prep.bands,
         },
         attrs={
@@ -178,13 +227,19 @@ def preprocess_catalog_region(
 
     cat = load_catalog(catalog)
     entry = cat.region(region)
+    if entry.labels is None or entry.label_column is None:
+        raise InputError(catalog, f"region {region!r} has no labels/label_column")
     return preprocess_region(
-        cat.path(entry.tiles),
+        cat.path(entry.raster_spec().path),
         cat.path(entry.labels),
         entry.label_column,
         out,
         id_column=entry.id_column,
         region=entry.name,
         taxonomy=cat.load_taxonomy(),
+        layer=entry.labels_layer,
+        x_column=entry.x_column,
+        y_column=entry.y_column,
+        labels_crs=entry.labels_crs,
         **kwargs,
     )

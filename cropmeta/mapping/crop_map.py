@@ -49,7 +49,7 @@ def map_region(
         stack.band_index(band)
     g = prep.grid
     doys = stack.doys
-    if not ((doys >= g.start_doy - g.step / 2) & (doys <= g.end_doy + g.step / 2)).any():
+    if not g.in_season(doys).any():
         raise InputError(
             tiles, f"no acquisition inside the model's season (DOY {g.start_doy}–{g.end_doy})"
         )
