@@ -44,7 +44,8 @@ class Taxonomy(BaseModel):
         table: dict[str, CropClass] = {}
         for c in self.classes:
             for label in (c.name, *c.names.values()):
-                table[label.casefold()] = c
+                if not label.strip().replace(".", "").isdigit():  # numeric codes are per data set
+                    table[label.casefold()] = c
         return table
 
     def resolve(self, local_name: str) -> CropClass | None:
@@ -108,6 +109,9 @@ class TableSpec(BaseModel):
     step_days: int | None = Field(None, description="wide: days between values")
     scale: float = 1.0
     offset: float = 0.0
+    label_names: str | None = Field(
+        None, description="taxonomy name tag of this data set's labels (e.g. 'tiselac')"
+    )
 
 
 class RegionEntry(BaseModel):

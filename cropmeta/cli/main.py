@@ -19,6 +19,25 @@ app = typer.Typer(
 )
 StatisticChoice = Enum("StatisticChoice", {"mean": "mean", "median": "median"}, type=str)
 SamplingChoice = Enum("SamplingChoice", {"field": "field", "pixels": "pixels"}, type=str)
+Layout = Enum(
+    "Layout", {k: k for k in ("per-date", "band-date-pattern", "stac", "datacube")}, type=str
+)
+LayoutOpt = Annotated[Layout, typer.Option(help="How --tiles is organised.")]
+PatternOpt = Annotated[
+    str | None, typer.Option(help="band-date-pattern: regex with groups 'band' and 'date'.")
+]
+ScaleOpt = Annotated[float | None, typer.Option(help="Scale factor (overrides the files').")]
+OffsetOpt = Annotated[float | None, typer.Option(help="Offset (overrides the files').")]
+
+
+def raster_spec(tiles: Path, layout, pattern, scale, offset):
+    from cropmeta.catalog import RasterSpec
+
+    return RasterSpec(
+        path=str(tiles), layout=Layout(layout).value, pattern=pattern, scale=scale, offset=offset
+    )
+
+
 Seed = Annotated[int, typer.Option(help="Random seed: same inputs + seed → same outputs.")]
 
 
@@ -65,9 +84,13 @@ def preprocess(
         Path | None, typer.Option(help="Region catalog YAML (with --region).")
     ] = None,
     region: Annotated[str | None, typer.Option(help="Region name in the catalog.")] = None,
-    grid_start: Annotated[int, typer.Option(help="First day of year of the grid.")] = 60,
-    grid_end: Annotated[int, typer.Option(help="Last day of year of the grid.")] = 300,
-    grid_step: Annotated[int, typer.Option(help="Grid step in days.")] = 10,
+    grid_start: Annotated[
+        int | None, typer.Option(help="First day of year of the grid [catalog season or 60].")
+    ] = None,
+    grid_end: Annotated[
+        int | None, typer.Option(help="Last day of year of the grid [catalog season or 300].")
+    ] = None,
+    grid_step: Annotated[int | None, typer.Option(help="Grid step in days [10].")] = None,
     statistic: Annotated[StatisticChoice, typer.Option(help="Per-field statistic.")] = "mean",
     sampling: Annotated[
         SamplingChoice, typer.Option(help="One sample per field, or random pixels of each field.")
@@ -79,13 +102,20 @@ def preprocess(
     x_column: Annotated[str | None, typer.Option(help="CSV points: x/longitude column.")] = None,
     y_column: Annotated[str | None, typer.Option(help="CSV points: y/latitude column.")] = None,
     labels_crs: Annotated[str, typer.Option(help="CRS of CSV point coordinates.")] = "EPSG:4326",
+    layout: LayoutOpt = "per-date",
+    pattern: PatternOpt = None,
+    scale: ScaleOpt = None,
+    offset: OffsetOpt = None,
     seed: Seed = 0,
 ) -> None:
-    """Tiles + labelled fields → a region dataset of per-field time series (Zarr)."""
+    """Tiles + labelled fields (or a catalog region, rasters or a pre-extracted table) → a
+    region dataset of time series (Zarr)."""
     from cropmeta.ingest.prepare import TemporalGrid
     from cropmeta.ingest.preprocess import preprocess_catalog_region, preprocess_region
 
-    grid = TemporalGrid(start_doy=grid_start, end_doy=grid_end, step=grid_step)
+    given = {"start_doy": grid_start, "end_doy": grid_end, "step": grid_step}
+    given = {k: v for k, v in given.items() if v is not None}
+    grid = TemporalGrid(**given) if given else None
     options = dict(
         grid=grid,
         statistic=statistic,
@@ -104,7 +134,7 @@ def preprocess(
             raise typer.BadParameter("give --tiles, --labels and --label-column, or --catalog")
         else:
             ds = preprocess_region(
-                tiles,
+                raster_spec(tiles, layout, pattern, scale, offset),
                 labels,
                 label_column,
                 out,
@@ -187,13 +217,18 @@ def map_(
     tiles: Annotated[Path, typer.Option(help="Folder of per-date GeoTIFFs to classify.")],
     out: Annotated[Path, typer.Option(help="GeoTIFF crop map to write.")],
     block: Annotated[int, typer.Option(help="Block size in pixels.")] = 256,
+    layout: LayoutOpt = "per-date",
+    pattern: PatternOpt = None,
+    scale: ScaleOpt = None,
+    offset: OffsetOpt = None,
     seed: Seed = 0,
 ) -> None:
     """Classify every pixel of a tile stack → a uint8 GeoTIFF crop map."""
     from cropmeta.mapping.crop_map import map_region
 
+    spec = raster_spec(tiles, layout, pattern, scale, offset)
     with progress_bar("map") as bar:
-        map_region(model, tiles, out, block=block, progress=bar)
+        map_region(model, spec, out, block=block, progress=bar)
     typer.echo(f"map written: {out}")
 
 

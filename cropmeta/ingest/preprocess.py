@@ -16,13 +16,13 @@ import rasterio.features
 import xarray as xr
 
 import cropmeta
-from cropmeta.catalog import Taxonomy, load_taxonomy
+from cropmeta.catalog import RasterSpec, Taxonomy, load_taxonomy
 from cropmeta.errors import InputError
 from cropmeta.ingest.aggregate import Statistic, field_statistics, pixel_values, sample_pixels
 from cropmeta.ingest.dataset import save_region
 from cropmeta.ingest.labels import read_labels
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
-from cropmeta.ingest.tiles import open_tiles
+from cropmeta.ingest.sources import open_raster
 
 Progress = Callable[[int, int], None]
 Sampling = Literal["field", "pixels"]
@@ -37,7 +37,7 @@ def burn_fields(fields: gpd.GeoDataFrame, stack) -> np.ndarray:
 
 
 def preprocess_region(
-    tiles: str | Path,
+    tiles: str | Path | RasterSpec,
     labels: str | Path,
     label_column: str,
     out: str | Path | None = None,
@@ -57,10 +57,14 @@ def preprocess_region(
     x_column: str | None = None,
     y_column: str | None = None,
     labels_crs: str = "EPSG:4326",
+    root: Path | None = None,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> xr.Dataset:
-    """Turn a folder of per-date tiles and a label file into a region dataset (saved if ``out``).
+    """Turn time-resolved rasters and a label file into a region dataset (saved if ``out``).
+
+    ``tiles`` is a folder of one multi-band GeoTIFF per date, or a :class:`RasterSpec` for the
+    other layouts (single-band files by pattern, STAC, datacube), relative to ``root``.
 
     Pixels flagged by the scene classification (``invalid_classes``, by default clouds, shadows,
     snow, saturated and no data) are masked first. Then either every field becomes one sample
@@ -74,7 +78,8 @@ def preprocess_region(
     ``layer``, ``x_column``/``y_column`` and ``labels_crs`` describe the label file when it is a
     multi-layer GeoPackage or a CSV of points (see :func:`cropmeta.ingest.labels.read_labels`).
     """
-    stack = open_tiles(tiles)
+    stack = open_raster(tiles, root)
+    tiles = Path(root or ".") / (tiles.path if isinstance(tiles, RasterSpec) else tiles)
     taxonomy = taxonomy or load_taxonomy()
     quality = "SCL" if "SCL" in stack.band_names else None
     bands = bands or [b for b in stack.band_names if b != quality]
@@ -222,24 +227,45 @@ def _to_dataset(stack, fields, series, fraction, n_pixels, centres, prep) -> xr.
 def preprocess_catalog_region(
     catalog: str | Path, region: str, out: str | Path | None = None, **kwargs
 ) -> xr.Dataset:
-    """Preprocess the region ``region`` as a catalog YAML describes it (paths, label column)."""
+    """Preprocess the region ``region`` as a catalog YAML describes it.
+
+    Raster regions go through :func:`preprocess_region` (``kwargs`` are its options), table
+    regions through :func:`cropmeta.ingest.tables.preprocess_table`. The temporal grid is
+    ``kwargs["grid"]`` when given, else the region's ``season``, else the default.
+    """
     from cropmeta.catalog import load_catalog
+    from cropmeta.ingest.tables import preprocess_table
 
     cat = load_catalog(catalog)
     entry = cat.region(region)
-    if entry.labels is None or entry.label_column is None:
-        raise InputError(catalog, f"region {region!r} has no labels/label_column")
+    grid = kwargs.pop("grid", None) or (TemporalGrid(**entry.season) if entry.season else None)
+    if entry.table is not None:
+        return preprocess_table(
+            entry.table,
+            out,
+            region=entry.name,
+            taxonomy=cat.load_taxonomy(),
+            grid=grid or TemporalGrid(),
+            root=cat.root,
+        )
+    if entry.raster_spec() is None or entry.labels is None or entry.label_column is None:
+        raise InputError(
+            catalog,
+            f"region {region!r} needs tiles (or raster), labels and label_column, or a table",
+        )
     return preprocess_region(
-        cat.path(entry.raster_spec().path),
+        entry.raster_spec(),
         cat.path(entry.labels),
         entry.label_column,
         out,
         id_column=entry.id_column,
         region=entry.name,
         taxonomy=cat.load_taxonomy(),
+        grid=grid,
         layer=entry.labels_layer,
         x_column=entry.x_column,
         y_column=entry.y_column,
         labels_crs=entry.labels_crs,
+        root=cat.root,
         **kwargs,
     )

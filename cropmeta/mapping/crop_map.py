@@ -17,9 +17,10 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError, atomic_output
 from cropmeta.ingest.prepare import regularise
-from cropmeta.ingest.tiles import open_tiles
+from cropmeta.ingest.sources import open_raster
 from cropmeta.models.bundle import load_bundle
 
 NODATA = 0
@@ -32,19 +33,23 @@ def _hex_to_rgba(colour: str) -> tuple[int, int, int, int]:
 
 def map_region(
     model_dir: str | Path,
-    tiles: str | Path,
+    tiles: str | Path | RasterSpec,
     out: str | Path,
     *,
     block: int = 256,
     batch: int = 16384,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Write a single-band uint8 crop map of ``tiles`` to ``out`` (GeoTIFF, CRS of the tiles)."""
+    """Write a single-band uint8 crop map of ``tiles`` to ``out`` (GeoTIFF, CRS of the tiles).
+
+    ``tiles`` is a per-date folder or a :class:`RasterSpec` of any layout preprocess reads.
+    """
     model, cfg = load_bundle(model_dir)
     if cfg.kind != "adapted":
         raise InputError(model_dir, "model is not adapted to a region; run `cropmeta adapt` first")
     prep = cfg.preparation
-    stack = open_tiles(tiles)
+    stack = open_raster(tiles)
+    tiles = tiles.path if isinstance(tiles, RasterSpec) else tiles
     for band in prep.bands + ([prep.quality_band] if prep.quality_band else []):
         stack.band_index(band)
     g = prep.grid

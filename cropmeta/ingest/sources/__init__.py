@@ -1,0 +1,59 @@
+"""Raster time-series sources: one :class:`RasterStack` whatever the on-disk layout.
+
+``open_source(spec, root)`` reads a catalog's :class:`~cropmeta.catalog.RasterSpec`:
+
+* ``per-date`` — a folder of one multi-band GeoTIFF per date (:mod:`.per_date`);
+* ``band-date-pattern`` — a folder of single-band files named by band and date (:mod:`.pattern`);
+* ``stac`` — a local STAC ItemCollection, Item, Catalog or Collection (:mod:`.stac`);
+* ``datacube`` — a netCDF file or Zarr store (:mod:`.datacube`).
+
+The spec's ``bands`` picks and orders bands (its ``quality_band`` is kept too), ``scale``,
+``offset`` and ``nodata`` replace the stored values, and ``valid_range`` masks pixels outside
+it on every read, on top of the preparation's own range.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cropmeta.catalog import RasterSpec
+from cropmeta.ingest.sources.base import RasterStack
+from cropmeta.ingest.sources.datacube import CubeStack, open_cube
+from cropmeta.ingest.sources.geotiff import BandFileStack
+from cropmeta.ingest.sources.pattern import open_band_files
+from cropmeta.ingest.sources.per_date import TileStack, open_per_date, open_tiles
+from cropmeta.ingest.sources.stac import open_stac
+
+__all__ = [
+    "BandFileStack",
+    "CubeStack",
+    "RasterStack",
+    "open_raster",
+    "TileStack",
+    "open_source",
+    "open_tiles",
+]
+
+_OPENERS = {
+    "per-date": open_per_date,
+    "band-date-pattern": open_band_files,
+    "stac": open_stac,
+    "datacube": open_cube,
+}
+
+
+def open_source(spec: RasterSpec, root: Path | None = None) -> RasterStack:
+    """Open the rasters ``spec`` describes; a relative ``spec.path`` is taken from ``root``.
+
+    Every problem with the input raises :class:`~cropmeta.errors.InputError` naming the file.
+    """
+    path = Path(spec.path).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = Path(root) / path
+    return _OPENERS[spec.layout](path, spec)
+
+
+def open_raster(tiles: str | Path | RasterSpec, root: Path | None = None) -> RasterStack:
+    """A per-date folder given as a path, or any layout given as a :class:`RasterSpec`."""
+    spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
+    return open_source(spec, root)

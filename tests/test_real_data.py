@@ -1,0 +1,70 @@
+"""The real data sets in ../shared/data through the CLI: catalog regions → datasets → models → map.
+
+Skipped with a reason when ../shared/data is absent (a user's fresh clone has no ../shared).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import rasterio
+import xarray as xr
+
+from cropmeta.catalog import CATALOG_DIR
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CATALOG = CATALOG_DIR / "shared-data.yaml"
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data absent: {SHARED}")
+
+
+def test_sinop_cube_with_points_preprocesses_with_its_custom_crs(cli, tmp_path):
+    out = tmp_path / "sinop.zarr"
+    res = cli("preprocess", "--catalog", CATALOG, "--region", "sinop", "--out", out)
+    assert res.exit_code == 0, res.output
+    ds = xr.open_zarr(out)
+    summary = json.loads(ds.attrs["summary"])
+    assert summary["samples"] == 12 and summary["outside_tiles"] == 6
+    with rasterio.open(next((SHARED / "sinop-modis-cube").glob("MODIS_Sinop_NDVI_*.tif"))) as src:
+        assert rasterio.crs.CRS.from_wkt(ds.attrs["crs"]) == src.crs
+        assert src.crs.to_epsg() is None
+    assert float(ds["x"].min()) > -0.2 and float(ds["x"].max()) <= 1.0  # ×10000 scaled away
+
+
+def test_table_regions_meta_train_and_adapt(cli, tmp_path):
+    """gee-tsda Europe 2011 (source) → South America 2011 (target) through the CLI."""
+    source, target = tmp_path / "eu.zarr", tmp_path / "sa.zarr"
+    for region, out in (("gee-europe-2011", source), ("gee-south-america-2011", target)):
+        res = cli("preprocess", "--catalog", CATALOG, "--region", region, "--out", out)
+        assert res.exit_code == 0, res.output
+    model = tmp_path / "m"
+    res = cli(
+        "meta-train",
+        "--regions",
+        source,
+        "--out",
+        model,
+        "--iterations",
+        "10",
+        "--ways",
+        "4",
+        "--shots",
+        "3",
+        "--queries",
+        "3",
+    )
+    assert res.exit_code == 0, res.output
+    res = cli(
+        "adapt",
+        "--model",
+        model,
+        "--region",
+        target,
+        "--shots",
+        "5",
+        "--out",
+        tmp_path / "a",
+        "--json",
+    )
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout)["metrics"]
+    assert set(metrics) == {"maml", "from_scratch", "random_forest"}
