@@ -68,3 +68,80 @@ def test_table_regions_meta_train_and_adapt(cli, tmp_path):
     assert res.exit_code == 0, res.output
     metrics = json.loads(res.stdout)["metrics"]
     assert set(metrics) == {"maml", "from_scratch", "random_forest"}
+
+
+SINOP_PATTERN = r"MODIS_Sinop_(?P<band>NDVI|EVI)_(?P<date>\d{4}-\d{2}-\d{2})\.tif"
+
+
+def test_mato_grosso_points_do_not_overlap_the_sinop_cube(cli, tmp_path):
+    """All 2,115 Mato Grosso points lie outside the 50 × 50 px cube: a clear one-line error."""
+    out = tmp_path / "x.zarr"
+    labels = SHARED / "mato-grosso-modis" / "samples_mt_9classes.csv"
+    res = cli(
+        "preprocess",
+        "--tiles",
+        SHARED / "sinop-modis-cube",
+        "--layout",
+        "band-date-pattern",
+        "--pattern",
+        SINOP_PATTERN,
+        "--scale",
+        "0.0001",
+        "--labels",
+        labels,
+        "--label-column",
+        "label",
+        "--out",
+        out,
+    )
+    assert res.exit_code == 2 and "no labelled field overlaps the tiles" in res.stderr
+    assert not out.exists()
+
+
+def test_mato_grosso_table_model_adapts_to_and_maps_the_sinop_cube(cli, tmp_path):
+    """Meta-train on the Mato Grosso table (NDVI, EVI), adapt to Sinop's 12 labelled points,
+    map the cube: the map keeps the cube's custom CRS and transform."""
+    mt, sinop = tmp_path / "mt.zarr", tmp_path / "sinop.zarr"
+    for region, out in (("mato-grosso-ndvi-evi", mt), ("sinop", sinop)):
+        res = cli("preprocess", "--catalog", CATALOG, "--region", region, "--out", out)
+        assert res.exit_code == 0, res.output
+    model, adapted = tmp_path / "m", tmp_path / "a"
+    res = cli(
+        "meta-train",
+        "--regions",
+        mt,
+        "--out",
+        model,
+        "--iterations",
+        "20",
+        "--ways",
+        "4",
+        "--shots",
+        "3",
+        "--queries",
+        "3",
+    )
+    assert res.exit_code == 0, res.output
+    res = cli("adapt", "--model", model, "--region", sinop, "--out", adapted)
+    assert res.exit_code == 0, res.output
+    crop_map = tmp_path / "sinop.tif"
+    res = cli(
+        "map",
+        "--model",
+        adapted,
+        "--tiles",
+        SHARED / "sinop-modis-cube",
+        "--layout",
+        "band-date-pattern",
+        "--pattern",
+        SINOP_PATTERN,
+        "--scale",
+        "0.0001",
+        "--out",
+        crop_map,
+    )
+    assert res.exit_code == 0, res.output
+    reference = SHARED / "sinop-modis-cube" / "MODIS_Sinop_NDVI_2014-01-01.tif"
+    with rasterio.open(crop_map) as m, rasterio.open(reference) as ref:
+        assert m.crs.to_wkt() == ref.crs.to_wkt() and m.transform == ref.transform
+        assert m.shape == ref.shape and (m.read(1) > 0).mean() > 0.9

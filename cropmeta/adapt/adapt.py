@@ -13,6 +13,7 @@ from cropmeta.adapt.baselines import from_scratch, random_forest
 from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import score
 from cropmeta.ingest.dataset import RegionArrays
+from cropmeta.ingest.prepare import incompatibility
 from cropmeta.learners.registry import build_learner
 from cropmeta.models.bundle import BundleConfig, ClassInfo, load_bundle, save_bundle
 from cropmeta.tasks.episodes import split_support_query
@@ -53,12 +54,8 @@ def adapt_region(
     if cfg.kind != "meta":
         raise InputError(model_dir, "this model is already adapted; give the meta-trained model")
     data = RegionArrays.load(region)
-    if data.preparation != cfg.preparation:
-        raise InputError(
-            region,
-            "prepared differently from the model's training data "
-            "(bands, grid or masking); preprocess it with the same settings",
-        )
+    if reason := incompatibility(data.preparation, cfg.preparation):
+        raise InputError(region, f"prepared differently from the model's training data: {reason}")
     rng = np.random.default_rng(seed)
     if shots is None:
         support, query, skipped = np.arange(len(data.codes)), np.array([], int), []

@@ -84,6 +84,19 @@ class Preparation(BaseModel):
     )
 
 
+def incompatibility(a: Preparation, b: Preparation) -> str | None:
+    """Why series prepared by ``a`` and ``b`` cannot meet in one model, or None if they can.
+
+    Bands (ignoring case) and the temporal grid must agree; how invalid pixels were found may
+    differ, since a table of field series has no SCL band while a Sentinel-2 tile has one.
+    """
+    if [x.casefold() for x in a.bands] != [x.casefold() for x in b.bands]:
+        return f"bands differ ({', '.join(a.bands)} vs {', '.join(b.bands)})"
+    if a.grid != b.grid:
+        return f"temporal grids differ ({a.grid} vs {b.grid})"
+    return None
+
+
 def mask_invalid(
     values: np.ndarray,
     scale: np.ndarray,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import RegionArrays
-from cropmeta.ingest.prepare import Normaliser
+from cropmeta.ingest.prepare import Normaliser, incompatibility
 from cropmeta.learners.registry import build_learner
 from cropmeta.models.bundle import BundleConfig, build_model, save_bundle
 from cropmeta.models.tempcnn import EncoderConfig
@@ -42,11 +42,11 @@ class MetaTrainConfig(BaseModel):
 
 
 def check_compatible(regions: list[RegionArrays], paths: list[Path]) -> None:
-    """All regions must be prepared alike (bands, grid, masking), or tasks would mix scales."""
+    """All regions must share bands and temporal grid, or tasks would mix unlike series."""
     ref = regions[0].preparation
     for region, path in zip(regions[1:], paths[1:], strict=True):
-        if region.preparation != ref:
-            raise InputError(path, f"prepared differently from {paths[0]} (bands, grid or masking)")
+        if reason := incompatibility(region.preparation, ref):
+            raise InputError(path, f"prepared differently from {paths[0]}: {reason}")
 
 
 def _split(codes: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:

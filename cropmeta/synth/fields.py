@@ -59,8 +59,9 @@ def _split_block(box: tuple, spec: RegionSpec, rng: np.random.Generator, size: f
             step = float(np.clip(area / (w - m), 1.2 * (w - m), 10 * (w - m))) + m
             step = length - x if length - (x + step) < 0.5 * step else step
             a, b, c, d = x + m / 2, x + step - m / 2, y + m / 2, y + w - m / 2
-            rects.append((u0 + a, v0 + c, u0 + b, v0 + d) if along_u else (u0 + c, v0 + a,
-                                                                             u0 + d, v0 + b))
+            rects.append(
+                (u0 + a, v0 + c, u0 + b, v0 + d) if along_u else (u0 + c, v0 + a, u0 + d, v0 + b)
+            )
             x += step
         y += w
     return rects
@@ -75,14 +76,21 @@ def _carve(box: tuple, rng: np.random.Generator) -> tuple[tuple, list[tuple]]:
     left, low = cu > (u0 + u1) / 2, cv > (v0 + v1) / 2
     corner = (u0 if left else cu, v0 if low else cv, cu if left else u1, cv if low else v1)
     gap = 2.0
-    rest = [(cu + gap, v0, u1, v1) if left else (u0, v0, cu - gap, v1),
-            (corner[0], cv + gap, corner[2], v1) if low else (corner[0], v0, corner[2], cv - gap)]
+    rest = [
+        (cu + gap, v0, u1, v1) if left else (u0, v0, cu - gap, v1),
+        (corner[0], cv + gap, corner[2], v1) if low else (corner[0], v0, corner[2], cv - gap),
+    ]
     return corner, [r for r in rest if r[2] - r[0] > 8 and r[3] - r[1] > 8]
 
 
 def layout(
-    spec: RegionSpec, height: int, width: int, transform: Affine, rng: np.random.Generator,
-    size: float = 1.0, road_scale: float = 1.0,
+    spec: RegionSpec,
+    height: int,
+    width: int,
+    transform: Affine,
+    rng: np.random.Generator,
+    size: float = 1.0,
+    road_scale: float = 1.0,
 ) -> Parcels:
     """Lay out roads, forest, villages, water and fields over a ``height`` × ``width`` tile.
 
@@ -105,8 +113,12 @@ def layout(
     p_forest, p_village, p_water = spec.landcover_p
     for i in range(len(us) - 1):
         for j in range(len(vs) - 1):
-            box = (us[i] + rw_u[i] / 2 + 1, vs[j] + rw_v[j] / 2 + 1,
-                   us[i + 1] - rw_u[i + 1] / 2 - 1, vs[j + 1] - rw_v[j + 1] / 2 - 1)
+            box = (
+                us[i] + rw_u[i] / 2 + 1,
+                vs[j] + rw_v[j] / 2 + 1,
+                us[i + 1] - rw_u[i + 1] / 2 - 1,
+                vs[j + 1] - rw_v[j + 1] / 2 - 1,
+            )
             draw = rng.random()
             farm = [box]
             if draw < p_forest + p_village + p_water:
@@ -131,11 +143,16 @@ def layout(
 
     def to_map(xy: np.ndarray) -> np.ndarray:
         colrow = xy @ rot + [width / 2, height / 2]
-        return np.column_stack([transform.c + transform.a * colrow[:, 0],
-                                transform.f + transform.e * colrow[:, 1]])
+        return np.column_stack(
+            [transform.c + transform.a * colrow[:, 0], transform.f + transform.e * colrow[:, 1]]
+        )
 
-    tile = shapely.box(transform.c, transform.f + transform.e * height,
-                       transform.c + transform.a * width, transform.f)
+    tile = shapely.box(
+        transform.c,
+        transform.f + transform.e * height,
+        transform.c + transform.a * width,
+        transform.f,
+    )
     geoms = shapely.intersection(shapely.transform(geoms, to_map), tile)
     keep = (shapely.get_type_id(geoms) == 3) & (shapely.area(geoms) > 0)
     return Parcels(geoms[keep], kind[keep])
@@ -145,8 +162,7 @@ def rasterize_parcels(parcels: Parcels, height: int, width: int, transform: Affi
     """Raster of parcel index + 1 (0 = verge/margin); fields are burnt last so they win."""
     order = np.argsort(-parcels.kind, kind="stable")
     shapes = ((parcels.geoms[i], int(i) + 1) for i in order)
-    return rasterize(shapes, out_shape=(height, width), transform=transform, fill=0,
-                     dtype="int32")
+    return rasterize(shapes, out_shape=(height, width), transform=transform, fill=0, dtype="int32")
 
 
 def assign_classes(
@@ -169,8 +185,12 @@ def assign_classes(
 def write_fields(path: Path, spec: RegionSpec, geoms: np.ndarray, labels: list[str]) -> None:
     """Write labelled fields as layer "fields": field_id, local label column, area_ha, geometry."""
     frame = gpd.GeoDataFrame(
-        {"field_id": np.arange(1, len(geoms) + 1, dtype=np.int64), spec.label_column: labels,
-         "area_ha": shapely.area(geoms) / 10_000.0},
-        geometry=geoms, crs=f"EPSG:{spec.epsg}",
+        {
+            "field_id": np.arange(1, len(geoms) + 1, dtype=np.int64),
+            spec.label_column: labels,
+            "area_ha": shapely.area(geoms) / 10_000.0,
+        },
+        geometry=geoms,
+        crs=f"EPSG:{spec.epsg}",
     )
     frame.to_file(path, layer="fields", driver="GPKG", engine="pyogrio")

@@ -50,8 +50,18 @@ SUMMER = {
     8: (152, 6, 206, 1.2, 232, 0.88, 0.50),
 }
 #: Reference date of each crop around which a field's season is stretched or shortened.
-ANCHOR = {0: 110.0, 1: 170.0, 2: 95.0, 3: 88.0, 4: 80.0, 5: 158.0, 6: 167.0, 7: 152.0,
-          8: 152.0, 9: 95.0}
+ANCHOR = {
+    0: 110.0,
+    1: 170.0,
+    2: 95.0,
+    3: 88.0,
+    4: 80.0,
+    5: 158.0,
+    6: 167.0,
+    7: 152.0,
+    8: 152.0,
+    9: 95.0,
+}
 
 
 def soil_spectrum(spec: RegionSpec) -> np.ndarray:
@@ -71,14 +81,13 @@ def _col(rng: np.random.Generator, n: int, lo: float, hi: float) -> np.ndarray:
     return rng.uniform(lo, hi, (n, 1))
 
 
-def _winter(t: np.ndarray, code: int, rng: np.random.Generator, amp: np.ndarray,
-            spec: RegionSpec):
+def _winter(t: np.ndarray, code: int, rng: np.random.Generator, amp: np.ndarray, spec: RegionSpec):
     up, sen, hv, w0, peak = WINTER[code]
     n = len(t)
     hv = hv + rng.normal(0, 4, (n, 1))
     sen = sen + rng.normal(0, 4, (n, 1))  # early ripening on light soils / drought
     w0 = w0 * _col(rng, n, 0.5, 1.4)  # autumn establishment and winter damage vary
-    green = (w0 + (peak * amp - w0) * expit((t - up) / _col(rng, n, 7, 12)))
+    green = w0 + (peak * amp - w0) * expit((t - up) / _col(rng, n, 7, 12))
     green = green * (1 - expit((t - sen) / 6))
     cut = expit((t - hv) / 1.5)
     dry = 0.75 * expit((t - sen) / 6) * (1 - cut) + 0.25 * cut * (1 - expit((t - hv - 30) / 3))
@@ -87,7 +96,8 @@ def _winter(t: np.ndarray, code: int, rng: np.random.Generator, amp: np.ndarray,
     weeds = _col(rng, n, 0.0, 0.15)
     start = hv + _col(rng, n, 12, 40)
     green = green + np.maximum(catch, weeds) * expit((t - start) / 6) * (
-        1 - expit((t - _col(rng, n, 290, 340)) / 5))
+        1 - expit((t - _col(rng, n, 290, 340)) / 5)
+    )
     # next season's winter crop emerging in autumn on some fields
     green = green + _col(rng, n, 0, 0.25) * expit((t - rng.normal(295, 8, (n, 1))) / 7)
     flower = np.zeros_like(t)
@@ -97,8 +107,7 @@ def _winter(t: np.ndarray, code: int, rng: np.random.Generator, amp: np.ndarray,
     return green, dry, flower
 
 
-def _summer(t: np.ndarray, code: int, rng: np.random.Generator, amp: np.ndarray,
-            spec: RegionSpec):
+def _summer(t: np.ndarray, code: int, rng: np.random.Generator, amp: np.ndarray, spec: RegionSpec):
     up, r_up, sen, r_sen, hv, peak, dmax = SUMMER[code]
     n = len(t)
     sen = sen + np.zeros((n, 1))
@@ -148,7 +157,8 @@ def _grass(t: np.ndarray, rng: np.random.Generator, amp: np.ndarray, spec: Regio
 def _fallow(t: np.ndarray, rng: np.random.Generator, amp: np.ndarray):
     n = len(t)
     green = 0.25 + 0.3 * amp * expit((t - _col(rng, n, 95, 125)) / 12) * (
-        1 - expit((t - _col(rng, n, 210, 250)) / 12))
+        1 - expit((t - _col(rng, n, 210, 250)) / 12)
+    )
     return green, 0.2 + 0 * t, np.zeros_like(t)
 
 
@@ -162,8 +172,10 @@ def fractions(code: int, doy: np.ndarray, n: int, spec: RegionSpec, rng: np.rand
     jitter = np.clip(rng.normal(0, 8, (n, 1)), -20, 20)
     length = rng.uniform(0.88, 1.12, (n, 1))
     anchor = ANCHOR.get(code, 180.0)
-    t = anchor + (effective_doy(doy[None, :].astype(np.float64), spec, code) - jitter - anchor) \
-        / length
+    t = (
+        anchor
+        + (effective_doy(doy[None, :].astype(np.float64), spec, code) - jitter - anchor) / length
+    )
     amp = rng.uniform(0.7, 1.06, (n, 1)) * (spec.vigour if code in SUMMER_CROPS else 1.0)
     if code in WINTER:
         g, d, f = _winter(t, code, rng, amp, spec)

@@ -58,9 +58,21 @@ def write_tile(
     """
     height, width = size
     profile = dict(
-        driver="GTiff", width=width, height=height, count=len(DESCRIPTIONS), dtype="uint16",
-        crs=crs, transform=transform, nodata=0, tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
-        compress="deflate", zlevel=1, predictor=2, num_threads=2,
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=len(DESCRIPTIONS),
+        dtype="uint16",
+        crs=crs,
+        transform=transform,
+        nodata=0,
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+        compress="deflate",
+        zlevel=1,
+        predictor=2,
+        num_threads=2,
     )
     cloudy = 0
     with rasterio.open(path, "w", **profile) as dst:
@@ -75,9 +87,13 @@ def write_tile(
         dst.offsets = (-0.1,) * n + (0.0,)
         share = cloudy / (height * width)
         dst.update_tags(
-            ACQUISITION_DATE=day.isoformat(), SPACECRAFT=spacecraft(day),
-            PRODUCT_TYPE="S2MSI2A", PROCESSING_BASELINE="05.09", BOA_QUANTIFICATION_VALUE="10000",
-            CLOUDY_PIXEL_PERCENTAGE=f"{100 * share:.2f}", **extra_tags,
+            ACQUISITION_DATE=day.isoformat(),
+            SPACECRAFT=spacecraft(day),
+            PRODUCT_TYPE="S2MSI2A",
+            PROCESSING_BASELINE="05.09",
+            BOA_QUANTIFICATION_VALUE="10000",
+            CLOUDY_PIXEL_PERCENTAGE=f"{100 * share:.2f}",
+            **extra_tags,
         )
         for b, name in enumerate(BANDS, start=1):
             dst.update_tags(b, BOA_ADD_OFFSET="-1000", BANDNAME=name)

@@ -64,8 +64,9 @@ def _fixed_gpkg_date() -> Iterator[None]:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": old})
 
 
-def _series(kind: np.ndarray, codes: np.ndarray, doy: np.ndarray, spec: RegionSpec,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _series(
+    kind: np.ndarray, codes: np.ndarray, doy: np.ndarray, spec: RegionSpec, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Clean reflectance (parcels+1 × dates × bands) and green fraction; row 0 is the verge."""
     soil = ph.soil_spectrum(spec) * rng.uniform(0.85, 1.05, (1, len(doy), 1)).astype(np.float32)
     table = np.empty((len(kind) + 1, len(doy), len(ph.BANDS)), np.float32)
@@ -130,8 +131,16 @@ def _plan(spec: RegionSpec, rng: np.random.Generator, size: int, scale: Scale) -
     return _Plan(transform, cover, parcels, kind, codes, labelled)
 
 
-def _region(spec: RegionSpec, index: int, root: Path, seed: int, size: int, scale: Scale,
-            taxonomy: Taxonomy, tick: Callable[[str], None]) -> RegionEntry:
+def _region(
+    spec: RegionSpec,
+    index: int,
+    root: Path,
+    seed: int,
+    size: int,
+    scale: Scale,
+    taxonomy: Taxonomy,
+    tick: Callable[[str], None],
+) -> RegionEntry:
     """Write one region's fields and tiles; return its catalog entry."""
     dates = acquisition_dates(spec, _rng(seed, index, 0), scale.n_dates)
     doy = np.array([d.timetuple().tm_yday for d in dates])
@@ -161,13 +170,25 @@ def _region(spec: RegionSpec, index: int, root: Path, seed: int, size: int, scal
             refl += sensor_noise(rng, refl.shape, spec.noise)
             return refl, apply_sky(sky, refl, r0)
 
-        write_tile(out / "tiles" / tile_name(spec.name, day), day, crs, plan.transform,
-                   (size, size), block, {"REGION": spec.name})
+        write_tile(
+            out / "tiles" / tile_name(spec.name, day),
+            day,
+            crs,
+            plan.transform,
+            (size, size),
+            block,
+            {"REGION": spec.name},
+        )
         tick(f"{spec.name}: {day.isoformat()}")
     return RegionEntry(
-        name=spec.name, role=spec.role, tiles=f"{spec.name}/tiles",
-        labels=f"{spec.name}/fields.gpkg", label_column=spec.label_column, id_column="field_id",
-        crs=crs, description=(
+        name=spec.name,
+        role=spec.role,
+        tiles=f"{spec.name}/tiles",
+        labels=f"{spec.name}/fields.gpkg",
+        label_column=spec.label_column,
+        id_column="field_id",
+        crs=crs,
+        description=(
             f"Synthetic {spec.title} ({spec.country}), {spec.role}: {len(plan.labelled)} "
             f"labelled fields, {len(dates)} Sentinel-2 L2A dates {dates[0]:%Y-%m-%d} to "
             f"{dates[-1]:%Y-%m-%d}, UTM zone {spec.utm_zone}N, labels in '{spec.language}'."
@@ -176,8 +197,11 @@ def _region(spec: RegionSpec, index: int, root: Path, seed: int, size: int, scal
 
 
 def make_world(
-    out: str | Path, seed: int = 0, regions: list[str] | None = None,
-    tile_size: int | None = None, scale: Literal["tiny", "demo"] = "demo",
+    out: str | Path,
+    seed: int = 0,
+    regions: list[str] | None = None,
+    tile_size: int | None = None,
+    scale: Literal["tiny", "demo"] = "demo",
     progress: Progress | None = None,
 ) -> Path:
     """Write the world under `out` and return the path of `out/catalog.yaml`.
@@ -199,9 +223,15 @@ def make_world(
         raise InputError(str(tile_size), "tile size must be at least 16 px")
     conf = SCALES[scale]
     taxonomy = load_taxonomy()
-    total = sum(len(acquisition_dates(REGIONS[REGION_NAMES.index(n)],
-                                      _rng(seed, REGION_NAMES.index(n), 0), conf.n_dates)) + 1
-                for n in names)
+    total = sum(
+        len(
+            acquisition_dates(
+                REGIONS[REGION_NAMES.index(n)], _rng(seed, REGION_NAMES.index(n), 0), conf.n_dates
+            )
+        )
+        + 1
+        for n in names
+    )
     done = 0
 
     def tick(stage: str) -> None:
@@ -219,7 +249,8 @@ def make_world(
             own = conf.source_px if spec.role == "source" else conf.target_px
             size = tile_size or own or spec.tile_px
             entries.append(_region(spec, index, tmp, seed, size, conf, taxonomy, tick))
-        write_catalog(Catalog(name="cropmeta-demo-world", taxonomy="taxonomy.yaml",
-                              regions=entries), tmp / "catalog.yaml")
+        write_catalog(
+            Catalog(name="cropmeta-demo-world", taxonomy="taxonomy.yaml", regions=entries),
+            tmp / "catalog.yaml",
+        )
     return Path(out) / "catalog.yaml"
-

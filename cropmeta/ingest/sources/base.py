@@ -55,10 +55,14 @@ class RasterStack(ABC):
         return np.array([d.timetuple().tm_yday for d in self.dates], dtype=np.int32)
 
     def band_index(self, name: str, path: Path | None = None) -> int:
-        if name not in self.band_names:
-            where = path or self.origin
-            raise InputError(where, f"band {name!r} missing (bands: {', '.join(self.band_names)})")
-        return self.band_names.index(name)
+        """Position of band ``name``: an exact match, else one ignoring case (NDVI = ndvi)."""
+        if name in self.band_names:
+            return self.band_names.index(name)
+        folded = [b.casefold() for b in self.band_names]
+        if name.casefold() in folded:
+            return folded.index(name.casefold())
+        where = path or self.origin
+        raise InputError(where, f"band {name!r} missing (bands: {', '.join(self.band_names)})")
 
     def windows(self, block_rows: int = 512) -> list[Window]:
         """Full-width row blocks: bounded memory whatever the tile height."""
