@@ -22,6 +22,9 @@ class InputError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # survive pickling across worker processes
+        return (InputError, (self.path, self.problem))
+
 
 def require_exists(path: str | os.PathLike[str], what: str = "file") -> Path:
     """Return ``path`` as a Path, or raise :class:`InputError` when it does not exist."""

@@ -33,8 +33,17 @@ def test_region_dataset_schema(regions, catalog):
     assert not np.isnan(ds["x"].values).any()
     with rasterio.open(next(catalog.path(entry.tiles).glob("*.tif"))) as src:
         assert rasterio.crs.CRS.from_wkt(ds.attrs["crs"]) == src.crs
-    names = {c["name"] for c in json.loads(ds.attrs["classes"])}
+    classes = json.loads(ds.attrs["classes"])
+    names = {c["name"] for c in classes}
     assert names <= {c.name for c in load_taxonomy().classes} and len(names) >= 6
+    for c in classes:  # shared code and name beside the region's own label names
+        mine = ds["code"].values == c["code"]
+        assert c["count"] == mine.sum() and c["local_names"] == sorted(
+            set(ds["label"].values[mine])
+        )
+    np.testing.assert_allclose(ds["band_mean"].values, ds["x"].mean(("sample", "time")), rtol=1e-4)
+    provenance = json.loads(ds.attrs["provenance"])
+    assert provenance["versions"]["cropmeta"] and provenance["label_column"] == entry.label_column
     fields = gpd.read_file(catalog.path(entry.labels))
     assert set(ds["field_id"].values) <= set(fields["field_id"])
     assert set(ds["label"].values) <= set(fields[entry.label_column])

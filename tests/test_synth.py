@@ -64,8 +64,13 @@ def stacks(catalog: Catalog) -> dict[str, dict]:
         refl = data[:, :10] * scale[None, :, None, None] + offset[None, :, None, None]
         fields = gpd.read_file(catalog.path(entry.labels), layer="fields")
         codes = [taxonomy.resolve(x).code for x in fields[entry.label_column]]
-        crop = rasterize(zip(fields.geometry, codes, strict=True), out_shape=shape,
-                         transform=transform, fill=0, dtype="int32")
+        crop = rasterize(
+            zip(fields.geometry, codes, strict=True),
+            out_shape=shape,
+            transform=transform,
+            fill=0,
+            dtype="int32",
+        )
         out[entry.name] = {"doy": np.array(doy), "refl": refl, "scl": data[:, 10], "crop": crop}
     return out
 
@@ -137,8 +142,13 @@ def test_fields_round_trip(catalog: Catalog, stacks: dict[str, dict]) -> None:
         classes = [taxonomy.resolve(x) for x in fields[entry.label_column]]
         assert all(c is not None for c in classes)
         assert len({c.code for c in classes}) >= 6
-        ids = rasterize(zip(fields.geometry, fields["field_id"], strict=True), out_shape=shape,
-                        transform=transform, fill=0, dtype="int32")
+        ids = rasterize(
+            zip(fields.geometry, fields["field_id"], strict=True),
+            out_shape=shape,
+            transform=transform,
+            fill=0,
+            dtype="int32",
+        )
         counts = np.bincount(ids.ravel(), minlength=int(fields["field_id"].max()) + 1)
         assert counts[fields["field_id"].to_numpy()].min() >= 20
         # the image was drawn from these polygons: on the clearest date, which field a pixel
@@ -204,8 +214,13 @@ def test_tile_size_switch_and_replacing_out(tmp_path: Path) -> None:
     out.mkdir()
     (out / "stale.txt").write_text("from an earlier run")
     calls = []
-    path = make_world(out, seed=3, regions=["poltava"], tile_size=200,
-                      progress=lambda stage, done, total: calls.append((stage, done, total)))
+    path = make_world(
+        out,
+        seed=3,
+        regions=["poltava"],
+        tile_size=200,
+        progress=lambda stage, done, total: calls.append((stage, done, total)),
+    )
     assert path == out / "catalog.yaml" and not (out / "stale.txt").exists()
     catalog = load_catalog(path)
     assert [r.name for r in catalog.regions] == ["poltava"]

@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 StatisticChoice = Enum("StatisticChoice", {"mean": "mean", "median": "median"}, type=str)
 SamplingChoice = Enum("SamplingChoice", {"field": "field", "pixels": "pixels"}, type=str)
+TableFormat = Enum("TableFormat", {"long": "long", "wide": "wide"}, type=str)
 Layout = Enum(
     "Layout", {k: k for k in ("per-date", "band-date-pattern", "stac", "datacube")}, type=str
 )
@@ -83,7 +84,24 @@ def preprocess(
     catalog: Annotated[
         Path | None, typer.Option(help="Region catalog YAML (with --region).")
     ] = None,
-    region: Annotated[str | None, typer.Option(help="Region name in the catalog.")] = None,
+    region: Annotated[
+        list[str] | None,
+        typer.Option(help="Region name in the catalog; repeat it for several (--out: a folder)."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes for several regions.")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address for several regions.")
+    ] = None,
+    table: Annotated[Path | None, typer.Option(help="A pre-extracted time-series table.")] = None,
+    table_format: Annotated[
+        TableFormat, typer.Option(help="long: a row per sample and date; wide: a line per sample.")
+    ] = "long",
+    start_date: Annotated[str | None, typer.Option(help="wide: date of the first value.")] = None,
+    step_days: Annotated[int | None, typer.Option(help="wide: days between values.")] = None,
+    band: Annotated[str, typer.Option(help="wide: name of the single band.")] = "ndvi",
+    label_names: Annotated[
+        str | None, typer.Option(help="Taxonomy tag of numeric labels (e.g. tiselac).")
+    ] = None,
     grid_start: Annotated[
         int | None, typer.Option(help="First day of year of the grid [catalog season or 60].")
     ] = None,
@@ -98,6 +116,9 @@ def preprocess(
     pixels_per_field: Annotated[int, typer.Option(help="With --sampling pixels.")] = 10,
     buffer: Annotated[float, typer.Option(help="Shrink polygons by this many metres.")] = 0.0,
     min_pixels: Annotated[int, typer.Option(help="Drop polygons with fewer pixels.")] = 4,
+    min_valid_fraction: Annotated[
+        float, typer.Option(help="Drop samples with a smaller share of valid acquisitions.")
+    ] = 0.2,
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer label file.")] = None,
     x_column: Annotated[str | None, typer.Option(help="CSV points: x/longitude column.")] = None,
     y_column: Annotated[str | None, typer.Option(help="CSV points: y/latitude column.")] = None,
@@ -123,15 +144,54 @@ def preprocess(
         pixels_per_field=pixels_per_field,
         buffer=buffer,
         min_pixels=min_pixels,
+        min_valid_fraction=min_valid_fraction,
         seed=seed,
     )
+    if catalog is not None and region and len(region) > 1:
+        from cropmeta.ingest.parallel import preprocess_regions
+
+        with progress_bar("preprocess regions") as bar:
+            paths = preprocess_regions(
+                catalog, region, out, workers=workers, scheduler=scheduler, progress=bar, **options
+            )
+        typer.echo("\n".join(f"{name}: {path}" for name, path in paths.items()))
+        return
     with progress_bar("preprocess") as bar:
         if catalog is not None:
-            if region is None:
+            if not region:
                 raise typer.BadParameter("--catalog needs --region")
-            ds = preprocess_catalog_region(catalog, region, out, progress=bar, **options)
+            ds = preprocess_catalog_region(catalog, region[0], out, progress=bar, **options)
+        elif table is not None:
+            from cropmeta.catalog import TableSpec, load_taxonomy
+            from cropmeta.ingest.tables import preprocess_table
+
+            spec = TableSpec(
+                format=TableFormat(table_format).value,
+                path=str(table),
+                band=band,
+                label_column=label_column or "label",
+                sample_column=id_column or "sample_id",
+                x_column=x_column,
+                y_column=y_column,
+                crs=labels_crs,
+                start_date=start_date,
+                step_days=step_days,
+                scale=scale or 1.0,
+                offset=offset or 0.0,
+                label_names=label_names,
+            )
+            ds = preprocess_table(
+                spec,
+                out,
+                region=table.stem,
+                taxonomy=load_taxonomy(),
+                grid=grid or TemporalGrid(),
+                min_valid_fraction=min_valid_fraction,
+            )
         elif tiles is None or labels is None or label_column is None:
-            raise typer.BadParameter("give --tiles, --labels and --label-column, or --catalog")
+            raise typer.BadParameter(
+                "give --tiles, --labels and --label-column, or --table, or --catalog"
+            )
         else:
             ds = preprocess_region(
                 raster_spec(tiles, layout, pattern, scale, offset),

@@ -12,13 +12,16 @@ variable / coord        dims                        meaning
 ``valid_fraction``      (sample)                    share of in-season acquisitions that were valid
 ``n_pixels``            (sample)                    pixels aggregated into the sample
 ``cx``, ``cy``          (sample)                    sample centroid in the dataset's CRS
+``band_mean``           (band)                      per-band mean of ``x`` (normalisation stats)
+``band_std``            (band)                      per-band standard deviation of ``x``
 ``time``                (time)                      grid dates (season year + day of year)
 ``doy``                 (time)                      day of year of each grid step
 ``band``                (band)                      band names
 ======================  ==========================  =============================================
 
 Attributes: ``region`` (name), ``crs`` (WKT), ``preparation`` (JSON of
-:class:`~cropmeta.ingest.prepare.Preparation`), ``classes`` (JSON list of {code, name, colour}),
+:class:`~cropmeta.ingest.prepare.Preparation`), ``classes`` (JSON list of {code, name, colour,
+local_names, count}: shared code and name from the taxonomy, the region's own label names),
 ``acquisition_dates`` (JSON list), ``summary`` (JSON counts of kept and dropped fields),
 ``provenance`` (JSON: inputs, parameters, cropmeta and library versions).
 """
@@ -26,16 +29,109 @@ Attributes: ``region`` (name), ``crs`` (WKT), ``preparation`` (JSON of
 from __future__ import annotations
 
 import json
+import platform
 from dataclasses import dataclass
+from datetime import date, timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+import cropmeta
+from cropmeta.catalog import Taxonomy
 from cropmeta.errors import InputError, atomic_output
 from cropmeta.ingest.prepare import Preparation
 
 REQUIRED = ("x", "code", "label", "field_id")
+
+
+@dataclass
+class Samples:
+    """What a reader (rasters or tables) hands over: regular series and per-sample facts."""
+
+    series: np.ndarray  # (step, band, sample), no NaN
+    codes: np.ndarray
+    labels: np.ndarray
+    field_ids: np.ndarray
+    valid_fraction: np.ndarray
+    n_pixels: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+
+
+def provenance(**parameters) -> dict:
+    """Inputs and parameters of a run, with the versions of cropmeta and its main libraries."""
+    libraries = ("numpy", "pandas", "rasterio", "geopandas", "xarray", "zarr")
+    return {
+        **parameters,
+        "versions": {
+            "cropmeta": cropmeta.__version__,
+            "python": platform.python_version(),
+            **{m: version(m) for m in libraries},
+        },
+    }
+
+
+def build_region_dataset(
+    samples: Samples,
+    *,
+    region: str,
+    prep: Preparation,
+    season_start: date,
+    crs_wkt: str,
+    taxonomy: Taxonomy,
+    acquisition_dates: list[str],
+    summary: dict,
+    inputs: dict,
+) -> xr.Dataset:
+    """The one builder of the schema above, used by every reader."""
+    grid = prep.grid
+    times = [np.datetime64(season_start + timedelta(days=int(o))) for o in grid.offsets()]
+    x = np.transpose(samples.series, (2, 0, 1)).astype(np.float32)
+    flat = x.reshape(-1, x.shape[-1])
+    classes = []
+    for code in sorted(set(samples.codes.tolist())):
+        c = taxonomy.by_code(code)
+        mine = samples.codes == code
+        local = sorted(set(samples.labels[mine].astype(str).tolist()))
+        classes.append(
+            {
+                "code": c.code,
+                "name": c.name,
+                "colour": c.colour,
+                "local_names": local,
+                "count": int(mine.sum()),
+            }
+        )
+    return xr.Dataset(
+        {
+            "x": (("sample", "time", "band"), x),
+            "code": ("sample", samples.codes.astype(np.int16)),
+            "label": ("sample", samples.labels.astype(str)),
+            "field_id": ("sample", samples.field_ids),
+            "valid_fraction": ("sample", samples.valid_fraction.astype(np.float32)),
+            "n_pixels": ("sample", samples.n_pixels.astype(np.int32)),
+            "cx": ("sample", samples.cx.astype(np.float64)),
+            "cy": ("sample", samples.cy.astype(np.float64)),
+            "band_mean": ("band", flat.mean(0) if len(flat) else np.zeros(x.shape[-1])),
+            "band_std": ("band", flat.std(0) if len(flat) else np.zeros(x.shape[-1])),
+        },
+        coords={
+            "time": np.array(times, dtype="datetime64[ns]"),
+            "doy": ("time", grid.doys()),
+            "band": prep.bands,
+        },
+        attrs={
+            "region": region,
+            "crs": crs_wkt,
+            "preparation": prep.model_dump_json(),
+            "classes": json.dumps(classes, ensure_ascii=False),
+            "acquisition_dates": json.dumps(acquisition_dates),
+            "summary": json.dumps(summary),
+            "provenance": json.dumps(provenance(**inputs), default=str),
+        },
+    )
 
 
 def save_region(ds: xr.Dataset, path: str | Path) -> Path:

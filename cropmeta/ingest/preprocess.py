@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import platform
 from collections.abc import Callable
-from datetime import timedelta
-from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
@@ -15,11 +11,10 @@ import numpy as np
 import rasterio.features
 import xarray as xr
 
-import cropmeta
 from cropmeta.catalog import RasterSpec, Taxonomy, load_taxonomy
 from cropmeta.errors import InputError
 from cropmeta.ingest.aggregate import Statistic, field_statistics, pixel_values, sample_pixels
-from cropmeta.ingest.dataset import save_region
+from cropmeta.ingest.dataset import Samples, build_region_dataset, save_region
 from cropmeta.ingest.labels import read_labels
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
 from cropmeta.ingest.sources import open_raster
@@ -53,6 +48,7 @@ def preprocess_region(
     buffer: float = 0.0,
     min_pixels: int = 4,
     invalid_classes: list[int] | None = None,
+    min_valid_fraction: float = 0.2,
     layer: str | None = None,
     x_column: str | None = None,
     y_column: str | None = None,
@@ -85,7 +81,12 @@ def preprocess_region(
     bands = bands or [b for b in stack.band_names if b != quality]
     for b in bands:
         stack.band_index(b)
-    prep = Preparation(bands=bands, quality_band=quality, grid=grid or TemporalGrid())
+    prep = Preparation(
+        bands=bands,
+        quality_band=quality,
+        grid=grid or TemporalGrid(),
+        min_valid_fraction=min_valid_fraction,
+    )
     if invalid_classes is not None:
         prep.invalid_classes = list(invalid_classes)
     fields = read_labels(
@@ -143,85 +144,45 @@ def preprocess_region(
         "too_few_valid_observations": int((large_enough & (pixels > 0) & ~field_ok).sum()),
     }
     keep = index[usable]
-    ds = _to_dataset(
-        stack,
-        fields.iloc[keep],
-        series[:, :, usable],
-        fraction[usable],
-        n_pixels[usable],
-        centres[usable],
-        prep,
+    chosen = fields.iloc[keep]
+    samples = Samples(
+        series=series[:, :, usable],
+        codes=chosen["code"].to_numpy(),
+        labels=chosen["label"].to_numpy(),
+        field_ids=chosen["field_id"].to_numpy(),
+        valid_fraction=fraction[usable],
+        n_pixels=n_pixels[usable],
+        cx=centres[usable, 0],
+        cy=centres[usable, 1],
     )
-    codes = sorted(set(ds["code"].values.tolist()))
-    ds.attrs.update(
+    grid = prep.grid
+    in_season = [d for d in stack.dates if grid.in_season(np.array([d.timetuple().tm_yday]))[0]]
+    ds = build_region_dataset(
+        samples,
         region=region or Path(tiles).resolve().parent.name,
-        classes=json.dumps(
-            [
-                {"code": c, "name": taxonomy.by_code(c).name, "colour": taxonomy.by_code(c).colour}
-                for c in codes
-            ]
-        ),
-        summary=json.dumps(summary),
-        provenance=json.dumps(
-            _provenance(
-                tiles=str(Path(tiles).resolve()),
-                labels=str(Path(labels).resolve()),
-                label_column=label_column,
-                id_column=id_column,
-                taxonomy=taxonomy.name,
-                statistic=statistic,
-                sampling=sampling,
-                pixels_per_field=pixels_per_field,
-                buffer=buffer,
-                min_pixels=min_pixels,
-                seed=seed,
-            )
+        prep=prep,
+        season_start=grid.season_start((in_season or stack.dates)[0]),
+        crs_wkt=stack.crs.to_wkt(),
+        taxonomy=taxonomy,
+        acquisition_dates=[d.isoformat() for d in stack.dates],
+        summary=summary,
+        inputs=dict(
+            tiles=str(Path(tiles).resolve()),
+            labels=str(Path(labels).resolve()),
+            label_column=label_column,
+            id_column=id_column,
+            taxonomy=taxonomy.name,
+            statistic=statistic,
+            sampling=sampling,
+            pixels_per_field=pixels_per_field,
+            buffer=buffer,
+            min_pixels=min_pixels,
+            seed=seed,
         ),
     )
     if out is not None:
         save_region(ds, out)
     return ds
-
-
-def _provenance(**parameters) -> dict:
-    libraries = ("numpy", "rasterio", "geopandas", "xarray", "zarr")
-    return {
-        **parameters,
-        "versions": {
-            "cropmeta": cropmeta.__version__,
-            "python": platform.python_version(),
-            **{m: version(m) for m in libraries},
-        },
-    }
-
-
-def _to_dataset(stack, fields, series, fraction, n_pixels, centres, prep) -> xr.Dataset:
-    grid = prep.grid
-    in_season = [d for d in stack.dates if grid.in_season(np.array([d.timetuple().tm_yday]))[0]]
-    start = grid.season_start((in_season or stack.dates)[0])
-    times = [np.datetime64(start + timedelta(days=int(o))) for o in grid.offsets()]
-    return xr.Dataset(
-        {
-            "x": (("sample", "time", "band"), np.transpose(series, (2, 0, 1))),
-            "code": ("sample", fields["code"].to_numpy().astype(np.int16)),
-            "label": ("sample", fields["label"].to_numpy().astype(str)),
-            "field_id": ("sample", fields["field_id"].to_numpy().astype(np.int64)),
-            "valid_fraction": ("sample", fraction),
-            "n_pixels": ("sample", n_pixels.astype(np.int32)),
-            "cx": ("sample", centres[:, 0]),
-            "cy": ("sample", centres[:, 1]),
-        },
-        coords={
-            "time": np.array(times, dtype="datetime64[ns]"),
-            "doy": ("time", grid.doys()),
-            "band": prep.bands,
-        },
-        attrs={
-            "crs": stack.crs.to_wkt(),
-            "preparation": prep.model_dump_json(),
-            "acquisition_dates": json.dumps([d.isoformat() for d in stack.dates]),
-        },
-    )
 
 
 def preprocess_catalog_region(
@@ -247,6 +208,7 @@ def preprocess_catalog_region(
             taxonomy=cat.load_taxonomy(),
             grid=grid or TemporalGrid(),
             root=cat.root,
+            min_valid_fraction=kwargs.get("min_valid_fraction"),
         )
     if entry.raster_spec() is None or entry.labels is None or entry.label_column is None:
         raise InputError(

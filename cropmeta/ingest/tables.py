@@ -22,13 +22,8 @@ looked up only among the taxonomy's local names under one data-set tag (``label_
 
 from __future__ import annotations
 
-import json
-import platform
-import re
 import warnings
-from dataclasses import dataclass
 from datetime import date, timedelta
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -36,25 +31,11 @@ import pandas as pd
 import pyproj
 import xarray as xr
 
-import cropmeta
 from cropmeta.catalog import CropClass, TableSpec, Taxonomy
 from cropmeta.errors import InputError
-from cropmeta.ingest.dataset import save_region
+from cropmeta.ingest.dataset import Samples, build_region_dataset, save_region
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
-
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_MISSING = {"na", "nan", "null", "?"}
-
-
-def normalise_label(value: object) -> str:
-    """A label as text; numbers in any spelling become canonical ("1.200e+01", "12.0" → "12")."""
-    text = str(value).strip()
-    if not _NUMBER.match(text):
-        return text
-    number = float(text)
-    if not np.isfinite(number):
-        return text
-    return str(int(number)) if number == int(number) else repr(number)
+from cropmeta.ingest.table_readers import NUMBER, Table, normalise_label, read_long, read_wide
 
 
 def resolve_label(label: str, taxonomy: Taxonomy, tag: str | None) -> CropClass | None:
@@ -64,131 +45,10 @@ def resolve_label(label: str, taxonomy: Taxonomy, tag: str | None) -> CropClass 
             local = c.names.get(tag)
             if local is not None and normalise_label(local).casefold() == label.casefold():
                 return c
-    return None if _NUMBER.match(label) else taxonomy.resolve(label)
+    return None if NUMBER.match(label) else taxonomy.resolve(label)
 
 
-@dataclass
-class _Table:
-    """A table's observations: per sample id, label, x/y; per observation sample, date, values."""
-
-    ids: np.ndarray
-    labels: np.ndarray
-    cx: np.ndarray
-    cy: np.ndarray
-    obs_sample: np.ndarray
-    obs_date: np.ndarray  # datetime64[D]
-    obs_values: np.ndarray  # (observation, band) float32
-    bands: list[str]
-
-
-def _first_bad(values: list, parse) -> object | None:
-    """The first of ``values`` that ``parse`` rejects, or None."""
-    for value in values:
-        try:
-            parse(value)
-        except ValueError:
-            return value
-    return None
-
-
-def _numeric(path: Path, frame: pd.DataFrame, column: str) -> np.ndarray:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = frame[column][values.isna() & frame[column].notna()]
-    if len(bad):
-        raise InputError(path, f"column {column!r} has a non-number: {bad.iloc[0]!r}")
-    return values.to_numpy(np.float64)
-
-
-def _read_long(path: Path, spec: TableSpec) -> _Table:
-    try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
-            frame = pd.read_parquet(path)
-        else:
-            text = {spec.label_column: str, spec.sample_column: str}
-            frame = pd.read_csv(path, dtype=text, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise InputError(path, "table is empty") from None
-    except (ValueError, OSError) as exc:
-        raise InputError(path, f"cannot read the table ({exc.__class__.__name__})") from None
-    used = [spec.sample_column, spec.label_column, spec.date_column]
-    used += [c for c in (spec.x_column, spec.y_column, spec.region_column) if c]
-    missing = [c for c in used + list(spec.bands or []) if c not in frame.columns]
-    if missing:
-        raise InputError(path, f"missing column(s) {', '.join(missing)}; has {list(frame.columns)}")
-    if spec.region_column:
-        wanted = normalise_label(spec.region_value)
-        frame = frame[frame[spec.region_column].map(normalise_label) == wanted]
-    if frame.empty:
-        where = f" for {spec.region_column} = {spec.region_value!r}" if spec.region_column else ""
-        raise InputError(path, f"table is empty{where}")
-    bands = spec.bands or [c for c in frame.select_dtypes("number").columns if c not in used]
-    if not bands:
-        raise InputError(path, "no numeric band columns")
-    dates = pd.to_datetime(frame[spec.date_column], format="ISO8601", errors="coerce")
-    if dates.isna().any():
-        bad = frame[spec.date_column][dates.isna()].iloc[0]
-        raise InputError(path, f"unparseable date {bad!r} in column {spec.date_column!r}")
-    codes, ids = pd.factorize(frame[spec.sample_column])
-    if (codes < 0).any():
-        raise InputError(path, f"{int((codes < 0).sum())} rows have no {spec.sample_column!r}")
-    names = frame[spec.label_column].map(normalise_label, na_action="ignore").fillna("")
-    several = names.groupby(codes).nunique().to_numpy() > 1
-    if several.any():
-        raise InputError(path, f"sample {ids[np.argmax(several)]!r} has more than one label")
-    nan = np.full(len(ids), np.nan)
-    x, y = (
-        pd.Series(_numeric(path, frame, c)).groupby(codes).first().to_numpy() if c else nan
-        for c in (spec.x_column, spec.y_column)
-    )
-    values = np.column_stack([_numeric(path, frame, b) for b in bands]).astype(np.float32)
-    labels = names.groupby(codes).first().to_numpy(str)
-    when = dates.to_numpy().astype("datetime64[D]")
-    return _Table(np.asarray(ids), labels, x, y, codes, when, values, list(bands))
-
-
-def _wide_dates(path: Path, spec: TableSpec, width: int) -> np.ndarray:
-    if spec.dates is not None and len(spec.dates) != width:
-        raise InputError(path, f"{width} values per line but {len(spec.dates)} dates given")
-    if spec.dates is None and not (spec.start_date and spec.step_days):
-        raise InputError(path, "a wide table needs `dates`, or `start_date` and `step_days`")
-    given = [str(d) for d in spec.dates or [spec.start_date]]
-    bad = _first_bad(given, date.fromisoformat)
-    if bad is not None:
-        raise InputError(path, f"unparseable date {bad!r}")
-    dates = np.array(given, dtype="datetime64[D]")
-    if spec.dates is None:
-        dates = dates[0] + np.arange(width) * np.timedelta64(spec.step_days, "D")
-    return dates
-
-
-def _read_wide(path: Path, spec: TableSpec) -> _Table:
-    lines = [(n, line.split()) for n, line in enumerate(path.read_text().splitlines(), 1)]
-    lines = [(n, tokens) for n, tokens in lines if tokens]
-    if not lines:
-        raise InputError(path, "table is empty")
-    width = len(lines[0][1]) - 1
-    for n, tokens in lines:
-        if len(tokens) - 1 != width or width == 0:
-            raise InputError(path, f"line {n} has {len(tokens) - 1} values, line 1 has {width}")
-    dates = _wide_dates(path, spec, width)
-    cells = [["nan" if t.lower() in _MISSING else t for t in tokens[1:]] for _, tokens in lines]
-    try:
-        values = np.asarray(cells, dtype=np.float64)
-    except ValueError:
-        rows = zip(lines, cells, strict=True)
-        n, bad = next((n, b) for (n, _), row in rows if (b := _first_bad(row, float)) is not None)
-        raise InputError(path, f"line {n}: {bad!r} is not a number") from None
-    count = len(lines)
-    return _Table(
-        np.array([n for n, _ in lines], np.int64),
-        np.array([normalise_label(tokens[0]) for _, tokens in lines], str),
-        np.full(count, np.nan), np.full(count, np.nan),
-        np.repeat(np.arange(count), width), np.tile(dates, count),
-        values.reshape(-1, 1).astype(np.float32), [spec.band],
-    )  # fmt: skip
-
-
-def _seasons(table: _Table, grid: TemporalGrid, known: np.ndarray) -> tuple:
+def _seasons(table: Table, grid: TemporalGrid, known: np.ndarray) -> tuple:
     """Each known sample's season (the year of its mid-season; -1 when it has no in-season
     observation or an unknown label) and which observations belong to it."""
     doy = (table.obs_date - table.obs_date.astype("datetime64[Y]")).astype(np.int64) + 1
@@ -208,7 +68,7 @@ def _season_start(year: int, grid: TemporalGrid) -> date:
     return date(first, 1, 1) + timedelta(days=grid.start_doy - 1)
 
 
-def _regularise(table: _Table, prep: Preparation, known: np.ndarray) -> tuple:
+def _regularise(table: Table, prep: Preparation, known: np.ndarray) -> tuple:
     """Series (step, band, sample), valid fractions and seasons, one ``regularise`` per season.
 
     A season's samples share the union of its dates, so an absent row is a missing observation;
@@ -237,7 +97,7 @@ def _regularise(table: _Table, prep: Preparation, known: np.ndarray) -> tuple:
     return series, fraction, season
 
 
-def _resolve(path: Path, table: _Table, taxonomy: Taxonomy, tag: str | None) -> tuple:
+def _resolve(path: Path, table: Table, taxonomy: Taxonomy, tag: str | None) -> tuple:
     """Shared codes per sample (0 = unknown) and the unknown labels' counts, with a warning."""
     if tag is not None and not any(tag in c.names for c in taxonomy.classes):
         raise InputError(path, f"taxonomy {taxonomy.name!r} has no local names tagged {tag!r}")
@@ -283,7 +143,7 @@ def preprocess_table(
     if not path.is_file():
         raise InputError(path, "file not found")
     tag = label_names or getattr(spec, "label_names", None)
-    table = _read_long(path, spec) if spec.format == "long" else _read_wide(path, spec)
+    table = read_long(path, spec) if spec.format == "long" else read_wide(path, spec)
     table.obs_values = table.obs_values * np.float32(spec.scale) + np.float32(spec.offset)
     try:
         crs = pyproj.CRS.from_user_input(spec.crs).to_wkt()
@@ -307,44 +167,32 @@ def preprocess_table(
         "too_few_valid_observations": int(((season >= 0) & ~keep).sum()),
         "seasons": {str(_season_start(int(y), grid)): int(k) for y, k in seasons.items()},
     }
-    start = _season_start(int(seasons.index[0]), grid)  # the time axis of the commonest season
-    times = [start + timedelta(days=int(o)) for o in grid.offsets()]
-    ds = xr.Dataset(
-        {
-            "x": (("sample", "time", "band"), np.transpose(series[:, :, keep], (2, 0, 1))),
-            "code": ("sample", codes[keep]),
-            "label": ("sample", table.labels[keep].astype(str)),
-            "field_id": ("sample", _field_ids(table.ids[keep])),
-            "valid_fraction": ("sample", fraction[keep]),
-            "n_pixels": ("sample", np.ones(int(keep.sum()), np.int32)),
-            "cx": ("sample", table.cx[keep].astype(np.float64)),
-            "cy": ("sample", table.cy[keep].astype(np.float64)),
-        },
-        coords={
-            "time": np.array(times, dtype="datetime64[ns]"),
-            "doy": ("time", grid.doys()),
-            "band": table.bands,
-        },
+    samples = Samples(
+        series=series[:, :, keep],
+        codes=codes[keep],
+        labels=table.labels[keep],
+        field_ids=_field_ids(table.ids[keep]),
+        valid_fraction=fraction[keep],
+        n_pixels=np.ones(int(keep.sum()), np.int32),
+        cx=table.cx[keep],
+        cy=table.cy[keep],
     )
-    classes = [taxonomy.by_code(c) for c in sorted(set(codes[keep].tolist()))]
-    versions = {m: version(m) for m in ("numpy", "pandas", "xarray", "zarr")}
-    provenance = {
-        "table": str(path.resolve()),
-        "spec": spec.model_dump(mode="json"),
-        "label_names": tag,
-        "taxonomy": taxonomy.name,
-        "min_valid_fraction": prep.min_valid_fraction,
-        "versions": {"cropmeta": cropmeta.__version__, "python": platform.python_version()}
-        | versions,
-    }
-    ds.attrs.update(
+    ds = build_region_dataset(
+        samples,
         region=region,
-        crs=crs,
-        preparation=prep.model_dump_json(),
-        classes=json.dumps([{"code": c.code, "name": c.name, "colour": c.colour} for c in classes]),
-        acquisition_dates=json.dumps([str(d) for d in np.unique(table.obs_date)]),
-        summary=json.dumps(summary),
-        provenance=json.dumps(provenance),
+        prep=prep,
+        season_start=_season_start(int(seasons.index[0]), grid),  # the commonest season
+        crs_wkt=crs,
+        taxonomy=taxonomy,
+        acquisition_dates=[str(d) for d in np.unique(table.obs_date)],
+        summary=summary,
+        inputs={
+            "table": str(path.resolve()),
+            "spec": spec.model_dump(mode="json"),
+            "label_names": tag,
+            "taxonomy": taxonomy.name,
+            "min_valid_fraction": prep.min_valid_fraction,
+        },
     )
     if out is not None:
         save_region(ds, out)
