@@ -132,3 +132,41 @@ def test_unknown_labels_are_dropped_and_listed(cli, copied, tmp_path, caplog):
     summary = json.loads(xr.open_zarr(out).attrs["summary"])
     assert summary["labels"]["unknown_labels"] == {"Unobtainium": 3}
     assert "Unobtainium" in caplog.text
+
+
+def test_quality_band_values_and_valid_range_are_recorded(cli, catalog, tmp_path):
+    entry = catalog.targets()[0]
+    base = [
+        "preprocess",
+        "--tiles",
+        catalog.path(entry.tiles),
+        "--labels",
+        catalog.path(entry.labels),
+        "--label-column",
+        entry.label_column,
+    ]
+    default, clouds_only, ranged = tmp_path / "d.zarr", tmp_path / "c.zarr", tmp_path / "r.zarr"
+    assert cli(*base, "--out", default).exit_code == 0
+    res = cli(*base, "--out", clouds_only, "--quality-band", "SCL", "--mask-values", "8,9")
+    assert res.exit_code == 0, res.output
+    res = cli(*base, "--out", ranged, "--valid-range", "0", "0.45")
+    assert res.exit_code == 0, res.output
+    d, c, r = (xr.open_zarr(p) for p in (default, clouds_only, ranged))
+    assert json.loads(c.attrs["preparation"])["invalid_classes"] == [8, 9]
+    assert json.loads(r.attrs["preparation"])["valid_range"] == [0.0, 0.45]
+    # fewer classes masked → more acquisitions count as valid; a tight range → fewer
+    assert c["valid_fraction"].mean() > d["valid_fraction"].mean() > r["valid_fraction"].mean()
+
+
+def test_meta_train_asks_for_more_samples_than_a_class_has(cli, regions, catalog, tmp_path):
+    out = tmp_path / "m"
+    res = cli(
+        "meta-train",
+        "--regions",
+        regions[catalog.sources()[0].name],
+        "--out",
+        out,
+        "--shots",
+        "500",
+    )
+    assert_one_line_error(res, out, "no region has 5 classes with 510 samples")

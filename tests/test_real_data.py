@@ -145,3 +145,49 @@ def test_mato_grosso_table_model_adapts_to_and_maps_the_sinop_cube(cli, tmp_path
     with rasterio.open(crop_map) as m, rasterio.open(reference) as ref:
         assert m.crs.to_wkt() == ref.crs.to_wkt() and m.transform == ref.transform
         assert m.shape == ref.shape and (m.read(1) > 0).mean() > 0.9
+
+
+def test_every_gee_domain_is_consumed(cli, tmp_path):
+    """A model meta-trained on the Europe 2011 source adapts to every NDVI domain; the LAI
+    domain (another variable) is refused with the reason, and trains a model of its own."""
+    domains = [
+        "gee-europe-2011",
+        "gee-south-america-2011",
+        "gee-north-america-2011",
+        "gee-europe-2003",
+        "gee-landsat-europe-2011",
+        "gee-lai-europe-2011",
+    ]
+    paths = {}
+    for name in domains:
+        paths[name] = tmp_path / f"{name}.zarr"
+        assert (
+            cli(
+                "preprocess", "--catalog", CATALOG, "--region", name, "--out", paths[name]
+            ).exit_code
+            == 0
+        )
+    model = tmp_path / "m"
+    quick = ["--iterations", "5", "--ways", "4", "--shots", "3", "--queries", "3"]
+    assert (
+        cli("meta-train", "--regions", paths["gee-europe-2011"], "--out", model, *quick).exit_code
+        == 0
+    )
+    for name in domains[1:5]:
+        res = cli(
+            "adapt",
+            "--model",
+            model,
+            "--region",
+            paths[name],
+            "--shots",
+            "5",
+            "--out",
+            tmp_path / f"a-{name}",
+            "--json",
+        )
+        assert res.exit_code == 0, (name, res.output)
+    lai = paths["gee-lai-europe-2011"]
+    res = cli("adapt", "--model", model, "--region", lai, "--out", tmp_path / "a-lai")
+    assert res.exit_code == 2 and "bands differ (lai vs ndvi)" in res.stderr
+    assert cli("meta-train", "--regions", lai, "--out", tmp_path / "m-lai", *quick).exit_code == 0

@@ -29,13 +29,26 @@ PatternOpt = Annotated[
 ]
 ScaleOpt = Annotated[float | None, typer.Option(help="Scale factor (overrides the files').")]
 OffsetOpt = Annotated[float | None, typer.Option(help="Offset (overrides the files').")]
+QualityOpt = Annotated[
+    str | None, typer.Option(help="Quality/classification band [SCL when present].")
+]
+ValidRangeOpt = Annotated[
+    tuple[float, float] | None,
+    typer.Option(help="Mask pixels with a scaled value outside MIN MAX (valid-range rule)."),
+]
 
 
-def raster_spec(tiles: Path, layout, pattern, scale, offset):
+def raster_spec(tiles: Path, layout, pattern, scale, offset, quality=None, valid_range=None):
     from cropmeta.catalog import RasterSpec
 
     return RasterSpec(
-        path=str(tiles), layout=Layout(layout).value, pattern=pattern, scale=scale, offset=offset
+        path=str(tiles),
+        layout=Layout(layout).value,
+        pattern=pattern,
+        scale=scale,
+        offset=offset,
+        quality_band=quality,
+        valid_range=valid_range,
     )
 
 
@@ -127,6 +140,11 @@ def preprocess(
     pattern: PatternOpt = None,
     scale: ScaleOpt = None,
     offset: OffsetOpt = None,
+    quality_band: QualityOpt = None,
+    mask_values: Annotated[
+        str | None, typer.Option(help="Quality-band values to mask, e.g. '3,8,9,10' [SCL's].")
+    ] = None,
+    valid_range: ValidRangeOpt = None,
     seed: Seed = 0,
 ) -> None:
     """Tiles + labelled fields (or a catalog region, rasters or a pre-extracted table) → a
@@ -147,6 +165,8 @@ def preprocess(
         min_valid_fraction=min_valid_fraction,
         seed=seed,
     )
+    if mask_values:
+        options["invalid_classes"] = [int(v) for v in mask_values.split(",") if v.strip()]
     if catalog is not None and region and len(region) > 1:
         from cropmeta.ingest.parallel import preprocess_regions
 
@@ -194,7 +214,7 @@ def preprocess(
             )
         else:
             ds = preprocess_region(
-                raster_spec(tiles, layout, pattern, scale, offset),
+                raster_spec(tiles, layout, pattern, scale, offset, quality_band, valid_range),
                 labels,
                 label_column,
                 out,

@@ -62,8 +62,10 @@ def preprocess_region(
     ``tiles`` is a folder of one multi-band GeoTIFF per date, or a :class:`RasterSpec` for the
     other layouts (single-band files by pattern, STAC, datacube), relative to ``root``.
 
-    Pixels flagged by the scene classification (``invalid_classes``, by default clouds, shadows,
-    snow, saturated and no data) are masked first. Then either every field becomes one sample
+    Pixels flagged by the quality band (the spec's ``quality_band``, else ``SCL`` when present;
+    ``invalid_classes``, by default the SCL classes for clouds, shadows, snow, saturated and no
+    data) or outside the spec's ``valid_range`` are masked first; both rules are recorded in the
+    preparation, so map time masks alike. Then either every field becomes one sample
     (``sampling="field"``: the ``statistic`` of its valid pixels per date, after shrinking the
     polygon by ``buffer`` metres against mixed edge pixels), or up to ``pixels_per_field`` random
     pixels of each field become samples (``"pixels"``; points are always single pixels). Series
@@ -74,10 +76,13 @@ def preprocess_region(
     ``layer``, ``x_column``/``y_column`` and ``labels_crs`` describe the label file when it is a
     multi-layer GeoPackage or a CSV of points (see :func:`cropmeta.ingest.labels.read_labels`).
     """
-    stack = open_raster(tiles, root)
-    tiles = Path(root or ".") / (tiles.path if isinstance(tiles, RasterSpec) else tiles)
+    spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
+    stack = open_raster(spec, root)
+    tiles = Path(root or ".") / spec.path
     taxonomy = taxonomy or load_taxonomy()
-    quality = "SCL" if "SCL" in stack.band_names else None
+    quality = spec.quality_band or ("SCL" if "SCL" in stack.band_names else None)
+    if quality is not None:
+        stack.band_index(quality)
     bands = bands or [b for b in stack.band_names if b != quality]
     for b in bands:
         stack.band_index(b)
@@ -85,6 +90,7 @@ def preprocess_region(
         bands=bands,
         quality_band=quality,
         grid=grid or TemporalGrid(),
+        valid_range=spec.valid_range,
         min_valid_fraction=min_valid_fraction,
     )
     if invalid_classes is not None:
