@@ -174,6 +174,8 @@ def preprocess_region(
         summary=summary,
         inputs=dict(
             tiles=str(Path(tiles).resolve()),
+            raster=spec.model_dump(mode="json"),
+            band_scaling="scale/offset from the spec where given, else from the files' metadata",
             labels=str(Path(labels).resolve()),
             label_column=label_column,
             id_column=id_column,
