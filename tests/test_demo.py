@@ -52,10 +52,11 @@ def test_demo_end_to_end(tmp_path):
     for figure in summary["figures"]:
         assert Path(figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # the adapted model beats chance clearly on the held-out fields
+    # the adapted model beats chance clearly (twice its rate) on the held-out fields; the tiny
+    # world is too small for meta-learning to beat the baselines reliably (see BENCHMARKS.md)
     for name, result in summary["targets"].items():
         chance = 1 / len(result["classes"])
-        assert result["metrics"]["maml"]["overall_accuracy"] > chance + 0.3, (name, result)
+        assert result["metrics"]["maml"]["overall_accuracy"] > 2 * chance, (name, result)
 
     # and the map agrees with the field labels well beyond chance (pixel majority per field)
     fields = gpd.read_file(catalog.path(target.labels))

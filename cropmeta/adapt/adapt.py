@@ -15,7 +15,7 @@ from cropmeta.evaluate.metrics import score
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import incompatibility
 from cropmeta.learners.registry import build_learner
-from cropmeta.models.bundle import BundleConfig, ClassInfo, load_bundle, save_bundle
+from cropmeta.models.bundle import BundleConfig, ClassInfo, build_model, load_bundle, save_bundle
 from cropmeta.tasks.episodes import split_support_query
 
 
@@ -50,7 +50,10 @@ def adapt_region(
     support set, and the adapted model, a model trained from scratch and a random forest — all
     fitted on those same samples — are scored on the region's other labelled samples.
     """
-    model, cfg = load_bundle(model_dir)
+    _, cfg = load_bundle(model_dir)
+    learner = build_learner(cfg.learner["algorithm"], cfg.learner)
+    learner.setup(build_model(cfg))
+    model, _ = load_bundle(model_dir, learner.state)
     if cfg.kind != "meta":
         raise InputError(model_dir, "this model is already adapted; give the meta-trained model")
     data = RegionArrays.load(region)
@@ -70,7 +73,6 @@ def adapt_region(
     doy = torch.from_numpy(data.doy).long()
 
     torch.manual_seed(seed)
-    learner = build_learner(cfg.learner["algorithm"], cfg.learner)
     adapted = learner.adapt(model, x[support], y, doy, len(codes))
     classes = [ClassInfo.model_validate(data.classes[int(c)]) for c in codes]
     result = AdaptResult(

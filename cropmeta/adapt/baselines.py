@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.ensemble import RandomForestClassifier
 
-from cropmeta.models.tempcnn import CropClassifier, EncoderConfig
+from cropmeta.models.classifier import CropClassifier
+from cropmeta.models.encoders import EncoderConfig
 
 
 def from_scratch(

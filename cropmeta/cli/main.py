@@ -19,6 +19,12 @@ app = typer.Typer(
 )
 StatisticChoice = Enum("StatisticChoice", {"mean": "mean", "median": "median"}, type=str)
 SamplingChoice = Enum("SamplingChoice", {"field": "field", "pixels": "pixels"}, type=str)
+Algorithm = Enum(
+    "Algorithm",
+    {k: k for k in ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet")},
+    type=str,
+)
+Encoder = Enum("Encoder", {k: k for k in ("tempcnn", "lstm", "transformer", "ltae")}, type=str)
 TableFormat = Enum("TableFormat", {"long": "long", "wide": "wide"}, type=str)
 Layout = Enum(
     "Layout", {k: k for k in ("per-date", "band-date-pattern", "stac", "datacube")}, type=str
@@ -235,8 +241,8 @@ def meta_train(
     ctx: typer.Context,
     regions: Annotated[list[Path], typer.Option(help="Source region datasets (.zarr).")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")],
-    algorithm: Annotated[str, typer.Option(help="Meta-learner.")] = "maml",
-    encoder: Annotated[str, typer.Option(help="Temporal encoder.")] = "tempcnn",
+    algorithm: Annotated[Algorithm, typer.Option(help="Meta-learner.")] = "maml",
+    encoder: Annotated[Encoder, typer.Option(help="Temporal encoder.")] = "tempcnn",
     iterations: Annotated[int, typer.Option(help="Meta-training iterations.")] = 300,
     ways: Annotated[int, typer.Option(help="Classes per task (n-way).")] = 5,
     shots: Annotated[int, typer.Option(help="Support samples per class (k-shot).")] = 5,
@@ -249,15 +255,15 @@ def meta_train(
 
     paths = list(regions) + [Path(a) for a in ctx.args]
     cfg = MetaTrainConfig(
-        algorithm=algorithm,
-        encoder={"name": encoder},
+        algorithm=Algorithm(algorithm).value,
+        encoder={"name": Encoder(encoder).value},
         iterations=iterations,
         n_way=ways,
         k_shot=shots,
         q_query=queries,
         meta_batch=meta_batch,
     )
-    with progress_bar(f"meta-train {algorithm}") as bar:
+    with progress_bar(f"meta-train {Algorithm(algorithm).value}") as bar:
         meta_train(paths, out, cfg, seed=seed, progress=bar)
     typer.echo(f"model written: {out}")
 

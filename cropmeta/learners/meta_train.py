@@ -17,7 +17,7 @@ from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import Normaliser, incompatibility
 from cropmeta.learners.registry import build_learner
 from cropmeta.models.bundle import BundleConfig, build_model, save_bundle
-from cropmeta.models.tempcnn import EncoderConfig
+from cropmeta.models.encoders import EncoderConfig
 from cropmeta.tasks.episodes import EpisodeSampler, LabelledSet
 
 Progress = Callable[[int, int, dict], None]
@@ -56,6 +56,13 @@ def _split(codes: np.ndarray, share: float, rng: np.random.Generator) -> np.ndar
         idx = rng.permutation(np.flatnonzero(codes == c))
         held[idx[: int(round(share * len(idx)))]] = True
     return held
+
+
+def _snapshot(model, learner) -> tuple[dict, dict]:
+    return (
+        {k: v.detach().clone() for k, v in model.state_dict().items()},
+        {k: v.detach().clone() for k, v in learner.state.state_dict().items()},
+    )
 
 
 def meta_train(
@@ -113,7 +120,8 @@ def meta_train(
         seed=seed,
     )
     model = build_model(bundle)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.meta_lr)
+    learner.setup(model)
+    opt = torch.optim.Adam([*model.parameters(), *learner.state.parameters()], lr=cfg.meta_lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
     history: dict[str, list] = {
         "iteration": [],
@@ -122,27 +130,27 @@ def meta_train(
         "val_iteration": [],
         "val_acc": [],
     }
-    best = (-1.0, {k: v.clone() for k, v in model.state_dict().items()})
+    best = (-1.0, _snapshot(model, learner))
     start = time.perf_counter()
     for it in range(1, cfg.iterations + 1):
-        loss, acc = learner.meta_loss(model, train.sample(cfg.meta_batch), doy)
         opt.zero_grad()
-        loss.backward()
+        loss, acc = learner.meta_backward(model, train.sample(cfg.meta_batch), doy)
         opt.step()
         sched.step()
         history["iteration"].append(it)
-        history["loss"].append(round(loss.item(), 5))
-        history["acc"].append(round(acc.item(), 5))
+        history["loss"].append(round(loss, 5))
+        history["acc"].append(round(acc, 5))
         if val_batch is not None and (it % cfg.val_every == 0 or it == cfg.iterations):
             _, val_acc = learner.meta_loss(model, val_batch, doy)
             history["val_iteration"].append(it)
             history["val_acc"].append(round(val_acc.item(), 5))
             if val_acc.item() > best[0]:
-                best = (val_acc.item(), {k: v.clone() for k, v in model.state_dict().items()})
+                best = (val_acc.item(), _snapshot(model, learner))
         if progress:
-            progress(it, cfg.iterations, {"loss": loss.item(), "acc": acc.item()})
+            progress(it, cfg.iterations, {"loss": loss, "acc": acc})
     if val_batch is not None:
-        model.load_state_dict(best[1])
+        model.load_state_dict(best[1][0])
+        learner.state.load_state_dict(best[1][1])
     history.update(
         best_val_acc=best[0],
         seconds=round(time.perf_counter() - start, 2),
@@ -150,4 +158,4 @@ def meta_train(
         config=json.loads(cfg.model_dump_json()),
     )
     bundle.history = history
-    return save_bundle(model, bundle, out)
+    return save_bundle(model, bundle, out, learner.state)

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from cropmeta.learners.base import Learner
-from cropmeta.learners.maml import MAML, MAMLConfig
+from pydantic import BaseModel
 
-LEARNERS: dict[str, tuple[type[Learner], type]] = {"maml": (MAML, MAMLConfig)}
+from cropmeta.learners.anil import ANIL, ANILConfig
+from cropmeta.learners.base import Learner
+from cropmeta.learners.maml import FOMAML, MAML, FOMAMLConfig, MAMLConfig
+from cropmeta.learners.metasgd import MetaSGD, MetaSGDConfig
+from cropmeta.learners.protonet import ProtoNet, ProtoNetConfig
+from cropmeta.learners.reptile import Reptile, ReptileConfig
+
+LEARNERS: dict[str, tuple[type[Learner], type[BaseModel]]] = {
+    "maml": (MAML, MAMLConfig),
+    "fomaml": (FOMAML, FOMAMLConfig),
+    "anil": (ANIL, ANILConfig),
+    "metasgd": (MetaSGD, MetaSGDConfig),
+    "reptile": (Reptile, ReptileConfig),
+    "protonet": (ProtoNet, ProtoNetConfig),
+}
 
 
 def build_learner(name: str, settings: dict | None = None) -> Learner:
+    """The learner ``name`` with its settings (unknown keys, such as ``algorithm``, ignored)."""
     if name not in LEARNERS:
         raise ValueError(f"unknown algorithm {name!r} (known: {', '.join(LEARNERS)})")
     cls, cfg = LEARNERS[name]
-    return cls(cfg.model_validate({"name": name, **(settings or {})}))
+    fields = {k: v for k, v in (settings or {}).items() if k in cfg.model_fields and k != "name"}
+    return cls(cfg.model_validate(fields))

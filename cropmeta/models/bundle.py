@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from cropmeta.errors import InputError, atomic_output
 from cropmeta.ingest.prepare import Normaliser, Preparation
-from cropmeta.models.tempcnn import CropClassifier, EncoderConfig
+from cropmeta.models.classifier import CropClassifier
+from cropmeta.models.encoders import EncoderConfig
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
@@ -44,16 +45,26 @@ def build_model(cfg: BundleConfig) -> CropClassifier:
     return CropClassifier(len(cfg.preparation.bands), n_steps, cfg.encoder, cfg.n_classes)
 
 
-def save_bundle(model: torch.nn.Module, cfg: BundleConfig, out: str | Path) -> Path:
+def save_bundle(
+    model: torch.nn.Module, cfg: BundleConfig, out: str | Path, extra: torch.nn.Module | None = None
+) -> Path:
+    """Weights (and a learner's own meta-learned tensors, as ``learner.*``) plus the config."""
     with atomic_output(out) as tmp:
         tmp.mkdir()
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        if extra is not None:
+            state |= {
+                f"learner.{k}": v.detach().contiguous().cpu() for k, v in extra.state_dict().items()
+            }
         save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
     return Path(out)
 
 
-def load_bundle(path: str | Path) -> tuple[CropClassifier, BundleConfig]:
+def load_bundle(
+    path: str | Path, extra: torch.nn.Module | None = None
+) -> tuple[CropClassifier, BundleConfig]:
+    """Model and config; a learner's tensors are loaded into ``extra`` when it is given."""
     p = Path(path)
     if not (p / CONFIG).is_file() or not (p / WEIGHTS).is_file():
         raise InputError(p, f"not a cropmeta model folder (needs {CONFIG} and {WEIGHTS})")
@@ -63,7 +74,11 @@ def load_bundle(path: str | Path) -> tuple[CropClassifier, BundleConfig]:
         raise InputError(p / CONFIG, f"invalid model config ({exc.__class__.__name__})") from None
     model = build_model(cfg)
     try:
-        model.load_state_dict(load_file(str(p / WEIGHTS)))
+        weights = load_file(str(p / WEIGHTS))
+        learner = {k[8:]: v for k, v in weights.items() if k.startswith("learner.")}
+        model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("learner.")})
+        if extra is not None and learner:
+            extra.load_state_dict(learner)
     except Exception as exc:  # SafetensorError, size mismatches
         raise InputError(p / WEIGHTS, f"weights do not fit the config ({str(exc)[:80]})") from None
     model.eval()
