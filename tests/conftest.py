@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cropmeta.catalog import load_catalog
@@ -14,6 +15,10 @@ from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.synth import make_world
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# The tests' models are tiny: one thread is as fast, and immune to oversubscription when the
+# machine is busy (two OpenMP threads per process on 2 cores slowed the suite 10× under load).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
