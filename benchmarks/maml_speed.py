@@ -65,32 +65,42 @@ def step_plain(model, batch, doy):
 
 
 def step_higher(model, batch, doy):
+    """The same algorithm written with `higher`: its monkeypatched module and differentiable SGD.
+
+    The fast weights start as the encoder's parameters plus the shared head row copied to the
+    task's classes (the zero trick), so the meta-gradient equals the other two methods'.
+    """
     import higher
 
-    head = model.head
+    task_model = _TaskModel(model, WAYS)
+    fmodel = higher.monkeypatch(task_model, copy_initial_weights=True, track_higher_grads=True)
+    inner_opt = torch.optim.SGD(task_model.parameters(), lr=LR)
+    diffopt = higher.optim.get_diff_optim(
+        inner_opt, task_model.parameters(), track_higher_grads=True
+    )
     for t in range(BATCH):
-        # a task-sized head copied from the shared row, as the zero trick does
-        task_model = _TaskModel(model, WAYS)
-        inner_opt = torch.optim.SGD(task_model.parameters(), lr=LR)
-        with higher.innerloop_ctx(task_model, inner_opt, copy_initial_weights=False) as (fm, opt):
-            for _ in range(INNER):
-                opt.step(F.cross_entropy(fm(batch.x_s[t], doy), batch.y_s[t]))
-            (F.cross_entropy(fm(batch.x_q[t], doy), batch.y_q[t]) / BATCH).backward()
-    return head
+        params = [
+            *model.encoder.parameters(),
+            model.head.weight.expand(WAYS, -1),
+            model.head.bias.expand(WAYS),
+        ]
+        for _ in range(INNER):
+            loss = F.cross_entropy(fmodel(batch.x_s[t], doy, params=params), batch.y_s[t])
+            params = diffopt.step(loss, params=params)
+        query = F.cross_entropy(fmodel(batch.x_q[t], doy, params=params), batch.y_q[t])
+        (query / BATCH).backward()
 
 
 class _TaskModel(torch.nn.Module):
-    """The shared model with its one-row head expanded to the task's classes (differentiably)."""
+    """The model's encoder with a task-sized head (its fast weights are supplied by `higher`)."""
 
     def __init__(self, model, ways: int) -> None:
         super().__init__()
         self.encoder = model.encoder
-        self.row_w, self.row_b = model.head.weight, model.head.bias
-        self.ways = ways
+        self.head = torch.nn.Linear(model.head.in_features, ways)
 
     def forward(self, x, doy):
-        w = self.row_w.expand(self.ways, -1)
-        return F.linear(self.encoder(x, doy), w, self.row_b.expand(self.ways))
+        return self.head(self.encoder(x, doy))
 
 
 METHODS = {"cropmeta": step_cropmeta, "higher": step_higher, "plain loop": step_plain}
