@@ -15,7 +15,14 @@ from cropmeta.evaluate.metrics import score
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import incompatibility
 from cropmeta.learners.registry import build_learner
-from cropmeta.models.bundle import BundleConfig, ClassInfo, build_model, load_bundle, save_bundle
+from cropmeta.models.bundle import (
+    BundleConfig,
+    ClassInfo,
+    build_model,
+    load_bundle,
+    load_config,
+    save_bundle,
+)
 from cropmeta.tasks.episodes import split_support_query
 
 
@@ -50,9 +57,9 @@ def adapt_region(
     support set, and the adapted model, a model trained from scratch and a random forest — all
     fitted on those same samples — are scored on the region's other labelled samples.
     """
-    _, cfg = load_bundle(model_dir)
+    cfg = load_config(model_dir)
     learner = build_learner(cfg.learner["algorithm"], cfg.learner)
-    learner.setup(build_model(cfg))
+    learner.setup(build_model(cfg))  # the learner's own tensors (Meta-SGD rates) need shapes
     model, _ = load_bundle(model_dir, learner.state)
     if cfg.kind != "meta":
         raise InputError(model_dir, "this model is already adapted; give the meta-trained model")

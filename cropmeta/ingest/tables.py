@@ -204,13 +204,8 @@ def preprocess_catalog_table(
 ) -> xr.Dataset:
     """Preprocess the catalog region ``region`` whose data are a ``table`` (grid: its season)."""
     from cropmeta.catalog import load_catalog
+    from cropmeta.ingest.preprocess import preprocess_catalog_region
 
-    cat = load_catalog(catalog)
-    entry = cat.region(region)
-    if entry.table is None:
+    if load_catalog(catalog).region(region).table is None:
         raise InputError(catalog, f"region {region!r} has no `table` entry")
-    grid = TemporalGrid(**entry.season) if entry.season else TemporalGrid()
-    taxonomy = cat.load_taxonomy()
-    return preprocess_table(
-        entry.table, out, region=entry.name, taxonomy=taxonomy, grid=grid, root=cat.root, **kwargs
-    )
+    return preprocess_catalog_region(catalog, region, out, **kwargs)

@@ -61,17 +61,23 @@ def save_bundle(
     return Path(out)
 
 
+def load_config(path: str | Path) -> BundleConfig:
+    """The config of a model folder (checking the folder holds weights too)."""
+    p = Path(path)
+    if not (p / CONFIG).is_file() or not (p / WEIGHTS).is_file():
+        raise InputError(p, f"not a cropmeta model folder (needs {CONFIG} and {WEIGHTS})")
+    try:
+        return BundleConfig.model_validate(json.loads((p / CONFIG).read_text(encoding="utf-8")))
+    except (ValidationError, json.JSONDecodeError) as exc:
+        raise InputError(p / CONFIG, f"invalid model config ({exc.__class__.__name__})") from None
+
+
 def load_bundle(
     path: str | Path, extra: torch.nn.Module | None = None
 ) -> tuple[CropClassifier, BundleConfig]:
     """Model and config; a learner's tensors are loaded into ``extra`` when it is given."""
     p = Path(path)
-    if not (p / CONFIG).is_file() or not (p / WEIGHTS).is_file():
-        raise InputError(p, f"not a cropmeta model folder (needs {CONFIG} and {WEIGHTS})")
-    try:
-        cfg = BundleConfig.model_validate(json.loads((p / CONFIG).read_text(encoding="utf-8")))
-    except (ValidationError, json.JSONDecodeError) as exc:
-        raise InputError(p / CONFIG, f"invalid model config ({exc.__class__.__name__})") from None
+    cfg = load_config(p)
     model = build_model(cfg)
     try:
         weights = load_file(str(p / WEIGHTS))
