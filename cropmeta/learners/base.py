@@ -28,6 +28,7 @@ from cropmeta.tasks.episodes import TaskBatch
 
 Params = dict[str, torch.Tensor]
 HEAD = ("head.weight", "head.bias")
+Update = Callable[[Params, Params, int], Params]
 
 
 def expand_head(params: Params, n_classes: int) -> Params:
@@ -58,21 +59,29 @@ def inner_loop(
     lr: float | Params,
     first_order: bool = False,
     keys: tuple[str, ...] | None = None,
+    update: Update | None = None,
 ) -> Params:
     """``steps`` of gradient descent on the support loss; returns the adapted parameters.
 
     ``lr`` is one rate or a rate per parameter (a dict, as Meta-SGD learns them); ``keys``
     restricts adaptation to some parameters (ANIL: the head), the others stay as given.
+    ``update(fast, grads, step)`` replaces the plain step ``p − lr·g`` when a learner forms its
+    own rule (ALFA: per-step learning rates and weight decay generated from the gradients).
     """
     keys = tuple(params) if keys is None else keys
     fixed = {k: v for k, v in params.items() if k not in keys}
     fast = {k: params[k] for k in keys}
     loss_grad = grad(lambda p: task_loss(model, {**fixed, **p}, x, y, doy))
-    for _ in range(steps):
+    for step in range(steps):
         grads = loss_grad(fast)
         if first_order:
             grads = {k: g.detach() for k, g in grads.items()}
-        fast = {k: p - (lr[k] if isinstance(lr, dict) else lr) * grads[k] for k, p in fast.items()}
+        if update is not None:
+            fast = update(fast, grads, step)
+        else:
+            fast = {
+                k: p - (lr[k] if isinstance(lr, dict) else lr) * grads[k] for k, p in fast.items()
+            }
     return {**fixed, **fast}
 
 
@@ -173,6 +182,13 @@ class GradientLearner(Learner):
     def inner_lr(self, scale: float = 1.0) -> float | Params:
         return self.cfg.inner_lr * scale
 
+    def inner_update(self, adapting: bool = False) -> Update | None:
+        """A learner's own inner step ``(fast, grads, step) -> fast`` (None: ``p − lr·g``).
+
+        ``adapting`` is True when adapting to a region (detached, ``adapt_steps`` long).
+        """
+        return None
+
     def adapted_params(
         self,
         model: CropClassifier,
@@ -184,6 +200,7 @@ class GradientLearner(Learner):
         steps: int | None = None,
         lr=None,
         first_order: bool | None = None,
+        adapting: bool = False,
     ):
         params = dict(model.named_parameters()) if params is None else params
         return inner_loop(
@@ -196,6 +213,7 @@ class GradientLearner(Learner):
             self.inner_lr() if lr is None else lr,
             self.cfg.first_order if first_order is None else first_order,
             self.inner_keys(params),
+            self.inner_update(adapting),
         )
 
     def meta_loss(self, model, batch, doy):
@@ -216,6 +234,15 @@ class GradientLearner(Learner):
         if isinstance(lr, dict):
             lr = {k: v.detach() for k, v in lr.items()}
         fast = self.adapted_params(
-            model, x, y, doy, n_classes, start, self.cfg.adapt_steps, lr, first_order=True
+            model,
+            x,
+            y,
+            doy,
+            n_classes,
+            start,
+            self.cfg.adapt_steps,
+            lr,
+            first_order=True,
+            adapting=True,
         )
         return model.with_params(fast, n_classes)
