@@ -1,20 +1,27 @@
 """Second-order MAML meta-training speed and memory: cropmeta vs `higher` vs a plain loop.
 
 Same model (TempCNN, default config, 10 bands × 25 steps), same tasks (5-way 5-shot, 15 queries
-per class, 5 inner steps, meta-batch 8), each method in its own fresh process so that peak
-memory (max RSS above the process's memory before the first step) is its own. Also reports the
-step's model FLOPs (torch.utils.flop_counter, counted on the plain loop) per second as a share of
-this machine's float32 matmul peak, measured in the same run.
+per class, 5 inner steps, meta-batch 8) and the same number of threads for every method. cropmeta
+runs with its defaults and with its memory options (``checkpoint``: gradient-checkpointed inner
+steps; ``task_chunk``: the meta-batch backpropagated a few tasks at a time).
+
+Each method runs in its own fresh process, interleaved over repeats. Peak memory is the process's
+peak resident memory during the meta-steps above its memory just before them; before that, every
+process runs every method once on a tiny problem, so that one-off library loading (torch.func's
+first use imports sympy; cropmeta's learner registry imports pandas; `higher`) is excluded from
+every method alike (it is reported in the header). Also reports the model FLOPs of a meta-step
+(torch.utils.flop_counter, counted on the plain loop; recomputation is not counted) per second as
+a share of this machine's float32 matmul peak, measured in the same run with the same threads.
 
 Setup (benchmark-only package): .venv/bin/pip install --no-deps higher
-Run:   .venv/bin/python benchmarks/maml_speed.py --steps 6 --repeats 3
+Run:   .venv/bin/python benchmarks/maml_speed.py --steps 3 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing as mp
-import resource
 import statistics
 import time
 
@@ -24,71 +31,78 @@ from torch.func import functional_call
 
 WAYS, SHOTS, QUERIES, INNER, BATCH, LR = 5, 5, 15, 5, 8, 0.1
 N_STEPS, N_BANDS = 25, 10
+#: cropmeta's arms: the learner settings besides the inner loop's
+CROPMETA = {
+    "cropmeta": {},
+    "cropmeta, checkpoint": {"checkpoint": True},
+    "cropmeta, task_chunk 4": {"task_chunk": 4},
+    "cropmeta, checkpoint, task_chunk 4": {"checkpoint": True, "task_chunk": 4},
+}
 
 
-def setup(seed: int = 0):
+def setup(seed: int = 0, hidden: int = 32, n_steps: int = N_STEPS, tasks: int = BATCH):
     from cropmeta.models.classifier import CropClassifier
     from cropmeta.models.encoders import EncoderConfig
     from cropmeta.tasks.episodes import TaskBatch
 
     torch.manual_seed(seed)
-    model = CropClassifier(N_BANDS, N_STEPS, EncoderConfig(), n_classes=1)
+    model = CropClassifier(N_BANDS, n_steps, EncoderConfig(hidden=hidden), n_classes=1)
     g = torch.Generator().manual_seed(seed)
-    y_s = torch.arange(WAYS).repeat_interleave(SHOTS).repeat(BATCH, 1)
-    y_q = torch.arange(WAYS).repeat_interleave(QUERIES).repeat(BATCH, 1)
-    x_s = torch.randn(BATCH, WAYS * SHOTS, N_STEPS, N_BANDS, generator=g)
-    x_q = torch.randn(BATCH, WAYS * QUERIES, N_STEPS, N_BANDS, generator=g)
-    doy = torch.arange(60, 60 + 10 * N_STEPS, 10)
+    y_s = torch.arange(WAYS).repeat_interleave(SHOTS).repeat(tasks, 1)
+    y_q = torch.arange(WAYS).repeat_interleave(QUERIES).repeat(tasks, 1)
+    x_s = torch.randn(tasks, WAYS * SHOTS, n_steps, N_BANDS, generator=g)
+    x_q = torch.randn(tasks, WAYS * QUERIES, n_steps, N_BANDS, generator=g)
+    doy = torch.arange(60, 60 + 10 * n_steps, 10)
     return model, TaskBatch(x_s, y_s, x_q, y_q), doy
 
 
-def step_cropmeta(model, batch, doy):
+def step_cropmeta(model, batch, doy, options: dict | None = None):
     from cropmeta.learners.registry import build_learner
 
-    learner = build_learner("maml", {"inner_steps": INNER, "inner_lr": LR})
-    loss, _ = learner.meta_loss(model, batch, doy)
-    loss.backward()
+    learner = build_learner("maml", {"inner_steps": INNER, "inner_lr": LR, **(options or {})})
+    learner.meta_backward(model, batch, doy)
 
 
 def step_plain(model, batch, doy):
     from cropmeta.learners.base import expand_head
 
-    params = dict(model.named_parameters())
-    for t in range(BATCH):
-        fast = expand_head(params, WAYS)
+    params, ways, tasks = dict(model.named_parameters()), int(batch.y_s.max()) + 1, len(batch.x_s)
+    for t in range(tasks):
+        fast = expand_head(params, ways)
         for _ in range(INNER):
             loss = F.cross_entropy(functional_call(model, fast, (batch.x_s[t], doy)), batch.y_s[t])
             grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
             fast = {k: v - LR * g for (k, v), g in zip(fast.items(), grads, strict=True)}
         query = F.cross_entropy(functional_call(model, fast, (batch.x_q[t], doy)), batch.y_q[t])
-        (query / BATCH).backward()
+        (query / tasks).backward()
 
 
 def step_higher(model, batch, doy):
     """The same algorithm written with `higher`: its monkeypatched module and differentiable SGD.
 
     The fast weights start as the encoder's parameters plus the shared head row copied to the
-    task's classes (the zero trick), so the meta-gradient equals the other two methods'.
+    task's classes (the zero trick), so the meta-gradient equals the other methods'.
     """
     import higher
 
-    task_model = _TaskModel(model, WAYS)
+    ways, tasks = int(batch.y_s.max()) + 1, len(batch.x_s)
+    task_model = _TaskModel(model, ways)
     fmodel = higher.monkeypatch(task_model, copy_initial_weights=True, track_higher_grads=True)
     inner_opt = torch.optim.SGD(task_model.parameters(), lr=LR)
     diffopt = higher.optim.get_diff_optim(
         inner_opt, task_model.parameters(), track_higher_grads=True
     )
-    for t in range(BATCH):
+    for t in range(tasks):
         params = [
             *model.encoder.parameters(),
-            model.head.weight.expand(WAYS, -1),
-            model.head.bias.expand(WAYS),
+            model.head.weight.expand(ways, -1),
+            model.head.bias.expand(ways),
         ]
         for _ in range(INNER):
             loss = F.cross_entropy(fmodel(batch.x_s[t], doy, params=params), batch.y_s[t])
             params = diffopt.step(loss, params=params)
         query = F.cross_entropy(fmodel(batch.x_q[t], doy, params=params), batch.y_q[t])
-        (query / BATCH).backward()
+        (query / tasks).backward()
 
 
 class _TaskModel(torch.nn.Module):
@@ -103,33 +117,52 @@ class _TaskModel(torch.nn.Module):
         return self.head(self.encoder(x, doy))
 
 
-METHODS = {"cropmeta": step_cropmeta, "higher": step_higher, "plain loop": step_plain}
+def run_method(method: str, model, batch, doy) -> None:
+    if method in CROPMETA:
+        step_cropmeta(model, batch, doy, CROPMETA[method])
+    else:
+        {"higher": step_higher, "plain loop": step_plain}[method](model, batch, doy)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+METHODS = [*CROPMETA, "higher", "plain loop"]
 
 
-def _run(method: str, steps: int, queue) -> None:
-    torch.set_num_threads(torch.get_num_threads())
+def _memory(field: str) -> int:
+    """``VmRSS`` or ``VmHWM`` (peak) of this process, in bytes."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+
+
+def _reset_peak() -> int:
+    """Start the peak-memory count afresh (Linux: clear_refs 5); return the memory now."""
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _memory("VmRSS")
+
+
+def _run(method: str, steps: int, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    start = _memory("VmRSS")
+    tiny = setup(hidden=4, n_steps=3, tasks=1)  # every method's code loaded, in every process
+    for other in METHODS:
+        run_method(other, *tiny)
     model, batch, doy = setup()
-    base = _rss_bytes()
+    base = _reset_peak()
     times = []
     for _ in range(steps + 1):  # the first step warms up
         model.zero_grad()
-        start = time.perf_counter()
-        METHODS[method](model, batch, doy)
-        times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        begin = time.perf_counter()
+        run_method(method, model, batch, doy)
+        times.append(time.perf_counter() - begin)
     grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-    queue.put((times[1:], peak - base, grad.norm().item()))
+    queue.put((times[1:], _memory("VmHWM") - base, base - start, grad.norm().item()))
 
 
-def measure(method: str, steps: int) -> tuple[list[float], int, float]:
+def measure(method: str, steps: int, threads: int) -> tuple[list[float], int, int, float]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(method, steps, queue))
+    proc = ctx.Process(target=_run, args=(method, steps, threads, queue))
     proc.start()
     out = queue.get()
     proc.join()
@@ -162,35 +195,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6, help="timed meta-steps per repeat")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     print(
         f"second-order MAML, TempCNN, {WAYS}-way {SHOTS}-shot, {QUERIES} queries/class, "
         f"{INNER} inner steps, meta-batch {BATCH}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"{args.threads} threads in every method"
     )
     flops, peak = step_flops(), matmul_peak()
     print(
         f"model FLOPs per meta-step: {flops / 1e9:.2f} GFLOP ({flops / BATCH / 1e9:.2f} per "
         f"task); float32 matmul peak: {peak / 1e9:.1f} GFLOP/s"
     )
-    rates, memory, norms = {}, {}, {}
+    rates, memory, loading, norms = {}, {}, [], {}
     for _ in range(args.repeats):  # interleaved, so machine noise hits every method alike
         for method in METHODS:
-            times, mem, norm = measure(method, args.steps)
+            times, mem, load, norm = measure(method, args.steps, args.threads)
             rates.setdefault(method, []).append(BATCH / statistics.median(times))
             memory.setdefault(method, []).append(mem)
+            loading.append(load)
             norms[method] = norm
+    print(f"one-off library loading before the meta-steps (excluded): +{_mib(loading):.0f} MiB")
+    higher_rate, higher_mem = (statistics.median(d["higher"]) for d in (rates, memory))
     for method in METHODS:
-        rate = statistics.median(rates[method])
-        mem = statistics.median(memory[method]) / 2**20
-        share = flops / BATCH * rate / peak
+        rate, mem = statistics.median(rates[method]), statistics.median(memory[method])
         print(
-            f"{method:>11}: {rate:6.2f} tasks/s (median of {args.repeats}), peak memory "
-            f"+{mem:6.0f} MiB, {share:5.1%} of matmul peak, |meta-grad| {norms[method]:.6f}"
+            f"{method:>34}: {rate:6.2f} tasks/s ({rate / higher_rate:4.2f}x higher), peak memory "
+            f"+{mem / 2**20:4.0f} MiB ({mem / higher_mem:4.2f}x higher), "
+            f"{flops / BATCH * rate / peak:5.1%} of matmul peak, |meta-grad| {norms[method]:.6f}"
         )
-    ratio = statistics.median(rates["cropmeta"]) / statistics.median(rates["higher"])
-    mem_ratio = statistics.median(memory["cropmeta"]) / statistics.median(memory["higher"])
+    ratio = statistics.median(rates["cropmeta"]) / higher_rate
+    mem_ratio = statistics.median(memory["cropmeta"]) / higher_mem
     print(f"cropmeta / higher: {ratio:.2f}x tasks per second at {mem_ratio:.2f}x the peak memory")
+
+
+def _mib(values: list[int]) -> float:
+    return statistics.median(values) / 2**20
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """End to end: `cropmeta demo` on the tiny world, through the installed console script."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,8 @@ def test_demo_end_to_end(tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
+        # one thread, as in-process tests: oversubscribed OpenMP threads slow torch tenfold
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -83,7 +83,8 @@ def test_adapt_cli_json_compares_baselines_on_same_shots(
     )
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
-    assert set(result["metrics"]) == {"maml", "from_scratch", "random_forest"}
+    baselines = {"from_scratch", "random_forest", "transfer_head", "transfer_all", "source_only"}
+    assert set(result["metrics"]) == {"maml", *baselines}
     for m in result["metrics"].values():
         assert 0 <= m["overall_accuracy"] <= 1 and -1 <= m["kappa"] <= 1
     assert result["n_support"] == 3 * len(result["classes"])

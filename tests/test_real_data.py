@@ -67,7 +67,8 @@ def test_table_regions_meta_train_and_adapt(cli, tmp_path):
     )
     assert res.exit_code == 0, res.output
     metrics = json.loads(res.stdout)["metrics"]
-    assert set(metrics) == {"maml", "from_scratch", "random_forest"}
+    baselines = {"from_scratch", "random_forest", "transfer_head", "transfer_all", "source_only"}
+    assert set(metrics) == {"maml", *baselines}
 
 
 SINOP_PATTERN = r"MODIS_Sinop_(?P<band>NDVI|EVI)_(?P<date>\d{4}-\d{2}-\d{2})\.tif"

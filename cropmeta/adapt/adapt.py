@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cropmeta.adapt.baselines import from_scratch, random_forest
+from cropmeta.adapt.baselines import Shots, baseline_predictions
+from cropmeta.adapt.transfer import load_pretrained
 from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import score
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import incompatibility
 from cropmeta.learners.registry import build_learner
 from cropmeta.models.bundle import (
-    BundleConfig,
     ClassInfo,
     build_model,
     load_bundle,
@@ -24,6 +24,7 @@ from cropmeta.models.bundle import (
     save_bundle,
 )
 from cropmeta.tasks.episodes import split_support_query
+from cropmeta.tasks.task_info import region_info
 
 
 @dataclass
@@ -38,6 +39,8 @@ class AdaptResult:
     classes: list[str]
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     skipped_classes: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    learner: str = ""  # the meta-learner's name: its entry in ``metrics``; the others are baselines
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "model_dir": str(self.model_dir)}, indent=2)
@@ -49,13 +52,16 @@ def adapt_region(
     out: str | Path,
     shots: int | None = None,
     seed: int = 0,
+    baselines: bool = True,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``; save a mappable model.
 
     Without ``shots`` every labelled sample of the region is the support set (production use:
     the fields a user labelled). With ``shots`` K, K samples per class are drawn (seeded) as the
-    support set, and the adapted model, a model trained from scratch and a random forest — all
-    fitted on those same samples — are scored on the region's other labelled samples.
+    support set, and the adapted model and the baselines — from scratch, random forest and, when
+    the bundle stores a pre-trained source classifier, transfer (head; all layers) and
+    source-only — all fitted on those same samples, are scored on the region's other labelled
+    samples (``baselines=False``: the adapted model alone).
     """
     cfg = load_config(model_dir)
     learner = build_learner(cfg.learner["algorithm"], cfg.learner)
@@ -80,7 +86,9 @@ def adapt_region(
     doy = torch.from_numpy(data.doy).long()
 
     torch.manual_seed(seed)
-    adapted = learner.adapt(model, x[support], y, doy, len(codes))
+    info = region_info(region)  # the target's location, for TIML (None: unknown)
+    info = None if info is None else torch.from_numpy(info)
+    adapted = learner.adapt(model, x[support], y, doy, len(codes), info=info)
     classes = [ClassInfo.model_validate(data.classes[int(c)]) for c in codes]
     result = AdaptResult(
         model_dir=Path(out),
@@ -90,13 +98,20 @@ def adapt_region(
         n_query=len(query),
         classes=[c.name for c in classes],
         skipped_classes=[data.class_names.get(c, str(c)) for c in skipped],
+        learner=cfg.learner["algorithm"],
     )
     if len(query):
-        result.metrics = _compare(adapted, cfg, x, data.codes, support, query, to_index, doy, seed)
+        kept = query[np.isin(data.codes[query], codes)]  # classes with a support sample
+        y_true = np.array([to_index[int(c)] for c in data.codes[kept]])
+        on = Shots(x[support], y, x[kept], doy, [int(c) for c in codes])
+        pre = load_pretrained(model_dir, cfg) if baselines else None
+        predictions, result.notes = _predict(adapted, cfg, on, pre, baselines, data, seed)
+        result.metrics = {name: score(y_true, p) for name, p in predictions.items()}
     adapted_cfg = cfg.model_copy(
         update={
             "kind": "adapted",
             "classes": classes,
+            "transfer_classes": [],  # the source classifier stays in the meta-model
             "history": {**cfg.history, "adaptation": json.loads(result.to_json())},
         }
     )
@@ -104,22 +119,12 @@ def adapt_region(
     return result
 
 
-def _compare(adapted, cfg: BundleConfig, x, codes, support, query, to_index, doy, seed):
-    """Score the adapted model and the baselines on the query samples of known classes."""
-    known = np.array([int(c) in to_index for c in codes[query]])
-    query = query[known]
-    y_true = np.array([to_index[int(c)] for c in codes[query]])
-    y_sup = torch.tensor([to_index[int(c)] for c in codes[support]])
-    n = len(to_index)
+def _predict(adapted, cfg, on: Shots, pretrained, baselines: bool, data, seed: int):
+    """Query predictions of the adapted model and (``baselines``) of every baseline fitted on
+    the same support set, and the notes on what a baseline could not do."""
     with torch.no_grad():
-        pred_meta = adapted(x[query], doy).argmax(-1).numpy()
-    scratch = from_scratch(x[support], y_sup, doy, n, cfg.encoder, seed)
-    with torch.no_grad():
-        pred_scratch = scratch(x[query], doy).argmax(-1).numpy()
-    rf = random_forest(x[support].numpy(), y_sup.numpy(), seed)
-    pred_rf = rf.predict(x[query].numpy().reshape(len(query), -1))
-    return {
-        cfg.learner["algorithm"]: score(y_true, pred_meta),
-        "from_scratch": score(y_true, pred_scratch),
-        "random_forest": score(y_true, pred_rf),
-    }
+        predictions = {cfg.learner["algorithm"]: adapted(on.x_query, on.doy).argmax(-1).numpy()}
+    if not baselines:
+        return predictions, {}
+    run = baseline_predictions(on, cfg.encoder, seed, pretrained, data.class_names)
+    return predictions | run.predictions, run.notes

@@ -1,14 +1,30 @@
-"""Honest baselines trained on exactly the support set the meta-learner adapts on."""
+"""Honest baselines trained on exactly the support set the meta-learner adapts on.
+
+:func:`baseline_predictions` runs them all on one support/query split: training from scratch,
+a random forest, and — when the meta-model bundle holds a pre-trained source classifier (see
+:mod:`cropmeta.adapt.transfer`) — transfer learning (head only; all layers) and source-only.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.ensemble import RandomForestClassifier
 
+from cropmeta.adapt.transfer import (
+    Pretrained,
+    fine_tune_all,
+    fine_tune_head,
+    fit_on_shots,
+    known_mask,
+    source_only,
+)
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
+
+TRANSFER_METHODS = ("transfer_head", "transfer_all", "source_only")
 
 
 def from_scratch(
@@ -24,16 +40,76 @@ def from_scratch(
     """The same architecture, randomly initialised, trained with Adam on the shots alone."""
     torch.manual_seed(seed)
     model = CropClassifier(x.shape[-1], x.shape[-2], encoder, n_classes)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
-    model.train()
-    for _ in range(epochs):
-        opt.zero_grad()
-        F.cross_entropy(model(x, doy), y).backward()
-        opt.step()
-    return model.eval()
+    return fit_on_shots(model, lambda: model(x, doy), y, epochs, lr, weight_decay=1e-4)
 
 
 def random_forest(x: np.ndarray, y: np.ndarray, seed: int) -> RandomForestClassifier:
     """A random forest on the flattened series — the workhorse of operational crop mapping."""
     rf = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
     return rf.fit(x.reshape(len(x), -1), y)
+
+
+@dataclass
+class Shots:
+    """One target's support and query samples, as every method sees them.
+
+    ``x`` holds the normalised series of the samples, ``y`` their class index (0..n-1, the
+    order of ``codes``, the target classes' taxonomy codes).
+    """
+
+    x_support: torch.Tensor
+    y_support: torch.Tensor
+    x_query: torch.Tensor
+    doy: torch.Tensor
+    codes: list[int]
+
+
+@dataclass
+class BaselineRun:
+    """Query predictions of each baseline, and what a reader must know to judge them."""
+
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def baseline_predictions(
+    shots: Shots,
+    encoder: EncoderConfig,
+    seed: int,
+    pretrained: Pretrained | None = None,
+    names: dict[int, str] | None = None,
+) -> BaselineRun:
+    """Fit every baseline on the support set and predict the query set (class indices)."""
+    run = BaselineRun()
+    n = len(shots.codes)
+
+    def predict(model: CropClassifier) -> np.ndarray:
+        with torch.no_grad():
+            return model(shots.x_query, shots.doy).argmax(-1).numpy()
+
+    scratch = from_scratch(shots.x_support, shots.y_support, shots.doy, n, encoder, seed)
+    run.predictions["from_scratch"] = predict(scratch)
+    rf = random_forest(shots.x_support.numpy(), shots.y_support.numpy(), seed)
+    run.predictions["random_forest"] = rf.predict(
+        shots.x_query.numpy().reshape(len(shots.x_query), -1)
+    )
+    if pretrained is None:
+        run.notes["transfer"] = (
+            "the meta-model holds no pre-trained source classifier (meta-trained without "
+            "baselines): " + ", ".join(TRANSFER_METHODS) + " omitted"
+        )
+        return run
+    args = (pretrained, shots.x_support, shots.y_support, shots.doy, shots.codes, seed)
+    run.predictions["transfer_head"] = predict(fine_tune_head(*args))
+    run.predictions["transfer_all"] = predict(fine_tune_all(*args))
+    run.predictions["source_only"] = predict(source_only(pretrained, shots.codes))
+    unknown = [
+        c for c, k in zip(shots.codes, known_mask(pretrained, shots.codes), strict=True) if not k
+    ]
+    if unknown:
+        listed = ", ".join((names or {}).get(c, str(c)) for c in unknown)
+        run.notes["source_only"] = (
+            f"cannot predict {len(unknown)} of {n} classes the sources never saw ({listed}); "
+            "their query samples count as errors"
+        )
+    return run

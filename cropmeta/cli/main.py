@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 
 from cropmeta.cli.progress import console, one_line_errors, progress_bar, setup_logging
+from cropmeta.learners.registry import LEARNERS
 
 app = typer.Typer(
     help="Few-shot crop-type mapping: preprocess → meta-train → adapt → map.",
@@ -19,11 +21,7 @@ app = typer.Typer(
 )
 StatisticChoice = Enum("StatisticChoice", {"mean": "mean", "median": "median"}, type=str)
 SamplingChoice = Enum("SamplingChoice", {"field": "field", "pixels": "pixels"}, type=str)
-Algorithm = Enum(
-    "Algorithm",
-    {k: k for k in ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet")},
-    type=str,
-)
+Algorithm = Enum("Algorithm", {k: k for k in LEARNERS}, type=str)  # every registered learner
 Encoder = Enum("Encoder", {k: k for k in ("tempcnn", "lstm", "transformer", "ltae")}, type=str)
 TableFormat = Enum("TableFormat", {"long": "long", "wide": "wide"}, type=str)
 Layout = Enum(
@@ -235,6 +233,10 @@ def preprocess(
     typer.echo(f"{out}: {ds.sizes['sample']} samples; {ds.attrs['summary']}")
 
 
+Schedule = Enum("Schedule", {k: k for k in ("cosine", "constant", "step")}, type=str)
+Init = Enum("Init", {k: k for k in ("random", "pretrained")}, type=str)
+
+
 @app.command(context_settings={"allow_extra_args": True})
 @one_line_errors
 def meta_train(
@@ -248,10 +250,48 @@ def meta_train(
     shots: Annotated[int, typer.Option(help="Support samples per class (k-shot).")] = 5,
     queries: Annotated[int, typer.Option(help="Query samples per class.")] = 10,
     meta_batch: Annotated[int, typer.Option(help="Tasks per meta-update.")] = 4,
+    schedule: Annotated[Schedule, typer.Option(help="Meta learning-rate schedule.")] = "cosine",
+    warmup: Annotated[
+        int, typer.Option(min=0, help="Iterations of linear learning-rate warm-up.")
+    ] = 0,
+    val_every: Annotated[
+        int, typer.Option(min=1, help="Score the held-out validation tasks every N iterations.")
+    ] = 50,
+    patience: Annotated[
+        int | None,
+        typer.Option(min=1, help="Stop after N validations without improvement (default: never)."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="cpu, cuda, cuda:N, or auto (cuda when available).")
+    ] = "cpu",
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(min=0, help="Checkpoint every N iterations and at the end (0: never)."),
+    ] = 50,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder [OUT.checkpoints].")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the checkpoint (same data, settings and seed), if there is one."
+        ),
+    ] = False,
+    init: Annotated[
+        Init,
+        typer.Option(
+            help="Starting encoder: random, or pre-trained on the sources with cross-entropy "
+            "(the transfer baselines' classifier; Meta-Baseline)."
+        ),
+    ] = "random",
     seed: Seed = 0,
 ) -> None:
-    """Meta-train an encoder over n-way k-shot tasks drawn across source regions."""
-    from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
+    """Meta-train an encoder over n-way k-shot tasks drawn across source regions.
+
+    Several processes share each meta-batch when launched with
+    `torchrun --nproc_per_node N -m cropmeta meta-train ...`; only rank 0 writes.
+    """
+    from cropmeta.learners.meta_train import MetaTrainConfig, RunOptions, meta_train
 
     paths = list(regions) + [Path(a) for a in ctx.args]
     cfg = MetaTrainConfig(
@@ -262,10 +302,22 @@ def meta_train(
         k_shot=shots,
         q_query=queries,
         meta_batch=meta_batch,
+        schedule=Schedule(schedule).value,
+        warmup=warmup,
+        val_every=val_every,
+        patience=patience,
+        init=Init(init).value,
+    )
+    run = RunOptions(
+        device=device,
+        checkpoint_every=checkpoint_every or None,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
     )
     with progress_bar(f"meta-train {Algorithm(algorithm).value}") as bar:
-        meta_train(paths, out, cfg, seed=seed, progress=bar)
-    typer.echo(f"model written: {out}")
+        meta_train(paths, out, cfg, seed=seed, progress=bar, run=run)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, from the writer
+        typer.echo(f"model written: {out}")
 
 
 @app.command()

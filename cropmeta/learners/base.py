@@ -5,6 +5,10 @@ Parameters are a plain dict of tensors; a model is evaluated on them with
 Because the inner loop is a pure function of the parameters, a meta-batch of tasks is evaluated
 at once with :func:`torch.func.vmap` (a loop for encoders without a vmap rule, such as LSTM), and
 the outer gradient flows through the inner updates (second order) unless ``first_order`` cuts it.
+Two settings trade time for memory in meta-training, leaving the gradient as it is:
+``checkpoint`` recomputes each inner step's graph in the backward pass instead of keeping all of
+them (:meth:`GradientLearner.meta_loss`), and ``task_chunk`` backpropagates the meta-batch a few
+tasks at a time (:meth:`Learner.meta_backward`). benchmarks/maml_speed.py measures both.
 
 A learner differs from MAML in small hooks (after the "one algorithm, three hooks" design of
 EuroCropsML's meta-learning code): which parameters the inner loop adapts
@@ -14,6 +18,7 @@ and how the outer gradient is formed (:meth:`Learner.meta_backward`).
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -22,6 +27,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.utils.checkpoint import checkpoint
 
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.tasks.episodes import TaskBatch
@@ -71,37 +77,104 @@ def inner_loop(
     keys = tuple(params) if keys is None else keys
     fixed = {k: v for k, v in params.items() if k not in keys}
     fast = {k: params[k] for k in keys}
-    loss_grad = grad(lambda p: task_loss(model, {**fixed, **p}, x, y, doy))
     for step in range(steps):
-        grads = loss_grad(fast)
-        if first_order:
-            grads = {k: g.detach() for k, g in grads.items()}
-        if update is not None:
-            fast = update(fast, grads, step)
-        else:
-            fast = {
-                k: p - (lr[k] if isinstance(lr, dict) else lr) * grads[k] for k, p in fast.items()
-            }
+        fast = inner_step(model, fixed, fast, x, y, doy, step, lr, first_order, update)
     return {**fixed, **fast}
 
 
-def over_tasks(model: CropClassifier, fn: Callable, batch: TaskBatch, *shared) -> tuple:
-    """``fn(*shared, x_s, y_s, x_q, y_q)`` for every task of ``batch``, outputs stacked.
+def inner_step(
+    model: nn.Module,
+    fixed: Params,
+    fast: Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    doy: torch.Tensor,
+    step: int,
+    lr: float | Params,
+    first_order: bool = False,
+    update: Update | None = None,
+) -> Params:
+    """Step ``step`` of :func:`inner_loop`: ``fast`` after one gradient step (``fixed`` held)."""
+    grads = grad(lambda p: task_loss(model, {**fixed, **p}, x, y, doy))(fast)
+    if first_order:
+        grads = {k: g.detach() for k, g in grads.items()}
+    if update is not None:
+        return update(fast, grads, step)
+    return {k: p - (lr[k] if isinstance(lr, dict) else lr) * grads[k] for k, p in fast.items()}
 
+
+def over_tasks(
+    model: CropClassifier, fn: Callable, batch: TaskBatch, *shared, per_task: tuple = ()
+) -> tuple:
+    """``fn(*shared, x_s, y_s, x_q, y_q, *per_task)`` for every task of ``batch``, stacked.
+
+    ``per_task`` are further tensors with one entry per task (TIML: the task information).
     Uses :func:`vmap` when the encoder supports it, else a loop (same results).
     """
-    tasks = (batch.x_s, batch.y_s, batch.x_q, batch.y_q)
+    tasks = (batch.x_s, batch.y_s, batch.x_q, batch.y_q, *per_task)
+    return map_tasks(model, fn, (None,) * len(shared) + (0,) * len(tasks), *shared, *tasks)
+
+
+def map_tasks(model: CropClassifier, fn: Callable, in_dims: tuple, *args) -> tuple:
+    """``fn`` over the tasks of the ``args`` whose ``in_dims`` is 0 (None: shared), stacked.
+
+    An argument may be a tensor or a tuple or dict of tensors. Uses :func:`vmap` when the
+    encoder supports it, else a loop (same results).
+    """
     if getattr(model.encoder, "supports_vmap", True):
-        in_dims = (None,) * len(shared) + (0, 0, 0, 0)
-        return vmap(fn, in_dims=in_dims)(*shared, *tasks)
-    outs = [fn(*shared, *(t[i] for t in tasks)) for i in range(batch.x_s.shape[0])]
+        return vmap(fn, in_dims=in_dims)(*args)
+    n = next(_leaves(a)[0].shape[0] for a, d in zip(args, in_dims, strict=True) if d is not None)
+    outs = [
+        fn(*(a if d is None else _task(a, i) for a, d in zip(args, in_dims, strict=True)))
+        for i in range(n)
+    ]
     return tuple(_stack(list(o)) for o in zip(*outs, strict=True))
 
 
-def _stack(items: list) -> torch.Tensor | dict:
+def _leaves(arg) -> tuple[torch.Tensor, ...]:
+    if isinstance(arg, dict):
+        return tuple(arg.values())
+    return arg if isinstance(arg, tuple) else (arg,)
+
+
+def _task(arg, i: int):
+    if isinstance(arg, dict):
+        return {k: v[i] for k, v in arg.items()}
+    if isinstance(arg, tuple):
+        return tuple(v[i] for v in arg)
+    return arg[i]
+
+
+def _stack(items: list) -> torch.Tensor | dict | tuple:
     if isinstance(items[0], dict):
         return {k: torch.stack([d[k] for d in items]) for k in items[0]}
+    if isinstance(items[0], tuple):
+        return tuple(torch.stack(list(v)) for v in zip(*items, strict=True))
     return torch.stack(items)
+
+
+def task_chunks(batch: TaskBatch, size: int) -> list[TaskBatch]:
+    """``batch`` cut into consecutive batches of at most ``size`` tasks."""
+    n = len(batch.x_s)
+    return [
+        dataclasses.replace(
+            batch,
+            **{
+                f.name: value[i : i + size]
+                for f in dataclasses.fields(batch)
+                if torch.is_tensor(value := getattr(batch, f.name))
+            },
+        )
+        for i in range(0, n, size)
+    ]
+
+
+def _call(fn: Callable, *args):
+    return fn(*args)
+
+
+def _checkpointed(fn: Callable, *args):
+    return checkpoint(fn, *args, use_reentrant=True)
 
 
 class Learner(ABC):
@@ -130,10 +203,21 @@ class Learner(ABC):
     def meta_backward(
         self, model: CropClassifier, batch: TaskBatch, doy: torch.Tensor
     ) -> tuple[float, float]:
-        """Put the outer gradient into ``.grad`` of the model (and ``state``); return loss, acc."""
-        loss, acc = self.meta_loss(model, batch, doy)
-        loss.backward()
-        return loss.item(), acc.item()
+        """Put the outer gradient into ``.grad`` of the model (and ``state``); return loss, acc.
+
+        With a ``task_chunk`` setting the tasks go through :meth:`meta_loss` that many at a time,
+        each chunk's loss backpropagated (weighted by its share of the tasks) before the next is
+        formed: the same gradient as the whole meta-batch at once, with only one chunk's graph
+        alive (a per-task loop keeps one task's; vmap over all tasks keeps every task's).
+        """
+        n = len(batch.x_s)
+        loss_sum = acc_sum = 0.0
+        for part in task_chunks(batch, getattr(self.cfg, "task_chunk", None) or n):
+            share = len(part.x_s) / n
+            loss, acc = self.meta_loss(model, part, doy)
+            (loss * share).backward()
+            loss_sum, acc_sum = loss_sum + loss.item() * share, acc_sum + acc.item() * share
+        return loss_sum, acc_sum
 
     @abstractmethod
     def adapt(
@@ -143,8 +227,13 @@ class Learner(ABC):
         y: torch.Tensor,
         doy: torch.Tensor,
         n_classes: int,
+        info: torch.Tensor | None = None,
     ) -> CropClassifier:
-        """A new classifier over ``n_classes`` adapted to the support set (x, y)."""
+        """A new classifier over ``n_classes`` adapted to the support set (x, y).
+
+        ``info`` is the target's task information (:mod:`cropmeta.tasks.task_info`); only
+        task-informed learners (TIML) use it.
+        """
 
 
 class GradientConfig(BaseModel):
@@ -160,6 +249,18 @@ class GradientConfig(BaseModel):
         "length as in meta-training, walked in finer steps (steadier under a region shift)",
     )
     first_order: bool = False
+    task_chunk: int | None = Field(
+        None,
+        ge=1,
+        description="meta-training: tasks vmapped and backpropagated together (default: the "
+        "whole meta-batch); fewer keep less of the graph alive, for the same gradient",
+    )
+    checkpoint: bool = Field(
+        False,
+        description="meta-training: gradient checkpointing of the inner steps (each step's "
+        "graph recomputed in the backward pass instead of kept): less memory, more compute; "
+        "the meta-loss must then be backpropagated with .backward(), not torch.autograd.grad",
+    )
 
     @property
     def adaptation_lr(self) -> float:
@@ -217,17 +318,56 @@ class GradientLearner(Learner):
         )
 
     def meta_loss(self, model, batch, doy):
+        """The inner loop step by step, each step mapped over the tasks (:func:`map_tasks`).
+
+        The adapted parameters pass from step to step stacked over tasks, so that a step can be
+        a unit of gradient checkpointing (Chen, Xu, Zhang & Guestrin, 2016, "Training Deep Nets
+        with Sublinear Memory Cost", arXiv:1604.06174): with ``checkpoint`` a step keeps only
+        its input and recomputes its graph when the backward pass reaches it, so that the graph
+        of one step is alive at a time instead of all ``inner_steps``. It is
+        :func:`torch.utils.checkpoint.checkpoint`'s reentrant variant, the one that composes
+        with :func:`torch.func.grad` inside (the other's saved-tensor hooks are refused under
+        torch.func, torch 2.13), around the task map, never inside a vmap.
+        """
+        params = dict(model.named_parameters())
         n_way = int(batch.y_s.max()) + 1
+        names = self.inner_keys(params) or tuple(params)
+        run = _checkpointed if self.cfg.checkpoint and torch.is_grad_enabled() else _call
+        values = tuple(expand_head(params, n_way)[k] for k in names)
+        for step in range(self.cfg.inner_steps):
+            values = run(self._tasks_step(model, params, names, batch, doy, step), *values)
+        fixed = {k: v for k, v in expand_head(params, n_way).items() if k not in names}
 
-        def one_task(params: Params, x_s, y_s, x_q, y_q):
-            fast = self.adapted_params(model, x_s, y_s, doy, n_way, params)
-            logits = functional_call(model, fast, (x_q, doy))
-            return F.cross_entropy(logits, y_q), accuracy(logits, y_q)
+        def one_task(values, x, y):
+            logits = functional_call(
+                model, {**fixed, **dict(zip(names, values, strict=True))}, (x, doy)
+            )
+            return F.cross_entropy(logits, y), accuracy(logits, y)
 
-        losses, accs = over_tasks(model, one_task, batch, dict(model.named_parameters()))
+        losses, accs = map_tasks(model, one_task, (0, 0, 0), values, batch.x_q, batch.y_q)
         return losses.mean(), accs.mean()
 
-    def adapt(self, model, x, y, doy, n_classes):
+    def _tasks_step(
+        self, model, params: Params, names: tuple[str, ...], batch: TaskBatch, doy, step: int
+    ) -> Callable:
+        """Inner step ``step`` of every task: the adapted ``names`` (stacked) → the next ones.
+
+        What the step reads besides them (held parameters, rates) is formed here, for this step
+        alone: a graph shared by the steps would be freed by the first checkpoint's backward.
+        """
+        n_way = int(batch.y_s.max()) + 1
+        fixed = {k: v for k, v in expand_head(params, n_way).items() if k not in names}
+        lr, update, first_order = self.inner_lr(), self.inner_update(), self.cfg.first_order
+
+        def one_task(values, x, y):
+            fast = dict(zip(names, values, strict=True))
+            fast = inner_step(model, fixed, fast, x, y, doy, step, lr, first_order, update)
+            return tuple(fast[k] for k in names)
+
+        dims = (None if step == 0 else 0, 0, 0)  # all tasks start from the same parameters
+        return lambda *values: map_tasks(model, one_task, dims, values, batch.x_s, batch.y_s)
+
+    def adapt(self, model, x, y, doy, n_classes, info=None):
         start = {k: v.detach() for k, v in model.named_parameters()}
         scale = self.cfg.adaptation_lr / self.cfg.inner_lr
         lr = self.inner_lr(scale)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -15,12 +15,19 @@ from pydantic import BaseModel, Field
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import Normaliser, incompatibility
+from cropmeta.learners import distributed as dist
+from cropmeta.learners.checkpoint import Trainee, checkpoint_folder, restore
+from cropmeta.learners.loop import Progress, RunOptions, optimise
 from cropmeta.learners.registry import build_learner
+from cropmeta.learners.schedule import Schedule, build_scheduler
 from cropmeta.models.bundle import BundleConfig, build_model, save_bundle
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.tasks.episodes import EpisodeSampler, LabelledSet
+from cropmeta.tasks.task_info import region_info
 
-Progress = Callable[[int, int, dict], None]
+if TYPE_CHECKING:
+    from cropmeta.adapt.transfer import Pretrained
+
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +46,26 @@ class MetaTrainConfig(BaseModel):
     val_share: float = Field(0.2, ge=0.05, le=0.5, description="source samples held out")
     val_every: int = Field(50, ge=1)
     val_tasks: int = Field(16, ge=1)
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many validations without improvement"
+    )
+    schedule: Schedule = Field("cosine", description="meta learning-rate schedule")
+    warmup: int = Field(0, ge=0, description="iterations of linear learning-rate warm-up")
+    step_every: int | None = Field(
+        None, ge=1, description="step schedule: iterations between decays [iterations / 3]"
+    )
+    step_gamma: float = Field(0.1, gt=0, le=1, description="step schedule: decay factor")
+    baselines: bool = Field(
+        True,
+        description="also pre-train a source classifier on the same training split and store "
+        "it in the bundle, for adapt's transfer and source-only baselines",
+    )
+    init: Literal["random", "pretrained"] = Field(
+        "random",
+        description="the meta-model's starting encoder: random, or the encoder of the source "
+        "classifier pre-trained with cross-entropy (Meta-Baseline, Chen et al., 2021, ICCV; "
+        "Tian et al., 2020, ECCV) — the same one the baselines use, trained once",
+    )
 
 
 def check_compatible(regions: list[RegionArrays], paths: list[Path]) -> None:
@@ -58,11 +85,18 @@ def _split(codes: np.ndarray, share: float, rng: np.random.Generator) -> np.ndar
     return held
 
 
-def _snapshot(model, learner) -> tuple[dict, dict]:
-    return (
-        {k: v.detach().clone() for k, v in model.state_dict().items()},
-        {k: v.detach().clone() for k, v in learner.state.state_dict().items()},
-    )
+def _pretrain(
+    labelled: Callable[[Callable[[np.ndarray], np.ndarray]], list[LabelledSet]],
+    doy: torch.Tensor,
+    cfg: MetaTrainConfig,
+    seed: int,
+) -> Pretrained:
+    """The supervised source classifier (:func:`cropmeta.adapt.transfer.pretrain`) on the
+    meta-training split, early-stopped on the held-out split. It runs under its own seeded RNG,
+    so calling it before or after meta-training leaves meta-training's random draws unchanged."""
+    from cropmeta.adapt.transfer import pretrain
+
+    return pretrain(labelled(np.logical_not), labelled(lambda h: h), doy, cfg.encoder, seed)
 
 
 def meta_train(
@@ -71,14 +105,20 @@ def meta_train(
     cfg: MetaTrainConfig | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    run: RunOptions | None = None,
 ) -> Path:
     """Meta-train a model on ``regions`` (region datasets) and save it as a bundle at ``out``.
 
     A stratified share of every source region is held out; a fixed set of tasks drawn from it
     scores the model every ``val_every`` iterations, and the best-scoring weights are kept
-    (early model selection without touching any target region).
+    (early model selection without touching any target region); ``patience`` stops the run
+    early. ``run`` sets the device, checkpoints and resuming (:class:`RunOptions`). Under
+    ``torchrun`` the processes share each meta-batch (:mod:`cropmeta.learners.distributed`) and
+    only rank 0 writes checkpoints and the bundle.
     """
     cfg = cfg or MetaTrainConfig()
+    run = run or RunOptions()
+    device = dist.resolve_device(run.device)
     paths = [Path(p) for p in regions]
     data = [RegionArrays.load(p) for p in paths]
     check_compatible(data, paths)
@@ -87,10 +127,12 @@ def meta_train(
     held = [_split(r.codes, cfg.val_share, rng) for r in data]
     normaliser = Normaliser.fit(np.concatenate([r.x[~h] for r, h in zip(data, held, strict=True)]))
 
+    infos = [region_info(p) for p in paths]  # task information (location), for TIML
+
     def labelled(mask_of: Callable[[np.ndarray], np.ndarray]) -> list[LabelledSet]:
         return [
-            LabelledSet(r.name, normaliser(r.x[mask_of(h)]), r.codes[mask_of(h)])
-            for r, h in zip(data, held, strict=True)
+            LabelledSet(r.name, normaliser(r.x[mask_of(h)]), r.codes[mask_of(h)], info)
+            for r, h, info in zip(data, held, infos, strict=True)
         ]
 
     try:
@@ -120,42 +162,53 @@ def meta_train(
         seed=seed,
     )
     model = build_model(bundle)
+    # --- init="pretrained": start from the supervised source classifier's encoder; the head stays
+    # the learner's own (a pre-trained head's rows are over the sources' codes, not task labels)
+    pretrained = None
+    if cfg.init == "pretrained":
+        pretrained = _pretrain(labelled, doy, cfg, seed)
+        model.encoder.load_state_dict(pretrained.model.encoder.state_dict())
+    # --- end of the init block
     learner.setup(model)
-    opt = torch.optim.Adam([*model.parameters(), *learner.state.parameters()], lr=cfg.meta_lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
-    history: dict[str, list] = {
-        "iteration": [],
-        "loss": [],
-        "acc": [],
-        "val_iteration": [],
-        "val_acc": [],
+    fingerprint = {
+        "config": json.loads(cfg.model_dump_json()),
+        "seed": seed,
+        "regions": {r.name: len(r.codes) for r in data},
     }
-    best = (-1.0, _snapshot(model, learner))
-    start = time.perf_counter()
-    for it in range(1, cfg.iterations + 1):
-        opt.zero_grad()
-        loss, acc = learner.meta_backward(model, train.sample(cfg.meta_batch), doy)
-        opt.step()
-        sched.step()
-        history["iteration"].append(it)
-        history["loss"].append(round(loss, 5))
-        history["acc"].append(round(acc, 5))
-        if val_batch is not None and (it % cfg.val_every == 0 or it == cfg.iterations):
-            _, val_acc = learner.meta_loss(model, val_batch, doy)
-            history["val_iteration"].append(it)
-            history["val_acc"].append(round(val_acc.item(), 5))
-            if val_acc.item() > best[0]:
-                best = (val_acc.item(), _snapshot(model, learner))
-        if progress:
-            progress(it, cfg.iterations, {"loss": loss, "acc": acc})
+    with dist.process_group(device) as (ranks, device):
+        dist.check_split(cfg.meta_batch, ranks)
+        model.to(device)
+        learner.state.to(device)
+        opt = torch.optim.Adam([*model.parameters(), *learner.state.parameters()], cfg.meta_lr)
+        t = Trainee(model, learner, opt, build_scheduler(opt, cfg), train.rng)
+        folder = run.checkpoint_dir or checkpoint_folder(out)
+        loop = optimise(
+            cfg, run, t, train, val_batch, doy.to(device), ranks, fingerprint, folder, progress
+        )
     if val_batch is not None:
-        model.load_state_dict(best[1][0])
-        learner.state.load_state_dict(best[1][1])
+        restore(model, learner, loop.best)
+    if not ranks.is_main:
+        return Path(out)
+    history = loop.history
     history.update(
-        best_val_acc=best[0],
-        seconds=round(time.perf_counter() - start, 2),
+        best_val_acc=loop.best_acc,
+        seconds=round(loop.seconds, 2),
         regions=[r.name for r in data],
         config=json.loads(cfg.model_dump_json()),
+        init=cfg.init,
     )
+    if loop.stopped:
+        history["stopped_early"] = loop.iteration
     bundle.history = history
-    return save_bundle(model, bundle, out, learner.state)
+    # --- transfer / source-only baselines (cropmeta.adapt.transfer): same split, same normaliser
+    parts = {}
+    if cfg.baselines:
+        from cropmeta.adapt.transfer import PART
+
+        pre = pretrained or _pretrain(labelled, doy, cfg, seed)  # one pre-training for both
+        bundle.transfer_classes, bundle.history["transfer"] = pre.codes, pre.history
+        parts = {PART: pre.model}
+    elif pretrained is not None:
+        bundle.history["transfer"] = pretrained.history
+    # --- end of the baselines block
+    return save_bundle(model, bundle, out, learner.state, parts=parts)

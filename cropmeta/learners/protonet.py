@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from torch.func import functional_call
 
 from cropmeta.learners.base import Learner, accuracy, over_tasks
+from cropmeta.models.heads import class_means
 
 
 class ProtoNetConfig(BaseModel):
@@ -24,8 +25,7 @@ class ProtoNetConfig(BaseModel):
 
 def prototype_head(emb: torch.Tensor, y: torch.Tensor, n_classes: int) -> tuple:
     """Linear head (weight, bias) equivalent to nearest-prototype with squared distance."""
-    onehot = F.one_hot(y, n_classes).to(emb.dtype)
-    protos = (onehot.T @ emb) / onehot.sum(0).clamp(min=1).unsqueeze(1)
+    protos = class_means(emb, F.one_hot(y, n_classes).to(emb.dtype))
     return 2 * protos, -(protos**2).sum(1)
 
 
@@ -48,7 +48,7 @@ class ProtoNet(Learner):
         losses, accs = over_tasks(model, one_task, batch, enc)
         return losses.mean(), accs.mean()
 
-    def adapt(self, model, x, y, doy, n_classes):
+    def adapt(self, model, x, y, doy, n_classes, info=None):
         with torch.no_grad():
             weight, bias = prototype_head(model.encoder(x, doy), y, n_classes)
         params = {k: v.detach() for k, v in model.named_parameters()}

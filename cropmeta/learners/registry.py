@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from cropmeta.learners.alfa import ALFA, ALFAConfig
 from cropmeta.learners.anil import ANIL, ANILConfig
 from cropmeta.learners.base import Learner
 from cropmeta.learners.maml import FOMAML, MAML, FOMAMLConfig, MAMLConfig
+from cropmeta.learners.matching import MatchingConfig, MatchingNet
 from cropmeta.learners.metasgd import MetaSGD, MetaSGDConfig
 from cropmeta.learners.protonet import ProtoNet, ProtoNetConfig
+from cropmeta.learners.relation import RelationConfig, RelationNet
 from cropmeta.learners.reptile import Reptile, ReptileConfig
+from cropmeta.learners.snail import Snail, SnailConfig
+from cropmeta.learners.timl import TIML, TIMLConfig
 
 LEARNERS: dict[str, tuple[type[Learner], type[BaseModel]]] = {
     "maml": (MAML, MAMLConfig),
@@ -18,6 +23,11 @@ LEARNERS: dict[str, tuple[type[Learner], type[BaseModel]]] = {
     "metasgd": (MetaSGD, MetaSGDConfig),
     "reptile": (Reptile, ReptileConfig),
     "protonet": (ProtoNet, ProtoNetConfig),
+    "matching": (MatchingNet, MatchingConfig),
+    "relation": (RelationNet, RelationConfig),
+    "snail": (Snail, SnailConfig),
+    "alfa": (ALFA, ALFAConfig),
+    "timl": (TIML, TIMLConfig),
 }
 
 

@@ -13,6 +13,7 @@ from cropmeta.errors import InputError, atomic_output
 from cropmeta.ingest.prepare import Normaliser, Preparation
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
+from cropmeta.models.heads import HeadConfig, LinearHeadConfig
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
@@ -31,9 +32,19 @@ class BundleConfig(BaseModel):
     normaliser: Normaliser
     encoder: EncoderConfig
     learner: dict = Field(default_factory=dict)
+    head: HeadConfig = Field(
+        default_factory=LinearHeadConfig,
+        description="the head's kind, settings and stored support shapes (written by "
+        "save_bundle from the model itself; bundles without it have a linear head)",
+    )
     classes: list[ClassInfo] = Field(default_factory=list)
     history: dict = Field(default_factory=dict)
     seed: int = 0
+    transfer_classes: list[int] = Field(
+        default_factory=list,
+        description="taxonomy codes of the stored source classifier's head rows ('transfer.*' "
+        "tensors, for the transfer and source-only baselines); empty when none is stored",
+    )
 
     @property
     def n_classes(self) -> int:
@@ -42,19 +53,35 @@ class BundleConfig(BaseModel):
 
 def build_model(cfg: BundleConfig) -> CropClassifier:
     n_steps = len(cfg.preparation.grid)
-    return CropClassifier(len(cfg.preparation.bands), n_steps, cfg.encoder, cfg.n_classes)
+    return CropClassifier(
+        len(cfg.preparation.bands), n_steps, cfg.encoder, cfg.n_classes, head=cfg.head
+    )
 
 
 def save_bundle(
-    model: torch.nn.Module, cfg: BundleConfig, out: str | Path, extra: torch.nn.Module | None = None
+    model: torch.nn.Module,
+    cfg: BundleConfig,
+    out: str | Path,
+    extra: torch.nn.Module | None = None,
+    parts: dict[str, torch.nn.Module] | None = None,
 ) -> Path:
-    """Weights (and a learner's own meta-learned tensors, as ``learner.*``) plus the config."""
+    """Weights (and a learner's own meta-learned tensors, as ``learner.*``) plus the config.
+
+    ``parts`` stores further modules in the same file, each under its name as a prefix (the
+    transfer baselines' source classifier as ``transfer.*``); :func:`load_part` reads one back.
+    """
+    if isinstance(model, CropClassifier):  # the config describes the head the weights are for
+        cfg = cfg.model_copy(update={"head": model.head.cfg})
     with atomic_output(out) as tmp:
         tmp.mkdir()
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         if extra is not None:
             state |= {
                 f"learner.{k}": v.detach().contiguous().cpu() for k, v in extra.state_dict().items()
+            }
+        for name, part in (parts or {}).items():
+            state |= {
+                f"{name}.{k}": v.detach().contiguous().cpu() for k, v in part.state_dict().items()
             }
         save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
@@ -82,10 +109,22 @@ def load_bundle(
     try:
         weights = load_file(str(p / WEIGHTS))
         learner = {k[8:]: v for k, v in weights.items() if k.startswith("learner.")}
-        model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("learner.")})
+        own = {name for name, _ in model.named_children()}  # not learner.*, not parts
+        model.load_state_dict({k: v for k, v in weights.items() if k.split(".")[0] in own})
         if extra is not None and learner:
             extra.load_state_dict(learner)
     except Exception as exc:  # SafetensorError, size mismatches
         raise InputError(p / WEIGHTS, f"weights do not fit the config ({str(exc)[:80]})") from None
     model.eval()
     return model, cfg
+
+
+def load_part(path: str | Path, name: str) -> dict[str, torch.Tensor]:
+    """The tensors stored under prefix ``name`` (see :func:`save_bundle`); empty when absent."""
+    p = Path(path) / WEIGHTS
+    try:
+        weights = load_file(str(p))
+    except Exception as exc:  # SafetensorError, missing file
+        raise InputError(p, f"unreadable weights ({str(exc)[:80]})") from None
+    prefix = f"{name}."
+    return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}

@@ -3,7 +3,8 @@
 A task picks a region (in proportion to its number of samples), ``n_way`` shared classes that
 have enough samples there, then ``k_shot`` support and ``q_query`` disjoint query samples per class;
 labels are renumbered 0..n-1 within the task. Shared codes come from the taxonomy, so "maize" is
-the same class whichever region it is drawn from.
+the same class whichever region it is drawn from. A region may carry task information (its
+location, :mod:`cropmeta.tasks.task_info`); tasks then carry it too, for task-informed learners.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class TaskBatch:
     y_s: torch.Tensor  # (task, n*k)
     x_q: torch.Tensor  # (task, n*q, step, band)
     y_q: torch.Tensor  # (task, n*q)
+    info: torch.Tensor | None = None  # (task, info): the task's region information, if known
 
 
 @dataclass
@@ -31,6 +33,7 @@ class LabelledSet:
     name: str
     x: np.ndarray
     codes: np.ndarray
+    info: np.ndarray | None = None  # task information (cropmeta.tasks.task_info), if known
 
 
 class EpisodeSampler:
@@ -55,7 +58,8 @@ class EpisodeSampler:
         sizes = np.array([len(r.codes) for r, _ in self.pools], dtype=float)
         self.weights = sizes / sizes.sum()
 
-    def sample_task(self) -> tuple[np.ndarray, ...]:
+    def sample_task(self) -> tuple[np.ndarray | None, ...]:
+        """(x_s, y_s, x_q, y_q, info) of one task; ``info`` is its region's, or None."""
         region, eligible = self.pools[self.rng.choice(len(self.pools), p=self.weights)]
         classes = self.rng.choice(sorted(eligible), size=self.n_way, replace=False)
         support, query = [], []
@@ -66,17 +70,15 @@ class EpisodeSampler:
         s, q = np.concatenate(support), np.concatenate(query)
         y_s = np.repeat(np.arange(self.n_way), self.k_shot)
         y_q = np.repeat(np.arange(self.n_way), self.q_query)
-        return region.x[s], y_s, region.x[q], y_q
+        return region.x[s], y_s, region.x[q], y_q, region.info
 
     def sample(self, n_tasks: int) -> TaskBatch:
         parts = [self.sample_task() for _ in range(n_tasks)]
-        x_s, y_s, x_q, y_q = (np.stack(p) for p in zip(*parts, strict=True))
-        return TaskBatch(
-            torch.from_numpy(x_s),
-            torch.from_numpy(y_s),
-            torch.from_numpy(x_q),
-            torch.from_numpy(y_q),
-        )
+        *arrays, infos = zip(*parts, strict=True)
+        x_s, y_s, x_q, y_q = (torch.from_numpy(np.stack(a)) for a in arrays)
+        known = all(i is not None for i in infos)
+        info = torch.from_numpy(np.stack(infos)).float() if known else None
+        return TaskBatch(x_s, y_s, x_q, y_q, info)
 
 
 def split_support_query(

@@ -1,0 +1,81 @@
+"""Every learner with every encoder through `cropmeta meta-train` → `cropmeta adapt` → a model
+that predicts; and every learner on a real region dataset (gee-tsda), baselines alongside.
+
+The runs are short (a couple of meta-iterations): this checks that each combination is wired
+end to end — configs, checkpoints, adaptation, the adapted bundle — not how well it learns
+(tests/test_learners.py does that).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_real_data import CATALOG, SHARED
+
+from cropmeta.ingest.dataset import RegionArrays
+from cropmeta.learners.registry import LEARNERS
+from cropmeta.models.bundle import load_bundle, load_config
+
+ENCODERS = ("tempcnn", "lstm", "transformer", "ltae")
+QUICK = ("--iterations", "2", "--ways", "3", "--shots", "2", "--queries", "2", "--meta-batch", "2")
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("algorithm", sorted(LEARNERS))
+def test_learner_and_encoder_meta_train_adapt_predict(
+    cli, regions, catalog, tmp_path, algorithm, encoder
+):
+    sources = [regions[r.name] for r in catalog.sources()]
+    target = regions[catalog.targets()[0].name]
+    meta, adapted = tmp_path / "meta", tmp_path / "adapted"
+    res = cli(
+        "meta-train", "--regions", *sources, "--algorithm", algorithm, "--encoder", encoder,
+        "--out", meta, *QUICK,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert load_config(meta).learner["algorithm"] == algorithm
+    res = cli("adapt", "--model", meta, "--region", target, "--out", adapted)
+    assert res.exit_code == 0, res.output
+
+    model, cfg = load_bundle(adapted)
+    data = RegionArrays.load(target)
+    assert cfg.kind == "adapted" and cfg.encoder.name == encoder
+    assert {c.code for c in cfg.classes} == {int(c) for c in set(data.codes)}
+    with torch.no_grad():
+        scores = model(torch.from_numpy(cfg.normaliser(data.x[:7])), torch.from_numpy(data.doy))
+    assert scores.shape == (7, len(cfg.classes)) and torch.isfinite(scores).all()
+
+
+@pytest.fixture(scope="module")
+def gee(tmp_path_factory) -> dict[str, Path]:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data absent: {SHARED}")
+    from cropmeta.ingest.preprocess import preprocess_catalog_region
+
+    root = tmp_path_factory.mktemp("gee")
+    out = {}
+    for name in ("gee-europe-2011", "gee-north-america-2011"):
+        preprocess_catalog_region(CATALOG, name, root / f"{name}.zarr")
+        out[name] = root / f"{name}.zarr"
+    return out
+
+
+@pytest.mark.parametrize("algorithm", sorted(LEARNERS))
+def test_every_learner_on_a_real_region_dataset(cli, gee, tmp_path, algorithm):
+    """gee-tsda Europe 2011 → North America 2011 at k = 5, every baseline on the same shots."""
+    meta = tmp_path / "meta"
+    res = cli(
+        "meta-train", "--regions", gee["gee-europe-2011"], "--algorithm", algorithm,
+        "--out", meta, "--iterations", "3", "--ways", "4", "--shots", "3", "--queries", "3",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = cli(
+        "adapt", "--model", meta, "--region", gee["gee-north-america-2011"], "--shots", "5",
+        "--out", tmp_path / "adapted", "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout)["metrics"]
+    baselines = {"from_scratch", "random_forest", "transfer_head", "transfer_all", "source_only"}
+    assert set(metrics) == {algorithm, *baselines}
+    assert all(0 <= m["overall_accuracy"] <= 1 for m in metrics.values())
