@@ -163,6 +163,21 @@ def test_protonet_head_is_nearest_prototype():
         assert torch.equal(adapted(batch.x_q[0], DOY).argmax(1), nearest)
 
 
+def test_protonet_fine_tuning_starts_from_the_prototypes_and_lowers_the_support_loss():
+    model, batch = tiny_model(), random_batch()
+    x, y = batch.x_s[0], batch.y_s[0]
+    plain = build_learner("protonet").adapt(model, x, y, DOY, WAYS)
+    tuned = build_learner("protonet", {"fine_tune_steps": 30, "fine_tune_lr": 1e-2}).adapt(
+        model, x, y, DOY, WAYS
+    )
+    with torch.no_grad():
+        loss = [torch.nn.functional.cross_entropy(m(x, DOY), y) for m in (plain, tuned)]
+    assert loss[1] < loss[0]
+    assert not torch.equal(plain.encoder.dense[1].weight, tuned.encoder.dense[1].weight)
+    # the meta-model itself is left as it was
+    assert torch.equal(model.encoder.dense[1].weight, tiny_model().encoder.dense[1].weight)
+
+
 def bump_tasks(rng, tasks, ways=3, shots=3, queries=5):
     """A task family: each class is a bump at a task-specific day; meta-learning should help."""
     xs, ys, xq, yq = [], [], [], []

@@ -17,12 +17,12 @@ from cropmeta.adapt.transfer import (
     Pretrained,
     fine_tune_all,
     fine_tune_head,
-    fit_on_shots,
     known_mask,
     source_only,
 )
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
+from cropmeta.models.fit import fit_on_shots
 
 TRANSFER_METHODS = ("transfer_head", "transfer_all", "source_only")
 

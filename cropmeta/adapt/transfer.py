@@ -21,23 +21,20 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
-from torch import nn
 
 from cropmeta.models.bundle import BundleConfig, load_part
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
+from cropmeta.models.fit import fit_on_shots
 from cropmeta.tasks.episodes import LabelledSet
 
-M = TypeVar("M", bound=nn.Module)
 PART = "transfer"  # prefix of the pre-trained classifier's tensors in a meta-model bundle
 
 
@@ -128,25 +125,6 @@ def _pool(sets: list[LabelledSet], codes: list[int]) -> tuple[torch.Tensor, torc
     keep = np.isin(c, codes)
     y = np.array([index[int(v)] for v in c[keep]], dtype=np.int64)
     return torch.from_numpy(x[keep]), torch.from_numpy(y)
-
-
-def fit_on_shots(
-    module: M,
-    scores: Callable[[], torch.Tensor],
-    y: torch.Tensor,
-    steps: int,
-    lr: float,
-    weight_decay: float,
-) -> M:
-    """Full-batch Adam on the cross-entropy of ``scores()`` against the shots' labels ``y``;
-    returns ``module`` in eval mode (every baseline fitted on a support set trains this way)."""
-    opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
-    module.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        F.cross_entropy(scores(), y).backward()
-        opt.step()
-    return module.eval()
 
 
 def load_pretrained(model_dir: str | Path, cfg: BundleConfig) -> Pretrained | None:

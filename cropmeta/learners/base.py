@@ -194,6 +194,10 @@ class Learner(ABC):
     def setup(self, model: CropClassifier) -> None:  # noqa: B027 - optional hook
         """Create ``state`` for ``model`` (called once before meta-training or loading)."""
 
+    def meta_parameters(self, model: CropClassifier) -> list[nn.Parameter]:
+        """What the outer optimiser updates: the model's parameters and the learner's state."""
+        return [*model.parameters(), *self.state.parameters()]
+
     @abstractmethod
     def meta_loss(
         self, model: CropClassifier, batch: TaskBatch, doy: torch.Tensor
@@ -279,6 +283,15 @@ class GradientLearner(Learner):
     def inner_keys(self, params: Params) -> tuple[str, ...] | None:
         """Parameters the inner loop adapts (None: all)."""
         return None
+
+    def meta_parameters(self, model: CropClassifier) -> list[nn.Parameter]:
+        """All but the one-row head, whose outer gradient is zero: the row is copied to every
+        class and softmax is blind to a shift shared by all classes, so the query loss does not
+        depend on it (Ye & Chao, 2022). Left to Adam, its rounding-noise gradient would move it
+        by up to the learning rate every step, harmlessly but nondeterministically across
+        process counts."""
+        head = {id(p) for p in model.head.parameters()}
+        return [p for p in super().meta_parameters(model) if id(p) not in head]
 
     def inner_lr(self, scale: float = 1.0) -> float | Params:
         return self.cfg.inner_lr * scale

@@ -22,7 +22,7 @@ from cropmeta.learners.registry import build_learner
 from cropmeta.learners.schedule import Schedule, build_scheduler
 from cropmeta.models.bundle import BundleConfig, build_model, save_bundle
 from cropmeta.models.encoders import EncoderConfig
-from cropmeta.tasks.episodes import EpisodeSampler, LabelledSet
+from cropmeta.tasks.episodes import EpisodeSampler, LabelledSet, TaskBatch
 from cropmeta.tasks.task_info import region_info
 
 if TYPE_CHECKING:
@@ -99,6 +99,22 @@ def _pretrain(
     return pretrain(labelled(np.logical_not), labelled(lambda h: h), doy, cfg.encoder, seed)
 
 
+def validation_tasks(held: list[LabelledSet], cfg: MetaTrainConfig, seed: int) -> TaskBatch | None:
+    """Fixed validation tasks from the held-out samples: the training tasks' shape, with as many
+    queries per class (up to 5) as the held-out classes allow, so small regions (gee-tsda: ~10
+    held-out series a class) still validate. None, with a warning, when not even one fits."""
+    for q in range(max(1, min(cfg.q_query, 5)), 0, -1):
+        try:
+            return EpisodeSampler(held, cfg.n_way, cfg.k_shot, q, seed).sample(cfg.val_tasks)
+        except ValueError:
+            continue
+    log.warning(
+        "too few held-out source samples for validation tasks: keeping the last "
+        "weights instead of the best-validated ones"
+    )
+    return None
+
+
 def meta_train(
     regions: list[str | Path],
     out: str | Path,
@@ -139,16 +155,7 @@ def meta_train(
         train = EpisodeSampler(labelled(np.logical_not), cfg.n_way, cfg.k_shot, cfg.q_query, seed)
     except ValueError as exc:
         raise InputError(paths[0], str(exc)) from None
-    try:
-        val_q = max(1, min(cfg.q_query, 5))
-        val = EpisodeSampler(labelled(lambda h: h), cfg.n_way, cfg.k_shot, val_q, seed + 1)
-        val_batch = val.sample(cfg.val_tasks)
-    except ValueError:
-        log.warning(
-            "too few held-out source samples for validation tasks: keeping the last "
-            "weights instead of the best-validated ones"
-        )
-        val_batch = None
+    val_batch = validation_tasks(labelled(lambda h: h), cfg, seed + 1)
 
     prep = data[0].preparation
     doy = torch.from_numpy(data[0].doy).long()
@@ -179,7 +186,7 @@ def meta_train(
         dist.check_split(cfg.meta_batch, ranks)
         model.to(device)
         learner.state.to(device)
-        opt = torch.optim.Adam([*model.parameters(), *learner.state.parameters()], cfg.meta_lr)
+        opt = torch.optim.Adam(learner.meta_parameters(model), cfg.meta_lr)
         t = Trainee(model, learner, opt, build_scheduler(opt, cfg), train.rng)
         folder = run.checkpoint_dir or checkpoint_folder(out)
         loop = optimise(

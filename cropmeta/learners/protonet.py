@@ -4,6 +4,9 @@ Snell, Swersky & Zemel (2017), "Prototypical Networks for Few-shot Learning", Ne
 squared Euclidean distance the classifier is linear in the embedding — logit_c = 2 p_c·e − |p_c|²
 (the |e|² term is the same for every class) — so the adapted model is an ordinary
 :class:`CropClassifier` whose head holds the prototypes, and maps like any other.
+``fine_tune_steps`` then fine-tunes every layer on the support set, starting from that head —
+the "fine-tune" stage of Hu, Li, Stühmer, Kim & Hospedales (2022), "Pushing the Limits of Simple
+Pipelines for Few-Shot Learning: External Data and Fine-Tuning Make a Difference" (P>M>F), CVPR.
 """
 
 from __future__ import annotations
@@ -12,15 +15,23 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from torch.func import functional_call
 
 from cropmeta.learners.base import Learner, accuracy, over_tasks
+from cropmeta.models.fit import fit_on_shots
 from cropmeta.models.heads import class_means
 
 
 class ProtoNetConfig(BaseModel):
     name: Literal["protonet"] = "protonet"
+    fine_tune_steps: int = Field(
+        0,
+        ge=0,
+        description="Adam steps fine-tuning every layer on the support set after the "
+        "prototypes are set (P>M>F: Hu et al., 2022, CVPR); 0: prototypes only",
+    )
+    fine_tune_lr: float = Field(1e-4, gt=0)
 
 
 def prototype_head(emb: torch.Tensor, y: torch.Tensor, n_classes: int) -> tuple:
@@ -53,4 +64,8 @@ class ProtoNet(Learner):
             weight, bias = prototype_head(model.encoder(x, doy), y, n_classes)
         params = {k: v.detach() for k, v in model.named_parameters()}
         params.update({"head.weight": weight, "head.bias": bias})
-        return model.with_params(params, n_classes)
+        adapted = model.with_params(params, n_classes)
+        if self.cfg.fine_tune_steps:
+            steps, lr = self.cfg.fine_tune_steps, self.cfg.fine_tune_lr
+            fit_on_shots(adapted, lambda: adapted(x, doy), y, steps, lr, weight_decay=0.0)
+        return adapted
