@@ -227,3 +227,9 @@ def test_meta_training_beats_no_meta_training(name):
         opt.step()
     after = score(model, learner)
     assert after > before + 0.1, (name, before, after)
+
+
+def test_the_cli_names_every_registered_learner():
+    from cropmeta.learners.names import ALGORITHMS
+
+    assert sorted(ALGORITHMS) == sorted(LEARNERS)

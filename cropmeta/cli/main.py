@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from cropmeta.cli.progress import console, one_line_errors, progress_bar, setup_logging
-from cropmeta.learners.registry import LEARNERS
+from cropmeta.learners.names import ALGORITHMS
 
 app = typer.Typer(
     help="Few-shot crop-type mapping: preprocess → meta-train → adapt → map.",
@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 StatisticChoice = Enum("StatisticChoice", {"mean": "mean", "median": "median"}, type=str)
 SamplingChoice = Enum("SamplingChoice", {"field": "field", "pixels": "pixels"}, type=str)
-Algorithm = Enum("Algorithm", {k: k for k in LEARNERS}, type=str)  # every registered learner
+Algorithm = Enum("Algorithm", {k: k for k in ALGORITHMS}, type=str)  # every registered learner
 Encoder = Enum("Encoder", {k: k for k in ("tempcnn", "lstm", "transformer", "ltae")}, type=str)
 TableFormat = Enum("TableFormat", {"long": "long", "wide": "wide"}, type=str)
 Layout = Enum(
