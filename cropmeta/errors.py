@@ -50,7 +50,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}{final.suffix}")  # keeps the type
     _remove(tmp)
     try:
         yield tmp

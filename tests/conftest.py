@@ -51,7 +51,17 @@ def meta_model(regions, catalog, tmp_path_factory) -> Path:
     return meta_train([regions[r.name] for r in catalog.sources()], out, cfg, seed=3)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
+def adapted(meta_model, regions, catalog, tmp_path_factory) -> Path:
+    """The meta-model adapted to the first target region from 3 fields per class (mappable)."""
+    from cropmeta.adapt.adapt import adapt_region
+
+    out = tmp_path_factory.mktemp("adapted") / "model"
+    adapt_region(meta_model, regions[catalog.targets()[0].name], out, shots=3, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
 def cli():
     """Run ``cropmeta`` in-process; returns the click Result (exit_code, stdout, stderr)."""
     runner = CliRunner()

@@ -72,6 +72,17 @@ def test_table_regions_meta_train_and_adapt(cli, tmp_path):
 
 
 SINOP_PATTERN = r"MODIS_Sinop_(?P<band>NDVI|EVI)_(?P<date>\d{4}-\d{2}-\d{2})\.tif"
+#: the Sinop cube as `preprocess` and `map` read it: NDVI/EVI files by pattern, stored x10000
+SINOP_CUBE = (
+    "--tiles",
+    SHARED / "sinop-modis-cube",
+    "--layout",
+    "band-date-pattern",
+    "--pattern",
+    SINOP_PATTERN,
+    "--scale",
+    "0.0001",
+)
 
 
 def test_mato_grosso_points_do_not_overlap_the_sinop_cube(cli, tmp_path):
@@ -80,14 +91,7 @@ def test_mato_grosso_points_do_not_overlap_the_sinop_cube(cli, tmp_path):
     labels = SHARED / "mato-grosso-modis" / "samples_mt_9classes.csv"
     res = cli(
         "preprocess",
-        "--tiles",
-        SHARED / "sinop-modis-cube",
-        "--layout",
-        "band-date-pattern",
-        "--pattern",
-        SINOP_PATTERN,
-        "--scale",
-        "0.0001",
+        *SINOP_CUBE,
         "--labels",
         labels,
         "--label-column",
@@ -100,13 +104,14 @@ def test_mato_grosso_points_do_not_overlap_the_sinop_cube(cli, tmp_path):
 
 
 def test_mato_grosso_table_model_adapts_to_and_maps_the_sinop_cube(cli, tmp_path):
-    """Meta-train on the Mato Grosso table (NDVI, EVI), adapt to Sinop's 12 labelled points,
-    map the cube: the map keeps the cube's custom CRS and transform."""
+    """Meta-train on the Mato Grosso table (NDVI, EVI); adapt once to Sinop's 12 labelled
+    points and once to all Mato Grosso samples; map the cube with each: the COGs keep the cube's
+    custom sinusoidal CRS (WKT, no EPSG code) and its transform exactly."""
     mt, sinop = tmp_path / "mt.zarr", tmp_path / "sinop.zarr"
     for region, out in (("mato-grosso-ndvi-evi", mt), ("sinop", sinop)):
         res = cli("preprocess", "--catalog", CATALOG, "--region", region, "--out", out)
         assert res.exit_code == 0, res.output
-    model, adapted = tmp_path / "m", tmp_path / "a"
+    model = tmp_path / "m"
     res = cli(
         "meta-train",
         "--regions",
@@ -123,29 +128,36 @@ def test_mato_grosso_table_model_adapts_to_and_maps_the_sinop_cube(cli, tmp_path
         "3",
     )
     assert res.exit_code == 0, res.output
-    res = cli("adapt", "--model", model, "--region", sinop, "--out", adapted)
-    assert res.exit_code == 0, res.output
-    crop_map = tmp_path / "sinop.tif"
-    res = cli(
-        "map",
-        "--model",
-        adapted,
-        "--tiles",
-        SHARED / "sinop-modis-cube",
-        "--layout",
-        "band-date-pattern",
-        "--pattern",
-        SINOP_PATTERN,
-        "--scale",
-        "0.0001",
-        "--out",
-        crop_map,
-    )
-    assert res.exit_code == 0, res.output
     reference = SHARED / "sinop-modis-cube" / "MODIS_Sinop_NDVI_2014-01-01.tif"
-    with rasterio.open(crop_map) as m, rasterio.open(reference) as ref:
-        assert m.crs.to_wkt() == ref.crs.to_wkt() and m.transform == ref.transform
-        assert m.shape == ref.shape and (m.read(1) > 0).mean() > 0.9
+    for region in (sinop, mt):
+        adapted = tmp_path / f"a-{region.stem}"
+        res = cli("adapt", "--model", model, "--region", region, "--out", adapted)
+        assert res.exit_code == 0, res.output
+        crop_map = tmp_path / f"sinop-by-{region.stem}.tif"
+        res = cli(
+            "map",
+            "--model",
+            adapted,
+            *SINOP_CUBE,
+            "--out",
+            crop_map,
+            "--probabilities",
+            "--uncertainty",
+            "entropy",
+            "--workers",
+            "1",
+        )
+        assert res.exit_code == 0, res.output
+        n_classes = len(json.loads(crop_map.with_suffix(".legend.json").read_text())["classes"])
+        for path, count in ((crop_map, 1), (crop_map.with_suffix(".probabilities.tif"), n_classes)):
+            with rasterio.open(path) as m, rasterio.open(reference) as ref:
+                assert ref.crs.to_epsg() is None  # a custom WKT, no EPSG code
+                assert m.crs.to_wkt() == ref.crs.to_wkt() and m.transform == ref.transform
+                assert m.shape == ref.shape and m.count == count
+                assert m.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        with rasterio.open(crop_map) as m:
+            assert (m.read(1) > 0).mean() > 0.9
+    assert n_classes == 9  # the Mato Grosso model knows all nine classes
 
 
 def test_every_gee_domain_is_consumed(cli, tmp_path):

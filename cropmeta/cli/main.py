@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from cropmeta.cli.progress import console, one_line_errors, progress_bar, setup_logging
+from cropmeta.errors import InputError
 from cropmeta.learners.names import ALGORITHMS
 
 app = typer.Typer(
@@ -69,7 +70,9 @@ def _main() -> None:
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write the world into (replaced).")],
     seed: Seed = 0,
-    scale: Annotated[str, typer.Option(help="'demo' or 'tiny' (for tests).")] = "demo",
+    scale: Annotated[
+        str, typer.Option(help="'demo', 'tiny' (for tests) or 'bench' (24 dates).")
+    ] = "demo",
     tile_size: Annotated[int | None, typer.Option(help="Force every tile to N×N pixels.")] = None,
     region: Annotated[
         list[str] | None, typer.Option(help="Only these regions (repeatable).")
@@ -352,21 +355,71 @@ def adapt(
 @one_line_errors
 def map_(
     model: Annotated[Path, typer.Option(help="Adapted model folder.")],
-    tiles: Annotated[Path, typer.Option(help="Folder of per-date GeoTIFFs to classify.")],
-    out: Annotated[Path, typer.Option(help="GeoTIFF crop map to write.")],
-    block: Annotated[int, typer.Option(help="Block size in pixels.")] = 256,
+    tiles: Annotated[Path, typer.Option(help="Rasters to classify (see --layout).")],
+    out: Annotated[Path, typer.Option(help="Crop-map GeoTIFF (COG) to write.")],
+    block: Annotated[int, typer.Option(help="Block size in pixels (the unit of work).")] = 256,
+    probabilities: Annotated[
+        bool, typer.Option(help="Also write OUT.probabilities.tif: one band per class, percent.")
+    ] = False,
+    uncertainty: Annotated[
+        str,
+        typer.Option(
+            help="Also write an uncertainty band: 'entropy' or 'margin' (OUT.<kind>.tif)."
+        ),
+    ] = "none",
+    aoi: Annotated[
+        Path | None,
+        typer.Option(help="Polygons (AOI or field parcels) outside which pixels stay nodata."),
+    ] = None,
+    fields: Annotated[
+        Path | None,
+        typer.Option(
+            help="Field polygons: OUT.fields.gpkg gets class, probability, uncertainty per field."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Local Dask worker processes (default: all cores; 1 = no Dask)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running Dask scheduler (e.g. tcp://host:8786).")
+    ] = None,
     layout: LayoutOpt = "per-date",
     pattern: PatternOpt = None,
     scale: ScaleOpt = None,
     offset: OffsetOpt = None,
     seed: Seed = 0,
 ) -> None:
-    """Classify every pixel of a tile stack → a uint8 GeoTIFF crop map."""
-    from cropmeta.mapping.crop_map import map_region
+    """Classify every pixel of a raster time series → COG crop map, legend, optional layers.
 
+    An interrupted run re-run with the same arguments resumes: only unfinished blocks are
+    computed again.
+    """
+    from pydantic import ValidationError
+
+    from cropmeta.mapping.crop_map import map_region
+    from cropmeta.mapping.options import MapOptions
+
+    try:
+        options = MapOptions(
+            block=block,
+            probabilities=probabilities,
+            uncertainty=uncertainty,
+            aoi=aoi,
+            fields=fields,
+            workers=workers,
+            scheduler=scheduler,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(str(err["loc"][0]), err["msg"]) from None
     spec = raster_spec(tiles, layout, pattern, scale, offset)
     with progress_bar("map") as bar:
-        map_region(model, spec, out, block=block, progress=bar)
+        result = map_region(model, spec, out, options, progress=bar)
+    if result.reused:
+        typer.echo(f"resumed: {result.reused} of {result.blocks} blocks were already done")
+    for kind, path in result.outputs.items():
+        typer.echo(f"{kind}: {path}")
     typer.echo(f"map written: {out}")
 
 

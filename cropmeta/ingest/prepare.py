@@ -128,44 +128,160 @@ def mask_invalid(
     return out
 
 
+def _step_members(doys: np.ndarray, grid: TemporalGrid) -> list[np.ndarray]:
+    """Indices of the acquisitions that fall in each grid step's compositing window.
+
+    A step centred ``c`` days into the season takes the acquisitions at ``c - step/2 <= position
+    < c + step/2``, so each acquisition belongs to at most one step.
+    """
+    delta = grid.position(np.asarray(doys))[None, :] - grid.offsets()[:, None]
+    half = grid.step / 2.0
+    in_step = (np.abs(delta) < half) | (delta == -half)
+    return [np.flatnonzero(row) for row in in_step]
+
+
 def composite(values: np.ndarray, doys: np.ndarray, grid: TemporalGrid) -> np.ndarray:
     """Mean of the valid acquisitions that fall in each grid step.
 
     ``values`` is (time, band, sample) with NaN for masked observations; returns
-    (grid step, band, sample), NaN where a step had no valid observation.
+    (grid step, band, sample) float32, NaN where a step had no valid observation.
+
+    Steps are filled one at a time from the few acquisitions in them (usually none or one), so
+    the work and the temporaries scale with one step, not with steps × acquisitions.
     """
-    centres = grid.offsets()
-    half = grid.step / 2.0
-    delta = grid.position(doys)[None, :] - centres[:, None]
-    in_step = (np.abs(delta) < half) | (delta == -half)
-    valid = ~np.isnan(values)
-    filled = np.where(valid, values, 0.0).astype(np.float32)
-    weights = in_step.astype(np.float32)
-    sums = np.tensordot(weights, filled, axes=(1, 0))
-    counts = np.tensordot(weights, valid.astype(np.float32), axes=(1, 0))
+    members = _step_members(doys, grid)
+    out = np.empty((len(members),) + values.shape[1:], dtype=np.float32)
+    for step, times in zip(out, members, strict=True):
+        if len(times) == 0:
+            step.fill(np.nan)
+        elif len(times) == 1:
+            step[...] = values[times[0]]  # a masked observation stays NaN
+        else:
+            _nanmean_into(step, values, times)
+    return out
+
+
+def _nanmean_into(out: np.ndarray, values: np.ndarray, times: np.ndarray) -> None:
+    """Write the mean over ``times`` of the non-NaN ``values[t]`` into ``out`` (NaN if none)."""
+    out.fill(0.0)
+    count = np.zeros(out.shape, dtype=np.min_scalar_type(len(times)))
+    for t in times:
+        obs = values[t]
+        ok = ~np.isnan(obs)
+        np.add(out, obs, out=out, where=ok)
+        count += ok
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / counts, np.nan).astype(np.float32)
+        np.divide(out, count, out=out, dtype=np.float32)  # 0 / 0 gives NaN where none is valid
+
+
+#: Cells per slab in :func:`_fill_gaps`: small enough that a slab's scratch arrays stay in cache,
+#: large enough that the per-step Python overhead stays small.
+_SLAB_CELLS = 16384
 
 
 def interpolate_gaps(series: np.ndarray) -> np.ndarray:
-    """Fill NaN steps of (step, band, sample) linearly in time; hold the ends constant.
+    """Fill NaN steps of (step, ...) linearly in time; hold the ends constant.
 
-    A sample's band that has no valid step at all stays NaN.
+    Interior gaps are interpolated linearly in step index between the nearest valid steps on
+    either side; leading and trailing gaps take the nearest valid value. A sample's band that has
+    no valid step at all stays NaN. Returns a new float32 array.
+    """
+    out = np.array(series, dtype=np.float32, order="C", copy=True)
+    _fill_gaps(out)
+    return out
+
+
+def _fill_gaps(series: np.ndarray) -> None:
+    """:func:`interpolate_gaps` in place on a C-contiguous float32 array (step, ...).
+
+    Works through slabs of the last axis so that every temporary is the size of a slab, not of
+    the series. Where all bands (middle axes) of a sample are masked at the same steps, as with
+    cloud masks, the gap bookkeeping is done once per sample rather than once per band.
     """
     steps = series.shape[0]
-    valid = ~np.isnan(series)
-    idx = np.arange(steps).reshape((-1,) + (1,) * (series.ndim - 1))
-    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=0)
-    nxt = np.minimum.accumulate(np.where(valid, idx, steps)[::-1], axis=0)[::-1]
-    has_prev, has_next = prev >= 0, nxt < steps
-    prev_c, next_c = np.clip(prev, 0, steps - 1), np.clip(nxt, 0, steps - 1)
-    v_prev = np.take_along_axis(series, np.broadcast_to(prev_c, series.shape), axis=0)
-    v_next = np.take_along_axis(series, np.broadcast_to(next_c, series.shape), axis=0)
-    span = np.maximum(next_c - prev_c, 1)
-    w = (idx - prev_c) / span
-    both = v_prev + (v_next - v_prev) * w
-    out = np.where(has_prev & has_next, both, np.where(has_prev, v_prev, v_next))
-    return np.where(valid, series, out).astype(np.float32)
+    cube = series.reshape(steps, -1, series.shape[-1] if series.ndim > 1 else 1)
+    mid, n = cube.shape[1:]
+    if cube.size == 0:
+        return
+    width = max(1, _SLAB_CELLS // mid)
+    for lo in range(0, n, width):
+        slab = cube[:, :, lo : lo + width]
+        gaps = np.isnan(slab)
+        if mid > 1:
+            any_band = gaps.any(axis=1, keepdims=True)
+            if np.array_equal(any_band, gaps.all(axis=1, keepdims=True)):
+                gaps = any_band
+        _fill_slab(slab, gaps)
+
+
+def _fill_slab(s: np.ndarray, gaps: np.ndarray) -> None:
+    """Fill the gaps of ``s`` (step, band, sample) in place; ``gaps`` broadcasts against ``s``.
+
+    A backward pass carries the next valid value into each gap (``after``); a forward pass
+    carries the previous valid value (``before``) and writes ``before + (after - before) *
+    weight``, with ``weight = (k - prev) / (nxt - prev)`` from the indices of the previous and
+    next valid steps. Before the first valid step ``before`` starts as the first valid value, so
+    the difference is zero and that value is held; after the last valid step the difference is
+    masked to zero, holding the last value. Per-cell choices between two float arrays are made
+    with bit masks on their int32 views: branch-free, hence fast on ragged cloud masks. Steps
+    that are valid everywhere, or nowhere (grid steps with no acquisition), skip the choice.
+    """
+    steps = s.shape[0]
+    index_type = np.int8 if steps < np.iinfo(np.int8).max else np.int16
+    valid = ~gaps
+    all_valid = valid.all(axis=(1, 2)).tolist()
+    any_valid = valid.any(axis=(1, 2)).tolist()
+    keep = valid.astype(np.int32)
+    np.negative(keep, out=keep)  # all bits set where valid, none where a gap
+    # Indices of the previous and next valid step (-1 and ``steps`` where there is none).
+    k_col = np.arange(steps).reshape(-1, 1, 1)
+    prev = np.multiply(valid, k_col + 1, dtype=index_type)
+    prev -= 1
+    nxt = np.multiply(valid, k_col - steps, dtype=index_type)
+    nxt += steps
+    for k in range(1, steps):
+        np.maximum(prev[k], prev[k - 1], out=prev[k])
+        np.minimum(nxt[-1 - k], nxt[-k], out=nxt[-1 - k])
+    weight = np.subtract(k_col, prev, dtype=np.float32)
+    span = np.subtract(nxt, prev, dtype=np.float32)
+    np.maximum(span, 1, out=span)
+    weight /= span
+    has_next = nxt < steps
+    all_next = has_next.all(axis=(1, 2)).tolist()
+    next_bits = np.negative(has_next, dtype=np.int32)
+
+    bits = s.view(np.int32)
+    after = np.empty(s.shape, dtype=np.float32)
+    after_bits = after.view(np.int32)
+    pick = np.empty(s.shape[1:], dtype=np.int32)
+    after[-1] = s[-1]
+    for k in range(steps - 2, -1, -1):
+        if all_valid[k]:
+            after[k] = s[k]
+        elif not any_valid[k]:
+            after[k] = after[k + 1]
+        else:  # after[k] = s[k] where valid, else after[k + 1]
+            np.bitwise_xor(after_bits[k + 1], bits[k], out=pick)
+            pick &= keep[k]
+            np.bitwise_xor(after_bits[k + 1], pick, out=after_bits[k])
+
+    before = after[0].copy()
+    before_bits = before.view(np.int32)
+    diff = np.empty(s.shape[1:], dtype=np.float32)
+    diff_bits = diff.view(np.int32)
+    for k in range(steps):
+        if all_valid[k]:
+            before[...] = s[k]
+            continue  # nothing to fill
+        if any_valid[k]:  # before = s[k] where valid
+            np.bitwise_xor(before_bits, bits[k], out=pick)
+            pick &= keep[k]
+            before_bits ^= pick
+        np.subtract(after[k], before, out=diff)
+        if not all_next[k]:
+            diff_bits &= next_bits[k]
+        diff *= weight[k]
+        np.add(before, diff, out=s[k])
 
 
 def regularise(
@@ -176,15 +292,22 @@ def regularise(
     Returns the series on ``prep.grid`` (step, band, sample) and, per sample, the share of
     in-season acquisitions that were valid. Samples below ``prep.min_valid_fraction`` come back
     all-NaN so that callers drop them (preprocess) or leave them unclassified (map).
+
+    Acquisitions are looked up by index rather than copied, and the composite is gap-filled in
+    place, so the only full-size allocation is the returned series.
     """
     doys = np.asarray(doys)
     grid = prep.grid
-    season = grid.in_season(doys)
-    values = values[season]
-    valid_obs = ~np.isnan(values).any(axis=1)
-    fraction = valid_obs.mean(axis=0) if len(values) else np.zeros(values.shape[2:], np.float32)
-    series = interpolate_gaps(composite(values, doys[season], grid))
-    unusable = (fraction < prep.min_valid_fraction) | np.isnan(series).any(axis=(0, 1))
+    season = np.flatnonzero(grid.in_season(doys))
+    valid_count = np.zeros(values.shape[2:], dtype=np.min_scalar_type(len(season)))
+    for t in season:
+        valid_count += ~np.isnan(values[t]).any(axis=0)
+    fraction = valid_count / len(season) if len(season) else np.zeros(values.shape[2:])
+    # Acquisitions out of season fall in no step's window, so the composite can see them all.
+    series = composite(values, doys, grid)
+    _fill_gaps(series)
+    # After filling, a band is NaN at any step only if it is NaN at every step.
+    unusable = (fraction < prep.min_valid_fraction) | np.isnan(series[0]).any(axis=0)
     series[:, :, unusable] = np.nan
     return series, fraction.astype(np.float32)
 
@@ -201,8 +324,17 @@ class Normaliser(BaseModel):
         flat = x.reshape(-1, x.shape[-1])
         return cls(mean=flat.mean(0).tolist(), std=(flat.std(0) + 1e-6).tolist())
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Standardise (..., band) series."""
-        return ((x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)).astype(
-            np.float32
-        )
+    def __call__(self, x: np.ndarray, band_axis: int = -1, inplace: bool = False) -> np.ndarray:
+        """Standardise series whose bands lie along ``band_axis`` (last by default).
+
+        ``inplace`` overwrites a float32 ``x`` (the map stage hands over its own copy of a
+        block, so large blocks need no second buffer).
+        """
+        shape = [1] * x.ndim
+        shape[band_axis] = -1
+        mean = np.asarray(self.mean, np.float32).reshape(shape)
+        std = np.asarray(self.std, np.float32).reshape(shape)
+        out = x if inplace and x.dtype == np.float32 else x.astype(np.float32, copy=True)
+        out -= mean
+        out /= std
+        return out

@@ -1,108 +1,209 @@
-"""Classify every pixel of a tile stack with an adapted model and write a GeoTIFF crop map.
+"""`cropmeta map`: classify every pixel of a raster time series into Cloud-Optimized GeoTIFFs.
 
-Each block of pixels is read from every date, masked, regularised and standardised by the
-same functions and recorded parameters that prepared the training data
-(:mod:`cropmeta.ingest.prepare`), then classified. Pixels without enough valid observations get
-nodata (0). Pixel values are the taxonomy's shared class codes, named in the file's metadata and
-coloured by its colour table.
+The stages of a run:
+
+1. **check** the model and rasters: an adapted model, every band it needs, acquisitions
+   inside its season, one CRS and grid for every date (the sources' own checks);
+2. **plan** blocks of ``block`` × ``block`` pixels (:class:`~cropmeta.mapping.blocks.MapJob`);
+3. **compute** the blocks not finished yet, here or on Dask (:mod:`.execute`), storing each
+   one as it arrives (:mod:`.work`), so that a killed run re-run with the same arguments
+   recomputes only the unfinished blocks;
+4. **export** the class map (and optional probability stack, uncertainty band and per-field
+   GeoPackage) as COGs with their legend (:mod:`.cog`, :mod:`.legend`, :mod:`.fields`), each
+   under a temporary name renamed when complete.
+
+Each block is prepared by the same functions and recorded parameters that built the training
+data, and a block's bytes do not depend on the block order or on which process computed it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import rasterio
-import torch
-from rasterio.windows import Window
+from rasterio.transform import array_bounds
 
 from cropmeta.catalog import RasterSpec
-from cropmeta.errors import InputError, atomic_output
-from cropmeta.ingest.prepare import regularise
-from cropmeta.ingest.sources import open_raster
-from cropmeta.models.bundle import load_bundle
+from cropmeta.errors import InputError
+from cropmeta.ingest.sources import RasterStack, open_raster
+from cropmeta.mapping import fields as polygons
+from cropmeta.mapping.blocks import NODATA_CLASS, NODATA_SCALED, SCALE, MapJob
+from cropmeta.mapping.cog import Layer, write_cog
+from cropmeta.mapping.execute import run_blocks
+from cropmeta.mapping.legend import class_tags, rgba, write_legend, write_pam, write_qgis_style
+from cropmeta.mapping.options import MapOptions
+from cropmeta.mapping.work import WorkStore
+from cropmeta.models.bundle import BundleConfig, load_config
 
-NODATA = 0
+Progress = Callable[[int, int], None]
 
 
-def _hex_to_rgba(colour: str) -> tuple[int, int, int, int]:
-    c = colour.lstrip("#")
-    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16), 255
+@dataclass
+class MapResult:
+    """Where the outputs went and how much work this run did (``reused`` blocks were
+    finished by an earlier, interrupted run)."""
+
+    outputs: dict[str, Path]
+    blocks: int
+    computed: int
+    reused: int
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return self.outputs["classes"]
+
+
+def _check(model_dir: Path, cfg: BundleConfig, stack: RasterStack, where: Path) -> None:
+    if cfg.kind != "adapted":
+        raise InputError(model_dir, "model is not adapted to a region; run `cropmeta adapt` first")
+    prep = cfg.preparation
+    for band in prep.bands + ([prep.quality_band] if prep.quality_band else []):
+        stack.band_index(band)
+    g = prep.grid
+    if not g.in_season(stack.doys).any():
+        first, last = stack.dates[0], stack.dates[-1]
+        raise InputError(
+            where,
+            f"no acquisition inside the model's season (DOY {g.start_doy}–{g.end_doy}); "
+            f"the rasters span {first}..{last}",
+        )
+    if any(c.code > 254 or c.code <= NODATA_CLASS for c in cfg.classes):
+        raise InputError(model_dir, "class codes must lie in 1..254 to fit a uint8 map")
+
+
+def _identity(stack: RasterStack) -> dict:
+    return {
+        "dates": [d.isoformat() for d in stack.dates],
+        "crs": stack.crs.to_wkt(),
+        "transform": list(stack.transform)[:6],
+        "bands": list(stack.band_names),
+    }
+
+
+def _layers(cfg: BundleConfig, options: MapOptions) -> dict[str, tuple[str, Layer]]:
+    """Raster outputs by kind: the work-store array each is read from, and how it looks."""
+    names = [c.name for c in cfg.classes]
+    percent = {"CROPMETA_VALUES": f"percent (scale 0.01), {NODATA_SCALED} = not classified"}
+    layers = {
+        "classes": (
+            "classes",
+            Layer(
+                count=1,
+                nodata=NODATA_CLASS,
+                resampling="MODE",
+                descriptions=["crop_class"],
+                colormap={c.code: rgba(c.colour) for c in cfg.classes},
+                tags=class_tags(cfg.classes, NODATA_CLASS),
+            ),
+        )
+    }
+    if options.probabilities:
+        layers["probabilities"] = (
+            "probabilities",
+            Layer(
+                count=len(names),
+                nodata=NODATA_SCALED,
+                resampling="AVERAGE",
+                descriptions=[f"p_{n}" for n in names],
+                scale=1 / SCALE,
+                tags=percent | class_tags(cfg.classes, NODATA_CLASS),
+            ),
+        )
+    if options.uncertainty != "none":
+        layers["uncertainty"] = (
+            "uncertainty",
+            Layer(
+                count=1,
+                nodata=NODATA_SCALED,
+                resampling="AVERAGE",
+                descriptions=[f"uncertainty_{options.uncertainty}"],
+                scale=1 / SCALE,
+                tags=percent | {"CROPMETA_UNCERTAINTY": options.uncertainty},
+            ),
+        )
+    return layers
 
 
 def map_region(
     model_dir: str | Path,
     tiles: str | Path | RasterSpec,
     out: str | Path,
+    options: MapOptions | None = None,
     *,
-    block: int = 256,
-    batch: int = 16384,
-    progress: Callable[[int, int], None] | None = None,
-) -> Path:
-    """Write a single-band uint8 crop map of ``tiles`` to ``out`` (GeoTIFF, CRS of the tiles).
+    progress: Progress | None = None,
+    **overrides,
+) -> MapResult:
+    """Map ``tiles`` (a per-date folder, or a :class:`RasterSpec` of any layout preprocess
+    reads) with the adapted model at ``model_dir`` into the COG ``out`` and its sidecars.
 
-    ``tiles`` is a per-date folder or a :class:`RasterSpec` of any layout preprocess reads.
+    ``options`` (or keyword overrides such as ``block=64, probabilities=True``) choose the
+    outputs and where blocks run; see :class:`MapOptions`.
     """
-    model, cfg = load_bundle(model_dir)
-    if cfg.kind != "adapted":
-        raise InputError(model_dir, "model is not adapted to a region; run `cropmeta adapt` first")
-    prep = cfg.preparation
-    stack = open_raster(tiles)
-    tiles = tiles.path if isinstance(tiles, RasterSpec) else tiles
-    for band in prep.bands + ([prep.quality_band] if prep.quality_band else []):
-        stack.band_index(band)
-    g = prep.grid
-    doys = stack.doys
-    if not g.in_season(doys).any():
-        raise InputError(
-            tiles, f"no acquisition inside the model's season (DOY {g.start_doy}–{g.end_doy})"
+    options = (options or MapOptions()).model_copy(update=overrides)
+    model_dir, out = Path(model_dir), Path(out)
+    spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
+    spec = spec.model_copy(update={"path": str(Path(spec.path).expanduser().absolute())})
+    cfg = load_config(model_dir)
+    stack = open_raster(spec)
+    _check(model_dir, cfg, stack, Path(spec.path))
+    bounds = array_bounds(stack.height, stack.width, stack.transform)
+    aoi = fields_gdf = None
+    if options.aoi is not None:
+        aoi = polygons.read_polygons(options.aoi, stack.crs, "AOI")
+        polygons.check_overlap(aoi, bounds, options.aoi, "AOI")
+    if options.fields is not None:
+        fields_gdf = polygons.read_polygons(options.fields, stack.crs, "fields")
+        polygons.check_overlap(fields_gdf, bounds, options.fields, "field")
+    job = MapJob(
+        model_dir=str(model_dir.absolute()),
+        raster=spec.model_dump_json(),
+        width=stack.width,
+        height=stack.height,
+        block=options.block,
+        batch=options.batch,
+        uncertainty=options.uncertainty,
+        probabilities=options.probabilities,
+        aoi=polygons.as_wkb(aoi) if aoi is not None else (),
+        fields=tuple(enumerate(polygons.as_wkb(fields_gdf))) if fields_gdf is not None else (),
+    )
+    store = WorkStore(out, job, len(cfg.classes), _identity(stack))
+    total = job.n_blocks
+    done = store.done()
+    todo = [i for i in range(total) if i not in done]
+    finished = len(done)
+    if progress:
+        progress(finished, total)
+
+    def keep(result) -> None:
+        nonlocal finished
+        store.write(result)
+        finished += 1
+        if progress:
+            progress(finished, total)
+
+    run_blocks(job, todo, keep, workers=options.workers, scheduler=options.scheduler)
+    paths = options.outputs(out)
+    for kind, (array, layer) in _layers(cfg, options).items():
+        write_cog(
+            paths[kind],
+            layer,
+            lambda win, array=array: store.read(array, win),
+            width=stack.width,
+            height=stack.height,
+            crs=stack.crs,
+            transform=stack.transform,
+            scratch=store.root,
         )
-    codes = np.array([c.code for c in cfg.classes], dtype=np.uint8)
-    doy = torch.from_numpy(g.doys()).long()
-    windows = [
-        Window(col, row, min(block, stack.width - col), min(block, stack.height - row))
-        for row in range(0, stack.height, block)
-        for col in range(0, stack.width, block)
-    ]
-    profile = {
-        "driver": "GTiff",
-        "dtype": "uint8",
-        "count": 1,
-        "width": stack.width,
-        "height": stack.height,
-        "crs": stack.crs,
-        "transform": stack.transform,
-        "nodata": NODATA,
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "deflate",
-    }
-    with atomic_output(out) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        for done, win in enumerate(windows, start=1):
-            obs = np.stack([stack.read(t, prep, win) for t in range(len(stack.dates))])
-            series, _ = regularise(obs.reshape(obs.shape[0], obs.shape[1], -1), doys, prep)
-            ok = ~np.isnan(series).any(axis=(0, 1))
-            x = torch.from_numpy(cfg.normaliser(np.transpose(series[:, :, ok], (2, 0, 1))))
-            labels = np.zeros(ok.shape, dtype=np.uint8)
-            with torch.no_grad():
-                pred = (
-                    torch.cat(
-                        [model(x[i : i + batch], doy).argmax(-1) for i in range(0, len(x), batch)]
-                    )
-                    if len(x)
-                    else torch.empty(0)
-                )
-            labels[ok] = codes[pred.numpy().astype(int)]
-            dst.write(labels.reshape(int(win.height), int(win.width)), 1, window=win)
-            if progress:
-                progress(done, len(windows))
-        dst.write_colormap(1, {c.code: _hex_to_rgba(c.colour) for c in cfg.classes})
-        dst.set_band_description(1, "crop_class")
-        dst.update_tags(
-            CROPMETA_CLASSES=";".join(f"{c.code}={c.name}" for c in cfg.classes),
-            CROPMETA_NODATA=f"{NODATA}=not classified (masked or too few valid observations)",
-            **{f"CLASS_{c.code}": c.name for c in cfg.classes},
+    write_pam(cfg.classes, NODATA_CLASS, out.with_name(out.name + ".aux.xml"))
+    write_qgis_style(cfg.classes, paths["qgis_style"])
+    write_legend(cfg.classes, NODATA_CLASS, paths["legend_json"], paths["legend_csv"])
+    if fields_gdf is not None:
+        sums, counts = store.field_totals(len(fields_gdf), len(cfg.classes))
+        table = polygons.field_predictions(
+            fields_gdf, sums, counts, cfg.classes, options.uncertainty
         )
-    return Path(out)
+        polygons.write_fields(table, paths["fields"])
+    store.remove()
+    return MapResult(paths, total, len(todo), total - len(todo), [c.name for c in cfg.classes])

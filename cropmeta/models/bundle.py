@@ -22,6 +22,9 @@ class ClassInfo(BaseModel):
     code: int
     name: str
     colour: str = "#808080"
+    local_names: list[str] = Field(
+        default_factory=list, description="the region's own label names for this class"
+    )
 
 
 class BundleConfig(BaseModel):

@@ -46,6 +46,7 @@ class Scale:
 SCALES = {
     "demo": Scale(None, None, None, 1.0, 1.0),
     "tiny": Scale(128, 112, (10, 14), 0.6, 0.5),
+    "bench": Scale(None, None, (24, 24), 1.0, 1.0),  # the demo world with exactly 24 dates
 }
 
 
@@ -201,14 +202,15 @@ def make_world(
     seed: int = 0,
     regions: list[str] | None = None,
     tile_size: int | None = None,
-    scale: Literal["tiny", "demo"] = "demo",
+    scale: Literal["tiny", "demo", "bench"] = "demo",
     progress: Progress | None = None,
 ) -> Path:
     """Write the world under `out` and return the path of `out/catalog.yaml`.
 
     ``regions`` picks built-in regions (default all), ``tile_size`` forces square tiles of that
-    many pixels, ``scale`` picks "demo" or the very small "tiny" world (for tests), and
-    ``progress(stage, done, total)`` is called as regions and dates are written. The same
+    many pixels, ``scale`` picks "demo", the very small "tiny" world (for tests) or "bench"
+    (the demo world with 24 dates per region, for benchmarks), and ``progress(stage, done,
+    total)`` is called as regions and dates are written. The same
     arguments always give byte-identical files; ``out`` is replaced atomically.
     """
     names = list(dict.fromkeys(REGION_NAMES if regions is None else regions))
