@@ -114,6 +114,15 @@ class TableSpec(BaseModel):
     )
 
 
+class PublishedResults(BaseModel):
+    """Results a paper reports on a region, so that a report can put ours beside them."""
+
+    reference: str
+    metric: Literal["overall_accuracy", "macro_f1", "kappa"] = "overall_accuracy"
+    labels: str = Field(description="what target labels the published methods used")
+    results: dict[str, float]
+
+
 class RegionEntry(BaseModel):
     """Where one region's data are; relative paths are relative to the catalog file.
 
@@ -138,6 +147,9 @@ class RegionEntry(BaseModel):
     )
     crs: str | None = Field(None, description="informational; the data's own CRS is authoritative")
     description: str = ""
+    published: PublishedResults | None = Field(
+        None, description="accuracies published for this region, shown beside ours by evaluate"
+    )
 
     def raster_spec(self) -> RasterSpec | None:
         if self.raster is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from cropmeta.adapt.baselines import Shots, baseline_predictions
 from cropmeta.adapt.transfer import load_pretrained
 from cropmeta.errors import InputError
-from cropmeta.evaluate.metrics import score
+from cropmeta.evaluate.metrics import class_details, score
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import incompatibility
 from cropmeta.learners.registry import build_learner
@@ -38,6 +39,8 @@ class AdaptResult:
     n_query: int
     classes: list[str]
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    details: dict[str, dict[str, list]] = field(default_factory=dict)  # per-class F1, confusion
+    seconds: dict[str, float] = field(default_factory=dict)  # adaptation / fitting time
     skipped_classes: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     learner: str = ""  # the meta-learner's name: its entry in ``metrics``; the others are baselines
@@ -88,7 +91,9 @@ def adapt_region(
     torch.manual_seed(seed)
     info = region_info(region)  # the target's location, for TIML (None: unknown)
     info = None if info is None else torch.from_numpy(info)
+    start = time.perf_counter()
     adapted = learner.adapt(model, x[support], y, doy, len(codes), info=info)
+    adapt_seconds = round(time.perf_counter() - start, 3)
     classes = [ClassInfo.model_validate(data.classes[int(c)]) for c in codes]
     result = AdaptResult(
         model_dir=Path(out),
@@ -99,14 +104,19 @@ def adapt_region(
         classes=[c.name for c in classes],
         skipped_classes=[data.class_names.get(c, str(c)) for c in skipped],
         learner=cfg.learner["algorithm"],
+        seconds={cfg.learner["algorithm"]: adapt_seconds},
     )
     if len(query):
         kept = query[np.isin(data.codes[query], codes)]  # classes with a support sample
         y_true = np.array([to_index[int(c)] for c in data.codes[kept]])
         on = Shots(x[support], y, x[kept], doy, [int(c) for c in codes])
         pre = load_pretrained(model_dir, cfg) if baselines else None
-        predictions, result.notes = _predict(adapted, cfg, on, pre, baselines, data, seed)
+        predictions, result.notes, seconds = _predict(adapted, cfg, on, pre, baselines, data, seed)
+        result.seconds |= seconds
         result.metrics = {name: score(y_true, p) for name, p in predictions.items()}
+        result.details = {
+            name: class_details(y_true, p, len(codes)) for name, p in predictions.items()
+        }
     adapted_cfg = cfg.model_copy(
         update={
             "kind": "adapted",
@@ -121,10 +131,11 @@ def adapt_region(
 
 def _predict(adapted, cfg, on: Shots, pretrained, baselines: bool, data, seed: int):
     """Query predictions of the adapted model and (``baselines``) of every baseline fitted on
-    the same support set, and the notes on what a baseline could not do."""
+    the same support set, the notes on what a baseline could not do, and the baselines'
+    fitting times."""
     with torch.no_grad():
         predictions = {cfg.learner["algorithm"]: adapted(on.x_query, on.doy).argmax(-1).numpy()}
     if not baselines:
-        return predictions, {}
+        return predictions, {}, {}
     run = baseline_predictions(on, cfg.encoder, seed, pretrained, data.class_names)
-    return predictions | run.predictions, run.notes
+    return predictions | run.predictions, run.notes, run.seconds

@@ -7,6 +7,8 @@ a random forest, and — when the meta-model bundle holds a pre-trained source c
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,6 +72,12 @@ class BaselineRun:
 
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # fitting and predicting
+
+    def add(self, name: str, fit_and_predict: Callable[[], np.ndarray]) -> None:
+        start = time.perf_counter()
+        self.predictions[name] = fit_and_predict()
+        self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
 def baseline_predictions(
@@ -87,11 +95,17 @@ def baseline_predictions(
         with torch.no_grad():
             return model(shots.x_query, shots.doy).argmax(-1).numpy()
 
-    scratch = from_scratch(shots.x_support, shots.y_support, shots.doy, n, encoder, seed)
-    run.predictions["from_scratch"] = predict(scratch)
-    rf = random_forest(shots.x_support.numpy(), shots.y_support.numpy(), seed)
-    run.predictions["random_forest"] = rf.predict(
-        shots.x_query.numpy().reshape(len(shots.x_query), -1)
+    run.add(
+        "from_scratch",
+        lambda: predict(
+            from_scratch(shots.x_support, shots.y_support, shots.doy, n, encoder, seed)
+        ),
+    )
+    run.add(
+        "random_forest",
+        lambda: random_forest(shots.x_support.numpy(), shots.y_support.numpy(), seed).predict(
+            shots.x_query.numpy().reshape(len(shots.x_query), -1)
+        ),
     )
     if pretrained is None:
         run.notes["transfer"] = (
@@ -100,9 +114,9 @@ def baseline_predictions(
         )
         return run
     args = (pretrained, shots.x_support, shots.y_support, shots.doy, shots.codes, seed)
-    run.predictions["transfer_head"] = predict(fine_tune_head(*args))
-    run.predictions["transfer_all"] = predict(fine_tune_all(*args))
-    run.predictions["source_only"] = predict(source_only(pretrained, shots.codes))
+    run.add("transfer_head", lambda: predict(fine_tune_head(*args)))
+    run.add("transfer_all", lambda: predict(fine_tune_all(*args)))
+    run.add("source_only", lambda: predict(source_only(pretrained, shots.codes)))
     unknown = [
         c for c, k in zip(shots.codes, known_mask(pretrained, shots.codes), strict=True) if not k
     ]

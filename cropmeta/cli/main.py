@@ -351,6 +351,37 @@ def adapt(
         typer.echo(f"adapted model written: {out}")
 
 
+@app.command("suggest-labels")
+@one_line_errors
+def suggest_labels(
+    model: Annotated[Path, typer.Option(help="Meta-trained model folder (not an adapted one).")],
+    fields: Annotated[Path, typer.Option(help="The region's field polygons (no labels needed).")],
+    tiles: Annotated[Path, typer.Option(help="The region's rasters (see --layout).")],
+    budget: Annotated[int, typer.Option(help="How many fields to propose for labelling.")],
+    out: Annotated[Path, typer.Option(help="GeoPackage of the proposed fields to write.")],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="'kcenter' (farthest-first coverage; nested priority) or 'kmeans' (the field "
+            "nearest each k-means centre, largest cluster first)."
+        ),
+    ] = "kcenter",
+    layout: LayoutOpt = "per-date",
+    pattern: PatternOpt = None,
+    scale: ScaleOpt = None,
+    offset: OffsetOpt = None,
+    seed: Seed = 0,
+) -> None:
+    """Propose which fields to label first: the meta-model embeds every field's series, and
+    BUDGET fields that cover that embedding space are written in priority order."""
+    from cropmeta.adapt.suggest import suggest_labels as suggest
+
+    spec = raster_spec(tiles, layout, pattern, scale, offset)
+    with progress_bar("suggest-labels") as bar:
+        chosen = suggest(model, fields, spec, budget, out, seed=seed, method=method, progress=bar)
+    typer.echo(f"{len(chosen)} fields to label first ({method}), priority 1..{len(chosen)}: {out}")
+
+
 @app.command("map")
 @one_line_errors
 def map_(
@@ -421,6 +452,70 @@ def map_(
     for kind, path in result.outputs.items():
         typer.echo(f"{kind}: {path}")
     typer.echo(f"map written: {out}")
+
+
+@app.command()
+@one_line_errors
+def evaluate(
+    catalog: Annotated[Path, typer.Option(help="Catalog YAML naming the regions and the split.")],
+    out: Annotated[
+        Path, typer.Option(help="Folder for report.md, results.json, figures/, models/.")
+    ],
+    learner: Annotated[
+        list[Algorithm] | None,
+        typer.Option(help="Meta-learner to compare (repeatable; default: maml, protonet)."),
+    ] = None,
+    shots: Annotated[
+        list[int] | None,
+        typer.Option(help="Labelled samples per class K (repeatable; default: 1 2 5 10 20)."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Support/query draws per K.")] = 5,
+    region: Annotated[
+        list[str] | None, typer.Option(help="Catalog regions to use (repeatable; default: all).")
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(help="Held-out regions (repeatable; default: the catalog's targets)."),
+    ] = None,
+    loro: Annotated[
+        bool, typer.Option(help="Leave-one-region-out over the regions instead of the split.")
+    ] = False,
+    encoder: Annotated[Encoder, typer.Option(help="Temporal encoder.")] = "tempcnn",
+    iterations: Annotated[int, typer.Option(help="Meta-training iterations.")] = 300,
+    task_ways: Annotated[int, typer.Option(help="Meta-training classes per task.")] = 5,
+    task_shots: Annotated[int, typer.Option(help="Meta-training support per class.")] = 5,
+    task_queries: Annotated[int, typer.Option(help="Meta-training queries per class.")] = 10,
+    seed: Seed = 0,
+) -> None:
+    """Which learner, with how many labels, how sure: few-shot evaluation on held-out regions.
+
+    Meta-trains every learner on the sources of each fold, adapts it and every baseline to the
+    held-out region on the same K-shot draws, and writes a Markdown report with plots.
+    """
+    from cropmeta.evaluate.evaluation import evaluate_catalog
+    from cropmeta.evaluate.protocol import EvaluationConfig
+    from cropmeta.learners.meta_train import MetaTrainConfig
+    from cropmeta.models.encoders import EncoderConfig
+
+    defaults = EvaluationConfig()
+    cfg = EvaluationConfig(
+        learners=[a.value for a in learner] if learner else defaults.learners,
+        shots=shots or defaults.shots,
+        seeds=seeds,
+        regions=region or None,
+        targets=target or None,
+        loro=loro,
+        meta=MetaTrainConfig(
+            encoder=EncoderConfig(name=encoder.value),
+            iterations=iterations,
+            n_way=task_ways,
+            k_shot=task_shots,
+            q_query=task_queries,
+        ),
+    )
+    with progress_bar("evaluate") as bar:
+        report = evaluate_catalog(catalog, out, cfg, seed=seed, progress=lambda _, d, t: bar(d, t))
+    typer.echo(f"report written: {report}")
 
 
 @app.command()

@@ -9,6 +9,7 @@ import rasterio
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator
 from rasterio.errors import RasterioIOError
 
 from cropmeta.errors import InputError, atomic_output
@@ -64,3 +65,51 @@ def _save(fig: Figure, out: str | Path) -> Path:
     with atomic_output(out) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
     return Path(out)
+
+
+def plot_shots(summary: dict, learners: list[str], metric: str, target: str, out: Path) -> Path:
+    """Accuracy against labelled samples per class, one line per method; meta-learners solid,
+    baselines dashed; 95 % bands for the meta-learners and the best baseline (all bands at
+    once would hide each other)."""
+    fig = Figure(figsize=(7.5, 4.5), dpi=110)
+    ax = fig.subplots()
+    top_k = str(max(int(k) for by_k in summary.values() for k in by_k))
+    baselines = [m for m in summary if m not in learners and top_k in summary[m]]
+    best = max(baselines, key=lambda m: summary[m][top_k][metric]["mean"], default=None)
+    for method, by_k in sorted(summary.items()):
+        ks = sorted(int(k) for k in by_k)
+        mean = np.array([by_k[str(k)][metric]["mean"] for k in ks])
+        low = np.array([by_k[str(k)][metric]["low"] for k in ks])
+        high = np.array([by_k[str(k)][metric]["high"] for k in ks])
+        style = "-" if method in learners else "--"
+        (line,) = ax.plot(ks, mean, style, marker="o", ms=3, lw=1.2, label=method)
+        if np.isfinite(low).all() and (method in learners or method == best):
+            ax.fill_between(ks, low, high, color=line.get_color(), alpha=0.12, lw=0)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted({int(k) for by_k in summary.values() for k in by_k}))
+    ax.get_xaxis().set_major_formatter("{x:.0f}")
+    ax.get_xaxis().set_minor_locator(NullLocator())
+    ax.set(xlabel="labelled samples per class (K)", ylabel=metric.replace("_", " "), ylim=(0, 1))
+    ax.set_title(f"{target}: {metric.replace('_', ' ')} vs labels (mean, 95 % CI)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2, frameon=False)
+    return _save(fig, out)
+
+
+def plot_confusions(matrices: dict[str, np.ndarray], classes: list[str], title: str, out: Path):
+    """Row-normalised confusion matrices side by side (rows: true class, columns: predicted)."""
+    n = len(matrices)
+    fig = Figure(figsize=(3.6 * n + 0.6, 3.8), dpi=110)
+    axes = np.atleast_1d(fig.subplots(1, n))
+    for ax, (name, m) in zip(axes, matrices.items(), strict=True):
+        rows = m.sum(axis=1, keepdims=True)
+        share = np.divide(m, rows, out=np.zeros_like(m, dtype=float), where=rows > 0)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(classes)), classes if ax is axes[0] else [], fontsize=7)
+        for (i, j), v in np.ndenumerate(share):
+            if v >= 0.05:
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if v > 0.6 else "black")  # fmt: skip
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, out)

@@ -32,3 +32,54 @@ def metrics_table(result: AdaptResult) -> Table:
             style="bold" if name == result.learner else None,
         )
     return table
+
+
+def _ci(entry: dict) -> str:
+    if entry["n"] < 2:
+        return f"{entry['mean']:.3f}"
+    return f"{entry['mean']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def headline_shots(shots: list[int]) -> int:
+    """The K a report leads with: 5 when evaluated (the usual few-shot budget), else the
+    largest K below it, else the smallest."""
+    return 5 if 5 in shots else max([k for k in shots if k < 5], default=min(shots))
+
+
+def results_table(summary: dict, learners: list[str], k: int) -> list[str]:
+    """Markdown table of every method at K (mean [95 % CI]), best macro-F1 first."""
+    rows = [(method, by_k[str(k)]) for method, by_k in summary.items() if str(k) in by_k]
+    rows.sort(key=lambda r: -r[1]["macro_f1"]["mean"])
+    lines = [
+        "| method | overall accuracy | macro-F1 | kappa | adaptation s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for method, e in rows:
+        name = f"**{method}**" if method in learners else method
+        cells = [_ci(e["overall_accuracy"]), _ci(e["macro_f1"]), _ci(e["kappa"])]
+        lines.append(f"| {name} | {' | '.join(cells)} | {e['seconds']:.2f} |")
+    return lines
+
+
+def recommendation(summary: dict, learners: list[str], k: int) -> str:
+    """Plain language: the best learner and the best baseline at K, and whether the gap is
+    larger than the confidence intervals."""
+    at_k = {m: by_k[str(k)] for m, by_k in summary.items() if str(k) in by_k}
+    ours = [m for m in at_k if m in learners]
+    base = [m for m in at_k if m not in learners]
+    if not ours:
+        return "No learner could be scored at this K."
+    best = max(ours, key=lambda m: at_k[m]["macro_f1"]["mean"])
+    f1 = at_k[best]["macro_f1"]
+    text = f"With K = {k} labelled samples per class, the best learner is **{best}** "
+    text += f"(macro-F1 {_ci(f1)})"
+    if not base:
+        return text + "."
+    rival = max(base, key=lambda m: at_k[m]["macro_f1"]["mean"])
+    r = at_k[rival]["macro_f1"]
+    text += f"; the best baseline is **{rival}** ({_ci(r)}). "
+    if f1["n"] >= 2 and f1["low"] > r["high"]:
+        return text + f"{best} is clearly better: use it."
+    if f1["n"] >= 2 and f1["high"] < r["low"]:
+        return text + f"{rival} is clearly better: meta-learning does not pay off here."
+    return text + "Their confidence intervals overlap: no clear winner at this K."

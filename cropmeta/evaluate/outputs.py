@@ -1,0 +1,146 @@
+"""An evaluation's files: ``results.json`` (everything, machine-readable), ``report.md`` (what
+a person reads first) and the PNG figures it shows."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from cropmeta.errors import atomic_output
+from cropmeta.evaluate.plots import plot_confusions, plot_shots, plot_training
+from cropmeta.evaluate.report import headline_shots, recommendation, results_table
+
+Section = Callable[[str, Path], list[str]]  # (target, figure folder) → Markdown lines
+
+
+def _plain(value):
+    """JSON-safe: NaN becomes null, numpy scalars become numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def labels_needed(by_k: dict, metric: str = "macro_f1", tolerance: float = 0.02) -> int:
+    """The smallest K whose mean is within ``tolerance`` of the best K's: where more labels
+    stop paying."""
+    means = {int(k): e[metric]["mean"] for k, e in by_k.items()}
+    best = max(means.values())
+    return min(k for k, m in means.items() if m >= best - tolerance)
+
+
+def _confusions(results: dict, target: str, k: int, methods: list[str]):
+    runs = [r for r in results["runs"] if r.get("target") == target and r.get("shots") == k]
+    runs = [r for r in runs if "details" in r and r["method"] in methods]
+    if not runs:
+        return {}, []
+    classes = Counter(tuple(r["classes"]) for r in runs).most_common(1)[0][0]
+    total: dict[str, np.ndarray] = {}
+    for r in runs:
+        if tuple(r["classes"]) == classes:
+            m = np.asarray(r["details"]["confusion"])
+            total[r["method"]] = total.get(r["method"], 0) + m
+    return {m: total[m] for m in methods if m in total}, list(classes)
+
+
+def _fold_section(results: dict, target: str, figures: Path) -> list[str]:
+    cfg = results["config"]
+    learners = cfg["learners"]
+    summary = results["summary"].get(target, {})
+    fold = next(f for f in results["folds"] if f["target"] == target)
+    lines = [f"## Held-out region: {target}", "", f"Sources: {', '.join(fold['sources'])}.", ""]
+    skipped = {r["shots"] for r in results["runs"] if r.get("target") == target and "skipped" in r}
+    if skipped:
+        lines += [
+            f"Not enough labelled samples for K = {sorted(skipped)} (those draws skipped).",
+            "",
+        ]
+    if not summary:
+        return [*lines, "No method could be scored.", ""]
+    ks = sorted({int(k) for by_k in summary.values() for k in by_k})
+    k = headline_shots(ks)
+    lines += [recommendation(summary, learners, k), ""]
+    best = max(
+        summary, key=lambda m: summary[m].get(str(k), {}).get("macro_f1", {}).get("mean", -1)
+    )
+    lines += [
+        f"Labels: **{best}** reaches within 0.02 macro-F1 of its best with "
+        f"K = {labels_needed(summary[best])} labelled samples per class (evaluated: {ks}).",
+        "",
+        f"### Every method at K = {k} (mean [95 % CI] over {cfg['seeds']} draws)",
+        "",
+        *results_table(summary, learners, k),
+        "",
+    ]
+    for metric in ("macro_f1", "overall_accuracy"):
+        png = plot_shots(summary, learners, metric, target, figures / f"{target}-{metric}.png")
+        lines += [f"![{metric} vs K]({png.parent.name}/{png.name})", ""]
+    baselines = [m for m in summary if m not in learners and str(k) in summary[m]]
+    rival = max(baselines, key=lambda m: summary[m][str(k)]["macro_f1"]["mean"], default=None)
+    ours = [m for m in learners if m in summary and str(k) in summary[m]]
+    lead = max(ours, key=lambda m: summary[m][str(k)]["macro_f1"]["mean"], default=None)
+    shown = [m for m in (lead, rival) if m]
+    matrices, classes = _confusions(results, target, k, shown)
+    if matrices:
+        png = plot_confusions(
+            matrices,
+            classes,
+            f"{target}, K = {k}, summed over draws",
+            figures / f"{target}-confusion.png",
+        )
+        lines += [f"![confusion matrices]({png.parent.name}/{png.name})", ""]
+    lines += [
+        "### Meta-training",
+        "",
+        "| learner | seconds | iterations logged |",
+        "|---|---:|---:|",
+    ]
+    for learner, info in results["training"].get(target, {}).items():
+        history = info["history"]
+        lines.append(f"| {learner} | {info['seconds']:.1f} | {len(history.get('iteration', []))} |")
+        if history.get("iteration"):
+            png = plot_training(history, figures / f"{target}-training-{learner}.png")
+            lines.append(f"\n![training {learner}]({png.parent.name}/{png.name})\n")
+    return [*lines, ""]
+
+
+def write_report(results: dict, out: str | Path, sections: list[Section] | None = None) -> Path:
+    """Write ``results.json``, ``report.md`` and ``figures/*.png`` into ``out``.
+
+    ``sections`` add Markdown per held-out region (diagnostics, map preview, label budget),
+    each given the region's name and the figure folder; they may add their figures to
+    ``results`` too, which is written last.
+    """
+    out = Path(out)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    cfg = results["config"]
+    lines = [
+        "# cropmeta evaluation",
+        "",
+        f"Learners: {', '.join(cfg['learners'])}; K = {cfg['shots']} labelled samples per class; "
+        f"{cfg['seeds']} support/query draws per K, shared by every method; "
+        f"{'leave-one-region-out' if cfg['loro'] else 'the catalog split'}. The held-out region "
+        "is never used for meta-training, model selection or normalisation. Bold: meta-learners; "
+        "the others are baselines fitted on the same support samples.",
+        "",
+    ]
+    for fold in results["folds"]:
+        lines += _fold_section(results, fold["target"], figures)
+        for section in sections or []:
+            lines += section(fold["target"], figures)
+    with atomic_output(out / "results.json") as tmp:  # after the sections: they add results
+        tmp.write_text(json.dumps(_plain(results), indent=1), encoding="utf-8")
+    with atomic_output(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out / "report.md"

@@ -1,0 +1,207 @@
+"""Cross-region few-shot evaluation: which learner, with how many labels, how sure.
+
+The protocol follows the held-out-region setting of Rußwurm et al. (2020), "Meta-learning for
+few-shot land cover classification" (CVPR EarthVision), and Tseng et al. (2021), "CropHarvest"
+(NeurIPS Datasets and Benchmarks):
+
+* **folds** — the catalog's split (its sources meta-train, each target is held out in turn),
+  or leave-one-region-out over the chosen regions;
+* per fold, every learner is meta-trained on the sources only: the normalisation statistics,
+  the meta-validation tasks and early stopping all come from the sources, never the target;
+* for every K in ``shots`` and every seed, one support/query draw of the target (K labelled
+  samples per class, all its other labelled samples as query) is shared by every learner and
+  every baseline (:func:`cropmeta.tasks.episodes.split_support_query`), so differences are
+  between methods, not draws;
+* every run is scored (overall accuracy, macro-F1, kappa, per-class F1, confusion matrix) and
+  timed; the summary gives the mean and a 95 % confidence interval over seeds (Student t).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy import stats
+
+from cropmeta.adapt.adapt import adapt_region
+from cropmeta.catalog import load_catalog
+from cropmeta.errors import InputError
+from cropmeta.ingest.preprocess import preprocess_catalog_region
+from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
+from cropmeta.models.bundle import load_config
+
+Progress = Callable[[str, int, int], None]
+METRICS = ("overall_accuracy", "macro_f1", "kappa")
+RANGE = {"overall_accuracy": (0.0, 1.0), "macro_f1": (0.0, 1.0), "kappa": (-1.0, 1.0)}
+
+
+class EvaluationConfig(BaseModel):
+    """What to compare, on which folds, how often."""
+
+    learners: list[str] = Field(default_factory=lambda: ["maml", "protonet"])
+    shots: list[int] = Field(default_factory=lambda: [1, 2, 5, 10, 20])
+    seeds: int = Field(5, ge=1, description="support/query draws per K")
+    meta: MetaTrainConfig = Field(default_factory=MetaTrainConfig)
+    regions: list[str] | None = Field(None, description="catalog regions to use (default: all)")
+    targets: list[str] | None = Field(None, description="held-out regions (default: the split)")
+    loro: bool = Field(False, description="leave-one-region-out instead of the catalog split")
+    baselines: bool = True
+
+
+@dataclass(frozen=True)
+class Fold:
+    target: str
+    sources: tuple[str, ...]
+
+
+def plan_folds(catalog_path: str | Path, cfg: EvaluationConfig) -> list[Fold]:
+    """The folds: the catalog's sources against each target, or leave-one-region-out."""
+    cat = load_catalog(catalog_path)
+    names = cfg.regions or [r.name for r in cat.regions]
+    for name in names + (cfg.targets or []):
+        cat.region(name)  # unknown names fail before any work starts
+    if cfg.loro:
+        targets = cfg.targets or names
+        folds = [Fold(t, tuple(n for n in names if n != t)) for t in targets]
+    else:
+        sources = tuple(r.name for r in cat.sources() if r.name in names)
+        targets = cfg.targets or [r.name for r in cat.targets() if r.name in names]
+        folds = [Fold(t, tuple(s for s in sources if s != t)) for t in targets]
+    if not folds or any(not f.sources for f in folds):
+        raise InputError(catalog_path, "no fold has both a held-out region and source regions")
+    return folds
+
+
+def confidence(values: list[float], bounds: tuple[float, float] = (-1.0, 1.0)) -> dict:
+    """Mean and 95 % confidence interval (Student t over the seeds; NaN bounds for one seed),
+    clipped to the metric's range ``bounds``."""
+    v = np.asarray(values, float)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return {"mean": mean, "low": math.nan, "high": math.nan, "n": len(v)}
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    low, high = max(bounds[0], mean - half), min(bounds[1], mean + half)
+    return {"mean": mean, "low": low, "high": high, "n": len(v)}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """``summary[target][method][K][metric]`` = mean and CI over seeds, plus mean seconds."""
+    out: dict = {}
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["target"], r["method"], r["shots"]), []).append(r)
+    for (target, method, k), rs in sorted(groups.items()):
+        entry = {m: confidence([r["metrics"][m] for r in rs], RANGE[m]) for m in METRICS}
+        entry["seconds"] = float(np.mean([r["seconds"] for r in rs]))
+        out.setdefault(target, {}).setdefault(method, {})[str(k)] = entry
+    return out
+
+
+def _regions(catalog: Path, names: set[str], out: Path, progress: Progress | None) -> dict:
+    """Every region needed, preprocessed once into ``out`` (datasets there are reused)."""
+    paths = {}
+    for done, name in enumerate(sorted(names), start=1):
+        path = out / f"{name}.zarr"
+        if not path.exists():
+            preprocess_catalog_region(catalog, name, path)
+        paths[name] = path
+        if progress:
+            progress("preprocess", done, len(names))
+    return paths
+
+
+def run_evaluation(
+    catalog: str | Path,
+    out: str | Path,
+    cfg: EvaluationConfig | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict:
+    """Run the protocol; returns the raw runs, the summary and each model's training history.
+
+    ``out`` receives ``regions/`` (datasets, reused by a later run), ``models/<target>/
+    <learner>/`` (the meta-trained models) and nothing else; reports are written by
+    :func:`cropmeta.evaluate.report.write_report`.
+    """
+    cfg = cfg or EvaluationConfig()
+    catalog, out = Path(catalog), Path(out)
+    folds = plan_folds(catalog, cfg)
+    needed = {f.target for f in folds} | {s for f in folds for s in f.sources}
+    paths = _regions(catalog, needed, out / "regions", progress)
+    runs: list[dict] = []
+    training: dict = {}
+    models: dict = {}
+    draws = len(cfg.shots) * cfg.seeds
+    for fold in folds:
+        for i, learner in enumerate(cfg.learners):
+            start = time.perf_counter()
+            meta_cfg = cfg.meta.model_copy(
+                update={"algorithm": learner, "baselines": cfg.baselines and i == 0}
+            )
+            model = meta_train(
+                [paths[s] for s in fold.sources],
+                out / "models" / fold.target / learner,
+                meta_cfg,
+                seed=seed,
+            )
+            models.setdefault(fold.target, {})[learner] = str(model)
+            training.setdefault(fold.target, {})[learner] = {
+                "seconds": round(time.perf_counter() - start, 2),
+                "history": load_config(model).history,
+            }
+            if progress:
+                progress(f"meta-train ({fold.target})", i + 1, len(cfg.learners))
+        scratch = out / "scratch"
+        for d, (k, s) in enumerate((k, s) for k in cfg.shots for s in range(cfg.seeds)):
+            for i, learner in enumerate(cfg.learners):
+                try:
+                    res = adapt_region(
+                        models[fold.target][learner],
+                        paths[fold.target],
+                        scratch / "adapted",
+                        shots=k,
+                        seed=seed + s,
+                        baselines=cfg.baselines and i == 0,
+                    )
+                except InputError as exc:  # too few labelled samples for this K
+                    runs.append({"target": fold.target, "shots": k, "seed": seed + s,
+                                 "method": learner, "skipped": exc.problem})  # fmt: skip
+                    continue
+                for method, metrics in res.metrics.items():
+                    runs.append(
+                        {
+                            "target": fold.target,
+                            "sources": list(fold.sources),
+                            "shots": k,
+                            "seed": seed + s,
+                            "method": method,
+                            "learner": method == res.learner,
+                            "metrics": metrics,
+                            "details": res.details[method],
+                            "seconds": res.seconds.get(method, math.nan),
+                            "classes": res.classes,
+                            "n_support": res.n_support,
+                            "n_query": res.n_query,
+                            "notes": res.notes.get(method, ""),
+                        }
+                    )
+            if progress:
+                progress(f"adapt ({fold.target})", d + 1, draws)
+        shutil.rmtree(scratch, ignore_errors=True)
+    scored = [r for r in runs if "metrics" in r]
+    return {
+        "config": cfg.model_dump(mode="json"),
+        "seed": seed,
+        "folds": [{"target": f.target, "sources": list(f.sources)} for f in folds],
+        "regions": {name: str(p) for name, p in paths.items()},
+        "models": models,
+        "training": training,
+        "runs": runs,
+        "summary": summarise(scored),
+    }

@@ -1,0 +1,104 @@
+"""`cropmeta evaluate` on the tiny world: shared draws, metrics with confidence intervals,
+JSON, Markdown report and figures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cropmeta.evaluate.protocol import EvaluationConfig, confidence, plan_folds
+
+
+@pytest.fixture(scope="module")
+def evaluation(cli, world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evaluation")
+    res = cli(
+        "evaluate", "--catalog", world, "--out", out, "--learner", "maml", "--learner",
+        "protonet", "--shots", "1", "--shots", "3", "--seeds", "2", "--iterations", "15",
+        "--task-ways", "3", "--task-shots", "2", "--task-queries", "3",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_every_method_is_scored_on_the_same_draws(evaluation, catalog):
+    _, results = evaluation
+    targets = {t.name for t in catalog.targets()}
+    assert {f["target"] for f in results["folds"]} == targets
+    scored = [r for r in results["runs"] if "metrics" in r]
+    methods = {r["method"] for r in scored}
+    assert {"maml", "protonet", "from_scratch", "random_forest", "transfer_head"} <= methods
+    by_draw: dict = {}
+    for r in scored:
+        by_draw.setdefault((r["target"], r["shots"], r["seed"]), set()).add(
+            (r["n_support"], r["n_query"], tuple(r["classes"]))
+        )
+    assert by_draw and all(len(v) == 1 for v in by_draw.values())  # identical support/query
+    for r in scored:
+        n = len(r["classes"])
+        confusion = np.array(r["details"]["confusion"])
+        assert confusion.shape == (n, n) and 0 < confusion.sum() <= r["n_query"]
+        assert len(r["details"]["per_class_f1"]) == n
+        assert 0 <= r["metrics"]["macro_f1"] <= 1 and r["seconds"] >= 0
+
+
+def test_summary_has_means_and_confidence_intervals(evaluation):
+    _, results = evaluation
+    for by_method in results["summary"].values():
+        for by_k in by_method.values():
+            for entry in by_k.values():
+                f1 = entry["macro_f1"]
+                assert f1["n"] == 2 and f1["low"] <= f1["mean"] <= f1["high"]
+    for by_learner in results["training"].values():
+        assert set(by_learner) == {"maml", "protonet"}
+        assert all(v["seconds"] > 0 and v["history"]["iteration"] for v in by_learner.values())
+
+
+def test_report_and_figures(evaluation, catalog):
+    out, _ = evaluation
+    report = (out / "report.md").read_text()
+    for t in catalog.targets():
+        assert f"## Held-out region: {t.name}" in report
+        for png in (f"{t.name}-macro_f1.png", f"{t.name}-confusion.png", f"{t.name}-map.png"):
+            assert f"figures/{png}" in report
+            assert (out / "figures" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "confidence intervals overlap" in report or "clearly better" in report
+    assert "suggested vs random" in report
+    for heading in ("Task variability", "adaptation gain", "meta-overfitting", "Meta-underfitting"):
+        assert heading in report
+
+
+def test_label_budget_and_diagnostics_are_in_the_results(evaluation, catalog):
+    _, results = evaluation
+    for t in catalog.targets():
+        diagnostics = results["diagnostics"][t.name]
+        assert set(diagnostics["meta_fit_gap"]) == {"maml", "protonet"}
+        assert diagnostics["task_distances"]["regions"][-1] == t.name
+        cmp = results["label_budget"][t.name]
+        assert len(cmp["runs"]) == 2 and cmp["budget"] > 0
+        for run in cmp["runs"]:
+            assert {"criterion", "random"} <= set(run)
+
+
+def test_confidence_interval_is_student_t():
+    ci = confidence([0.5, 0.7], bounds=(-math.inf, math.inf))
+    assert ci["mean"] == pytest.approx(0.6)
+    assert ci["high"] - ci["mean"] == pytest.approx(12.706 * 0.1414 / math.sqrt(2), rel=1e-3)
+    clipped = confidence([0.5, 0.7], bounds=(0.0, 1.0))  # accuracy cannot leave [0, 1]
+    assert (clipped["low"], clipped["high"]) == (0.0, 1.0)
+    assert math.isnan(confidence([0.4])["low"])
+
+
+def test_folds_leave_one_region_out(world):
+    cfg = EvaluationConfig(loro=True, regions=["brandenburg", "beauce", "mazovia"])
+    folds = plan_folds(world, cfg)
+    assert [f.target for f in folds] == ["brandenburg", "beauce", "mazovia"]
+    assert all(f.target not in f.sources and len(f.sources) == 2 for f in folds)
+
+
+def test_unknown_region_is_refused(cli, world, tmp_path):
+    res = cli("evaluate", "--catalog", world, "--out", tmp_path / "e", "--target", "atlantis")
+    assert res.exit_code == 2 and "atlantis" in res.stderr
