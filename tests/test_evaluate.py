@@ -52,6 +52,7 @@ def test_summary_has_means_and_confidence_intervals(evaluation):
             for entry in by_k.values():
                 f1 = entry["macro_f1"]
                 assert f1["n"] == 2 and f1["low"] <= f1["mean"] <= f1["high"]
+    assert len({m["maml"] for m in results["models"].values()}) == 1  # same sources, one model
     for by_learner in results["training"].values():
         assert set(by_learner) == {"maml", "protonet"}
         assert all(v["seconds"] > 0 and v["history"]["iteration"] for v in by_learner.values())

@@ -282,6 +282,7 @@ def test_taxonomy_keeps_demo_codes_and_has_no_ambiguous_names():
 EXPECTED = {
     "mato-grosso": (2115, 9),
     "mato-grosso-ndvi-evi": (2115, 9),
+    "mato-grosso-ndvi": (2115, 9),
     "gee-europe-2011": (311, 6),
     "gee-south-america-2011": (338, 6),
     "gee-north-america-2011": (344, 6),

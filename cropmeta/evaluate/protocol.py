@@ -137,9 +137,22 @@ def run_evaluation(
     runs: list[dict] = []
     training: dict = {}
     models: dict = {}
+    trained: dict[Fold, dict[str, str]] = {}  # fold → learner → the target whose model it is
     draws = len(cfg.shots) * cfg.seeds
     for fold in folds:
         for i, learner in enumerate(cfg.learners):
+            earlier = next(
+                (
+                    t[learner]
+                    for f, t in trained.items()
+                    if f.sources == fold.sources and learner in t
+                ),
+                None,
+            )
+            if earlier is not None:  # the same sources as an earlier fold: the same model
+                models.setdefault(fold.target, {})[learner] = models[earlier][learner]
+                training.setdefault(fold.target, {})[learner] = training[earlier][learner]
+                continue
             start = time.perf_counter()
             meta_cfg = cfg.meta.model_copy(
                 update={"algorithm": learner, "baselines": cfg.baselines and i == 0}
@@ -155,6 +168,7 @@ def run_evaluation(
                 "seconds": round(time.perf_counter() - start, 2),
                 "history": load_config(model).history,
             }
+            trained.setdefault(fold, {})[learner] = fold.target
             if progress:
                 progress(f"meta-train ({fold.target})", i + 1, len(cfg.learners))
         scratch = out / "scratch"

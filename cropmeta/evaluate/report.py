@@ -78,8 +78,10 @@ def recommendation(summary: dict, learners: list[str], k: int) -> str:
     rival = max(base, key=lambda m: at_k[m]["macro_f1"]["mean"])
     r = at_k[rival]["macro_f1"]
     text += f"; the best baseline is **{rival}** ({_ci(r)}). "
-    if f1["n"] >= 2 and f1["low"] > r["high"]:
+    if f1["n"] < 2:
+        return text + "One draw only: no confidence interval, so no verdict (use more seeds)."
+    if f1["low"] > r["high"]:
         return text + f"{best} is clearly better: use it."
-    if f1["n"] >= 2 and f1["high"] < r["low"]:
+    if f1["high"] < r["low"]:
         return text + f"{rival} is clearly better: meta-learning does not pay off here."
     return text + "Their confidence intervals overlap: no clear winner at this K."

@@ -63,8 +63,19 @@ def region_info(path: str | Path) -> np.ndarray | None:
         ds = xr.open_zarr(path, consolidated=None)
         info = location_info(ds["cx"].values, ds["cy"].values, ds.attrs["crs"])
     except (KeyError, pyproj.exceptions.ProjError) as exc:  # no cx, cy or crs; unknown CRS
-        log.warning("%s: no task information (%s: %s)", path, exc.__class__.__name__, exc)
+        _warn_once(path, f"{exc.__class__.__name__}: {exc}")
         return None
     if info is None:
-        log.warning("%s: no task information (no sample has finite coordinates)", path)
+        _warn_once(path, "no sample has finite coordinates")
     return info
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(path: str | Path, why: str) -> None:
+    """Say once per dataset and process that it carries no location (evaluations adapt to the
+    same region many times)."""
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        log.warning("%s: no task information (%s)", path, why)

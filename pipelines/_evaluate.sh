@@ -1,0 +1,61 @@
+# Shared by pipelines/evaluate-*.sh (sourced, not run): the environment's protocol settings and
+# the `cropmeta evaluate` call. Every variable has the full protocol as its default:
+#   OUT         output folder (report.md, results.json, figures/, regions/, models/)
+#   SEED        seed of meta-training and of the first support/query draw        [0]
+#   ITERATIONS  meta-training iterations per learner and fold                    [300]
+#   SEEDS       support/query draws per K                                        [5]
+#   SHOTS       labelled samples per class, space-separated                      [1 2 5 10 20]
+#   LEARNERS    meta-learners, space-separated, or `all` (the 11 below)         [maml protonet]
+#   ENCODER     temporal encoder: tempcnn, lstm, transformer, ltae              [tempcnn]
+#   TASK_WAYS, TASK_SHOTS, TASK_QUERIES  meta-training task shape       [cropmeta's: 5, 5, 10]
+#   CROPMETA    the cropmeta command                                             [cropmeta]
+# Arguments given to a pipeline are passed on to `cropmeta evaluate` (e.g. --target NAME).
+# The times in the pipelines' headers are extrapolated from runs with one draw at K = 1 and 20
+# (300 iterations, 1 torch thread, 2026-11-27, machine shared): meta-training takes 60-90 s for
+# maml (with the baselines' source classifier) and 6-10 s for protonet, once per distinct set
+# of sources (folds with the same sources share the models), and a draw 2-4 s per fold. All
+# 11 learners take ≈ 7 min of meta-training (BENCHMARKS.md, demo world).
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+shared_data="$repo/../shared/data" # where data_catalog/shared-data.yaml's paths point
+read -ra cropmeta <<<"${CROPMETA:-cropmeta}"
+SEED=${SEED:-0}
+ITERATIONS=${ITERATIONS:-300}
+SEEDS=${SEEDS:-5}
+SHOTS=${SHOTS:-1 2 5 10 20}
+LEARNERS=${LEARNERS:-maml protonet}
+# every registered learner (cropmeta.learners.names.ALGORITHMS; tests/test_pipelines.py checks)
+all_learners="maml fomaml anil metasgd reptile alfa timl protonet matching relation snail"
+if [[ $LEARNERS == all ]]; then LEARNERS=$all_learners; fi
+ENCODER=${ENCODER:-tempcnn}
+
+if ! command -v "${cropmeta[0]}" >/dev/null; then
+  echo "$(basename "$0"): '${cropmeta[0]}' not found; install cropmeta or set CROPMETA" >&2
+  exit 2
+fi
+
+# require_data DIR...: stop (exit 2, one line) unless ../shared/data/DIR exists for each DIR.
+require_data() {
+  local d
+  for d in "$@"; do
+    if [[ ! -d "$shared_data/$d" ]]; then
+      echo "$(basename "$0"): skipped, $shared_data/$d not found (no shared data here)" >&2
+      exit 2
+    fi
+  done
+}
+
+# evaluate ARGS...: `cropmeta evaluate --out $OUT` with the settings above and ARGS.
+evaluate() {
+  local args=() x start=$SECONDS
+  for x in $LEARNERS; do args+=(--learner "$x"); done
+  for x in $SHOTS; do args+=(--shots "$x"); done
+  if [[ -n ${TASK_WAYS:-} ]]; then args+=(--task-ways "$TASK_WAYS"); fi
+  if [[ -n ${TASK_SHOTS:-} ]]; then args+=(--task-shots "$TASK_SHOTS"); fi
+  if [[ -n ${TASK_QUERIES:-} ]]; then args+=(--task-queries "$TASK_QUERIES"); fi
+  echo "$(basename "$0"): learners [$LEARNERS], K [$SHOTS], $SEEDS draws," \
+    "$ITERATIONS iterations -> $OUT"
+  "${cropmeta[@]}" evaluate --out "$OUT" --seeds "$SEEDS" --iterations "$ITERATIONS" \
+    --encoder "$ENCODER" --seed "$SEED" "${args[@]}" "$@"
+  echo "$(basename "$0"): done in $((SECONDS - start)) s; report: $OUT/report.md"
+}
