@@ -15,7 +15,6 @@ from checks import assert_one_line_error
 
 from cropmeta.adapt.suggest import (
     LAYER,
-    compare_with_random,
     coverage_radius,
     embed_series,
     field_series,
@@ -23,6 +22,7 @@ from cropmeta.adapt.suggest import (
     select_fields,
     suggest_labels,
 )
+from cropmeta.evaluate.label_budget import compare_with_random
 from cropmeta.ingest.dataset import open_region
 from cropmeta.ingest.sources import open_raster
 from cropmeta.mapping.fields import read_polygons

@@ -29,8 +29,9 @@ Both are deterministic for a given seed. Distances are Euclidean on the encoder 
 ends in a LayerNorm, so its scale is the same in every region). For ``kcenter`` the seed only
 breaks exact ties (identical embeddings), so in practice the choice does not depend on it.
 
-:func:`compare_with_random` measures on a *labelled* region dataset whether the criterion's
-choice adapts the meta-model better than a random choice of the same size.
+:func:`cropmeta.evaluate.label_budget.compare_with_random` measures on a *labelled* region
+dataset whether the criterion's choice adapts the meta-model better than a random choice of
+the same size.
 
 Data: unlabelled fields go through the same functions as training data
 (:func:`cropmeta.ingest.preprocess.burn_fields`, :func:`cropmeta.ingest.aggregate.
@@ -53,10 +54,10 @@ from rasterio.transform import array_bounds
 from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError, atomic_output
 from cropmeta.ingest.aggregate import Statistic, field_statistics
-from cropmeta.ingest.prepare import Preparation, incompatibility, regularise
+from cropmeta.ingest.prepare import Preparation, regularise
 from cropmeta.ingest.preprocess import burn_fields
 from cropmeta.ingest.sources import RasterStack, open_raster
-from cropmeta.models.bundle import BundleConfig, build_model, load_bundle, load_config
+from cropmeta.models.bundle import BundleConfig, load_bundle, load_config
 from cropmeta.models.classifier import CropClassifier
 
 METHODS: tuple[str, ...] = ("kcenter", "kmeans")
@@ -343,124 +344,3 @@ def suggest_labels(
         with atomic_output(out) as tmp:
             result.to_file(tmp, driver="GPKG", layer=LAYER)
     return result
-
-
-# --- does the choice beat random choice? ---------------------------------------------------
-
-
-def _adapt_and_score(
-    model_dir: Path,
-    codes: np.ndarray,
-    x: torch.Tensor,
-    doy: torch.Tensor,
-    support: np.ndarray,
-    info: torch.Tensor | None,
-    seed: int,
-) -> dict:
-    """Adapt a fresh copy of the meta-model on ``support`` (public API only, as
-    ``adapt_region`` does) and score it on every other sample of the region."""
-    from cropmeta.evaluate.metrics import score
-    from cropmeta.learners.registry import build_learner
-
-    query = np.setdiff1d(np.arange(len(codes)), support)
-    classes = np.unique(codes[support])
-    if len(classes) == 1:  # nothing to tell apart: every query gets the one known class
-        pred = np.full(len(query), classes[0])
-    else:
-        cfg = load_config(model_dir)
-        learner = build_learner(cfg.learner["algorithm"], cfg.learner)
-        learner.setup(build_model(cfg))
-        model, _ = load_bundle(model_dir, learner.state)
-        to_index = {int(c): i for i, c in enumerate(classes)}
-        y = torch.tensor([to_index[int(c)] for c in codes[support]])
-        torch.manual_seed(seed)
-        adapted = learner.adapt(model, x[support], y, doy, len(classes), info=info)
-        with torch.no_grad():
-            pred = classes[adapted(x[query], doy).argmax(-1).numpy()]
-    return score(codes[query], pred) | {
-        "classes_covered": len(classes),
-        "n_query": len(query),
-        "indices": [int(i) for i in support],
-    }
-
-
-def compare_with_random(
-    model_dir: str | Path,
-    region_dataset_path: str | Path,
-    budget: int,
-    seeds: Sequence[int] = (0, 1, 2),
-    method: str = "kcenter",
-) -> dict:
-    """Does labelling the criterion's ``budget`` samples beat labelling ``budget`` random ones?
-
-    On a *labelled* region dataset (``cropmeta preprocess`` output), per seed: the criterion
-    picks ``budget`` samples from the meta-model's embedding alone (labels unseen), and
-    ``budget`` samples are drawn uniformly at random (``numpy.random.default_rng(seed)``).
-    The meta-model is adapted on each choice with its learner's own ``adapt`` (same torch seed
-    for both) and scored with :func:`cropmeta.evaluate.metrics.score` on all the region's
-    *other* samples (so each choice is scored on its own complement). A class that the chosen
-    samples do not contain cannot be predicted: its query samples count as errors (OA and
-    kappa) and its F1 is 0 (macro-F1 averages over every class present in the query). A
-    choice of a single class predicts that class everywhere.
-
-    Returns ``{"region", "method", "budget", "n_samples", "n_classes", "seeds", "runs":
-    [{"seed", "criterion": {...}, "random": {...}}], "mean": {"criterion": {...}, "random":
-    {...}}, "difference": {...}}``; each ``{...}`` holds ``overall_accuracy``, ``macro_f1``,
-    ``kappa`` and ``classes_covered`` (runs also ``n_query`` and the chosen ``indices``);
-    ``difference`` is criterion minus random of the means.
-    """
-    from cropmeta.ingest.dataset import RegionArrays
-    from cropmeta.tasks.task_info import region_info
-
-    if method not in METHODS:
-        raise InputError("method", f"unknown method {method!r} (known: {', '.join(METHODS)})")
-    if not seeds:
-        raise InputError("seeds", "give at least one seed")
-    model_dir = Path(model_dir)
-    model, cfg = load_meta_model(model_dir)
-    data = RegionArrays.load(region_dataset_path)
-    if reason := incompatibility(data.preparation, cfg.preparation):
-        raise InputError(
-            region_dataset_path, f"prepared differently from the model's training data: {reason}"
-        )
-    n = len(data.codes)
-    if not 1 <= budget < n:
-        raise InputError(
-            region_dataset_path,
-            f"budget {budget} outside 1..{n - 1} (the dataset has {n} "
-            "samples and at least one must remain to score)",
-        )
-    z = embed_series(model, cfg, data.x)
-    x = torch.from_numpy(cfg.normaliser(data.x))
-    doy = torch.from_numpy(cfg.preparation.grid.doys()).long()
-    info = region_info(region_dataset_path)  # the target's location, for TIML
-    info = None if info is None else torch.from_numpy(info)
-    runs = []
-    for seed in seeds:
-        picks = {
-            "criterion": select_fields(z, budget, int(seed), method).order,
-            "random": np.sort(np.random.default_rng(int(seed)).choice(n, budget, replace=False)),
-        }
-        runs.append(
-            {"seed": int(seed)}
-            | {
-                name: _adapt_and_score(model_dir, data.codes, x, doy, idx, info, int(seed))
-                for name, idx in picks.items()
-            }
-        )
-    keys = ("overall_accuracy", "macro_f1", "kappa", "classes_covered")
-    mean = {
-        name: {k: float(np.mean([r[name][k] for r in runs])) for k in keys}
-        for name in ("criterion", "random")
-    }
-    return {
-        "region": data.name,
-        "method": method,
-        "budget": int(budget),
-        "n_samples": int(n),
-        "n_classes": int(len(np.unique(data.codes))),
-        "seeds": [int(s) for s in seeds],
-        "runs": runs,
-        "mean": mean,
-        "difference": {k: mean["criterion"][k] - mean["random"][k] for k in keys},
-    }

@@ -110,7 +110,7 @@ def label_budget_section(results: dict, out: Path) -> Section:
     beats labelling random samples at the same budget: K × classes at the headline K."""
 
     def section(target: str, figures: Path) -> list[str]:
-        from cropmeta.adapt.suggest import compare_with_random
+        from cropmeta.evaluate.label_budget import compare_with_random
         from cropmeta.evaluate.protocol import confidence
 
         chosen = best_learner(results, target)
