@@ -31,6 +31,11 @@ def _plain(value):
     return value
 
 
+def _write_json(results: dict, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(_plain(results), indent=1), encoding="utf-8")
+
+
 def labels_needed(by_k: dict, metric: str = "macro_f1", tolerance: float = 0.02) -> int:
     """The smallest K whose mean is within ``tolerance`` of the best K's: where more labels
     stop paying."""
@@ -124,6 +129,7 @@ def write_report(results: dict, out: str | Path, sections: list[Section] | None 
     out = Path(out)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    _write_json(results, out / "results.json")  # first: a failing section loses no runs
     cfg = results["config"]
     lines = [
         "# cropmeta evaluation",
@@ -139,8 +145,7 @@ def write_report(results: dict, out: str | Path, sections: list[Section] | None 
         lines += _fold_section(results, fold["target"], figures)
         for section in sections or []:
             lines += section(fold["target"], figures)
-    with atomic_output(out / "results.json") as tmp:  # after the sections: they add results
-        tmp.write_text(json.dumps(_plain(results), indent=1), encoding="utf-8")
+    _write_json(results, out / "results.json")  # again: the sections add results
     with atomic_output(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out / "report.md"
