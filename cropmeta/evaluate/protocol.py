@@ -137,18 +137,11 @@ def run_evaluation(
     runs: list[dict] = []
     training: dict = {}
     models: dict = {}
-    trained: dict[Fold, dict[str, str]] = {}  # fold → learner → the target whose model it is
+    trained: dict[tuple[str, ...], dict[str, str]] = {}  # sources → learner → model's target
     draws = len(cfg.shots) * cfg.seeds
     for fold in folds:
         for i, learner in enumerate(cfg.learners):
-            earlier = next(
-                (
-                    t[learner]
-                    for f, t in trained.items()
-                    if f.sources == fold.sources and learner in t
-                ),
-                None,
-            )
+            earlier = trained.get(fold.sources, {}).get(learner)
             if earlier is not None:  # the same sources as an earlier fold: the same model
                 models.setdefault(fold.target, {})[learner] = models[earlier][learner]
                 training.setdefault(fold.target, {})[learner] = training[earlier][learner]
@@ -168,7 +161,7 @@ def run_evaluation(
                 "seconds": round(time.perf_counter() - start, 2),
                 "history": load_config(model).history,
             }
-            trained.setdefault(fold, {})[learner] = fold.target
+            trained.setdefault(fold.sources, {})[learner] = fold.target
             if progress:
                 progress(f"meta-train ({fold.target})", i + 1, len(cfg.learners))
         scratch = out / "scratch"

@@ -63,15 +63,16 @@ def field_predictions(
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sums / counts[:, None]
     seen = counts > 0
-    best = np.where(seen, np.nan_to_num(mean).argmax(axis=1), 0)
+    mean = np.nan_to_num(mean)  # fields without a classified pixel: zeros, masked below
+    best = np.where(seen, mean.argmax(axis=1), 0)
     codes = np.array([c.code for c in classes])
     names = np.array([c.name for c in classes], dtype=object)
     out = fields.copy()
     out["class_code"] = np.where(seen, codes[best], 0).astype(np.int32)
     out["class_name"] = np.where(seen, names[best], None)
-    out["probability"] = np.where(seen, np.nan_to_num(mean).max(axis=1), np.nan)
+    out["probability"] = np.where(seen, mean.max(axis=1), np.nan)
     kind = "entropy" if uncertainty == "none" else uncertainty
-    unc = uncertainty_of(np.nan_to_num(mean), kind)
+    unc = uncertainty_of(mean, kind)
     out[f"uncertainty_{kind}"] = np.where(seen, unc, np.nan)
     out["pixels"] = counts
     return out
