@@ -1,6 +1,6 @@
 # Shared by pipelines/evaluate-*.sh (sourced, not run): the environment's protocol settings and
 # the `cropmeta evaluate` call. Every variable has the full protocol as its default:
-#   OUT         output folder (report.md, results.json, figures/, regions/, models/)
+#   OUT         output folder (report.md/.html, results.json, figures/, regions/, models/)
 #   SEED        seed of meta-training and of the first support/query draw        [0]
 #   ITERATIONS  meta-training iterations per learner and fold                    [300]
 #   SEEDS       support/query draws per K                                        [5]

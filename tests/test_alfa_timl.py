@@ -268,3 +268,33 @@ def test_alfa_meta_train_and_adapt_cli(cli, regions, catalog, tmp_path):
     result = json.loads(res.stdout)
     assert 0 <= result["metrics"]["alfa"]["overall_accuracy"] <= 1
     assert not any(k.startswith("learner.") for k in load_file(str(out / "model.safetensors")))
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "alfa"])
+def test_adaptation_keeps_the_iterate_with_the_lowest_support_loss(algorithm):
+    """A step size that overshoots raises the support loss again; adapt returns the best iterate
+    (the guard that stops ALFA's learned negative late-step rates from undoing an adaptation)."""
+    import torch.nn.functional as F
+
+    from cropmeta.learners.base import expand_head, inner_loop
+
+    model, batch = tiny_model(), random_batch(tasks=1)
+    x, y = batch.x_s[0], batch.y_s[0]
+    learner = build_learner(algorithm, {"inner_steps": 2, "adapt_steps": 6, "adapt_lr": 40.0})
+    learner.setup(model)
+    if algorithm == "alfa":  # its rates are generated, not adapt_lr: scale the learned ones
+        with torch.no_grad():
+            learner.state["lr"].fill_(40.0)
+    start = expand_head({k: v.detach() for k, v in model.named_parameters()}, WAYS)
+    rule, lr = learner.inner_update(adapting=True), learner.inner_lr(40.0 / learner.cfg.inner_lr)
+
+    def loss_after(steps):
+        params = inner_loop(model, start, x, y, DOY, steps, lr, True, None, rule)
+        return F.cross_entropy(functional_call(model, params, (x, DOY)), y).item()
+
+    losses = [loss_after(steps) for steps in range(7)]
+    assert min(losses) < losses[-1], "the test needs an adaptation whose last step is not best"
+    adapted = learner.adapt(model, x, y, DOY, WAYS)
+    with torch.no_grad():
+        got = F.cross_entropy(adapted(x, DOY), y).item()
+    assert got == pytest.approx(min(losses), rel=1e-5)

@@ -72,6 +72,27 @@ def test_report_and_figures(evaluation, catalog):
         assert heading in report
 
 
+def test_html_report_shows_the_same_tables_and_figures(evaluation, catalog):
+    from html.parser import HTMLParser
+
+    out, _ = evaluation
+    page = (out / "report.html").read_text()
+    found: dict[str, list] = {"img": [], "table": [], "h2": []}
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag in found:
+                found[tag].append(dict(attrs))
+
+    Collect().feed(page)
+    report = (out / "report.md").read_text()
+    assert len(found["h2"]) == report.count("\n## ")
+    assert len(found["table"]) == report.count("\n|---")
+    images = [a["src"] for a in found["img"]]
+    assert images and all((out / src).is_file() for src in images)
+    assert {f"figures/{t.name}-macro_f1.png" for t in catalog.targets()} <= set(images)
+
+
 def test_label_budget_and_diagnostics_are_in_the_results(evaluation, catalog):
     _, results = evaluation
     for t in catalog.targets():
@@ -103,3 +124,31 @@ def test_folds_leave_one_region_out(world):
 def test_unknown_region_is_refused(cli, world, tmp_path):
     res = cli("evaluate", "--catalog", world, "--out", tmp_path / "e", "--target", "atlantis")
     assert res.exit_code == 2 and "atlantis" in res.stderr
+
+
+def test_a_rerun_reuses_finished_models_and_retrains_changed_ones(cli, world, tmp_path):
+    """An interrupted or repeated evaluation resumes after its last finished model; a model
+    trained with other settings is trained again."""
+    out = tmp_path / "evaluation"
+    args = ["evaluate", "--catalog", world, "--out", out, "--learner", "protonet",
+            "--shots", "1", "--seeds", "1", "--task-ways", "3", "--task-shots", "2",
+            "--task-queries", "3"]  # fmt: skip
+
+    def run(iterations):
+        res = cli(*args, "--iterations", iterations)
+        assert res.exit_code == 0, res.output
+        results = json.loads((out / "results.json").read_text())
+        weights = {p: p.stat().st_mtime_ns for p in out.glob("models/*/*/model.safetensors")}
+        return results, weights
+
+    first, weights = run("5")
+    again, weights_again = run("5")
+    assert weights and weights_again == weights  # not written again
+    assert all(r.get("reused") for t in again["training"].values() for r in t.values())
+    untimed = [
+        [{k: v for k, v in r.items() if k != "seconds"} for r in x["runs"]] for x in (first, again)
+    ]
+    assert untimed[0] == untimed[1]
+    changed, weights_changed = run("6")
+    assert all(weights_changed[p] != t for p, t in weights.items())
+    assert not any(r.get("reused") for t in changed["training"].values() for r in t.values())

@@ -459,7 +459,8 @@ def map_(
 def evaluate(
     catalog: Annotated[Path, typer.Option(help="Catalog YAML naming the regions and the split.")],
     out: Annotated[
-        Path, typer.Option(help="Folder for report.md, results.json, figures/, models/.")
+        Path,
+        typer.Option(help="Folder for report.md, report.html, results.json, figures/, models/."),
     ],
     learner: Annotated[
         list[Algorithm] | None,

@@ -1,5 +1,6 @@
 """An evaluation's files: ``results.json`` (everything, machine-readable), ``report.md`` (what
-a person reads first) and the PNG figures it shows."""
+a person reads first), the same report as ``report.html`` for a browser, and the PNG figures
+both show."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from markdown_it import MarkdownIt
 
 from cropmeta.errors import atomic_output
 from cropmeta.evaluate.plots import plot_confusions, plot_shots, plot_training
@@ -120,7 +122,7 @@ def _fold_section(results: dict, target: str, figures: Path) -> list[str]:
 
 
 def write_report(results: dict, out: str | Path, sections: list[Section] | None = None) -> Path:
-    """Write ``results.json``, ``report.md`` and ``figures/*.png`` into ``out``.
+    """Write ``results.json``, ``report.md``, ``report.html`` and ``figures/*.png`` into ``out``.
 
     ``sections`` add Markdown per held-out region (diagnostics, map preview, label budget),
     each given the region's name and the figure folder; they may add their figures to
@@ -146,6 +148,28 @@ def write_report(results: dict, out: str | Path, sections: list[Section] | None 
         for section in sections or []:
             lines += section(fold["target"], figures)
     _write_json(results, out / "results.json")  # again: the sections add results
+    markdown = "\n".join(lines) + "\n"
     with atomic_output(out / "report.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.write_text(markdown, encoding="utf-8")
+    with atomic_output(out / "report.html") as tmp:
+        tmp.write_text(to_html(markdown), encoding="utf-8")
     return out / "report.md"
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;
+line-height:1.45;color:#222}table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.25em .6em}td{text-align:right}td:first-child{text-align:left}
+tr:nth-child(even){background:#f6f6f6}img{max-width:100%}code{background:#f2f2f2;padding:0 .2em}"""
+
+
+def to_html(markdown: str, title: str = "cropmeta evaluation") -> str:
+    """A self-contained HTML page of the Markdown report (figures by the same relative links).
+
+    markdown-it-py (CommonMark with tables) renders it; raw HTML in the text stays escaped.
+    """
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{title}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n{body}</body>\n"
+        "</html>\n"
+    )

@@ -18,6 +18,7 @@ few-shot land cover classification" (CVPR EarthVision), and Tseng et al. (2021),
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -116,6 +117,30 @@ def _regions(catalog: Path, names: set[str], out: Path, progress: Progress | Non
     return paths
 
 
+def finished_model(
+    path: Path, cfg: MetaTrainConfig, sources: tuple[str, ...], seed: int
+) -> dict | None:
+    """The training record of a model an earlier run of this evaluation left at ``path`` —
+    meta-trained with the same settings, seed and sources — or None (train it).
+
+    Bundles are written whole or not at all, so an interrupted evaluation resumes after its
+    last finished model; its meta-training seconds are those of the first run.
+    """
+    try:
+        bundle = load_config(path)
+    except InputError:  # absent or unreadable: train
+        return None
+    history = bundle.history
+    same = (
+        bundle.kind == "meta"
+        and bundle.seed == seed
+        and history.get("config") == json.loads(cfg.model_dump_json())
+        and history.get("regions") == list(sources)
+        and (not cfg.baselines or "transfer" in history)
+    )
+    return {"seconds": history.get("seconds"), "history": history, "reused": True} if same else None
+
+
 def run_evaluation(
     catalog: str | Path,
     out: str | Path,
@@ -126,7 +151,8 @@ def run_evaluation(
     """Run the protocol; returns the raw runs, the summary and each model's training history.
 
     ``out`` receives ``regions/`` (datasets, reused by a later run), ``models/<target>/
-    <learner>/`` (the meta-trained models) and nothing else; reports are written by
+    <learner>/`` (the meta-trained models, reused by a later run with the same settings:
+    :func:`finished_model`) and nothing else; reports are written by
     :func:`cropmeta.evaluate.report.write_report`.
     """
     cfg = cfg or EvaluationConfig()
@@ -150,17 +176,16 @@ def run_evaluation(
             meta_cfg = cfg.meta.model_copy(
                 update={"algorithm": learner, "baselines": cfg.baselines and i == 0}
             )
-            model = meta_train(
-                [paths[s] for s in fold.sources],
-                out / "models" / fold.target / learner,
-                meta_cfg,
-                seed=seed,
-            )
+            model = out / "models" / fold.target / learner
+            record = finished_model(model, meta_cfg, fold.sources, seed)
+            if record is None:
+                meta_train([paths[s] for s in fold.sources], model, meta_cfg, seed=seed)
+                record = {
+                    "seconds": round(time.perf_counter() - start, 2),
+                    "history": load_config(model).history,
+                }
             models.setdefault(fold.target, {})[learner] = str(model)
-            training.setdefault(fold.target, {})[learner] = {
-                "seconds": round(time.perf_counter() - start, 2),
-                "history": load_config(model).history,
-            }
+            training.setdefault(fold.target, {})[learner] = record
             trained.setdefault(fold.sources, {})[learner] = fold.target
             if progress:
                 progress(f"meta-train ({fold.target})", i + 1, len(cfg.learners))

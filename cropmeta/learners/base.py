@@ -5,7 +5,8 @@ Parameters are a plain dict of tensors; a model is evaluated on them with
 Because the inner loop is a pure function of the parameters, a meta-batch of tasks is evaluated
 at once with :func:`torch.func.vmap` (a loop for encoders without a vmap rule, such as LSTM), and
 the outer gradient flows through the inner updates (second order) unless ``first_order`` cuts it.
-Two settings trade time for memory in meta-training, leaving the gradient as it is:
+The query loss's gradient is taken as soon as it is formed (:func:`query_loss`), so its graph
+is never kept. Two settings trade time for memory in meta-training, leaving the gradient as it is:
 ``checkpoint`` recomputes each inner step's graph in the backward pass instead of keeping all of
 them (:meth:`GradientLearner.meta_loss`), and ``task_chunk`` backpropagates the meta-batch a few
 tasks at a time (:meth:`Learner.meta_backward`). benchmarks/maml_speed.py measures both.
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.utils._pytree import tree_map
 from torch.utils.checkpoint import checkpoint
 
 from cropmeta.models.classifier import CropClassifier
@@ -66,6 +68,7 @@ def inner_loop(
     first_order: bool = False,
     keys: tuple[str, ...] | None = None,
     update: Update | None = None,
+    keep_best: bool = False,
 ) -> Params:
     """``steps`` of gradient descent on the support loss; returns the adapted parameters.
 
@@ -73,13 +76,25 @@ def inner_loop(
     restricts adaptation to some parameters (ANIL: the head), the others stay as given.
     ``update(fast, grads, step)`` replaces the plain step ``p − lr·g`` when a learner forms its
     own rule (ALFA: per-step learning rates and weight decay generated from the gradients).
+    ``keep_best`` (adaptation to a region, not meta-training) returns the iterate with the
+    lowest support loss instead of the last: a learned rule may raise the loss again on a
+    target unlike the sources (ALFA meta-learns negative late-step rates), and the support
+    set is all a user has labelled, so this guard reads nothing else.
     """
     keys = tuple(params) if keys is None else keys
     fixed = {k: v for k, v in params.items() if k not in keys}
     fast = {k: params[k] for k in keys}
+    best = (_support_loss(model, fixed, fast, x, y, doy), fast) if keep_best else None
     for step in range(steps):
         fast = inner_step(model, fixed, fast, x, y, doy, step, lr, first_order, update)
-    return {**fixed, **fast}
+        if best is not None and (loss := _support_loss(model, fixed, fast, x, y, doy)) < best[0]:
+            best = (loss, fast)
+    return {**fixed, **(fast if best is None else best[1])}
+
+
+@torch.no_grad()
+def _support_loss(model: nn.Module, fixed: Params, fast: Params, x, y, doy) -> float:
+    return task_loss(model, {**fixed, **fast}, x, y, doy).item()
 
 
 def inner_step(
@@ -145,12 +160,9 @@ def _task(arg, i: int):
     return arg[i]
 
 
-def _stack(items: list) -> torch.Tensor | dict | tuple:
-    if isinstance(items[0], dict):
-        return {k: torch.stack([d[k] for d in items]) for k in items[0]}
-    if isinstance(items[0], tuple):
-        return tuple(torch.stack(list(v)) for v in zip(*items, strict=True))
-    return torch.stack(items)
+def _stack(items: list):
+    """Stack the per-task outputs (tensors, or tuples / dicts of them, nested) over tasks."""
+    return tree_map(lambda *leaves: torch.stack(leaves), items[0], *items[1:])
 
 
 def task_chunks(batch: TaskBatch, size: int) -> list[TaskBatch]:
@@ -167,6 +179,74 @@ def task_chunks(batch: TaskBatch, size: int) -> list[TaskBatch]:
         )
         for i in range(0, n, size)
     ]
+
+
+def query_loss(
+    model: CropClassifier,
+    names: tuple[str, ...],
+    values: tuple[torch.Tensor, ...],
+    fixed: Params,
+    batch: TaskBatch,
+    doy: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean query loss and accuracy of the adapted parameters (``names``: ``values``, stacked
+    over tasks; ``fixed`` shared), as a loss whose backward pass starts from their gradients.
+
+    The query loss is differentiated once only, so its gradient with respect to the adapted
+    and the held parameters is taken right away (:func:`torch.func.grad`), a chunk of queries
+    at a time, no larger than the support set: the query graph — with more queries than
+    support samples the largest piece of the meta-graph (benchmarks/maml_speed.py: 3 queries a
+    support sample, 22 of 37 MiB for one inner step and the query) — is never kept, and at its
+    largest no larger than an inner step's. The returned loss has the query loss's value and,
+    through the surrogate Σ p·∂L/∂p, its gradient, which the backward pass carries on into the
+    inner loop. The same gradient as backpropagating the query loss, summed in another order.
+    """
+    if not torch.is_grad_enabled():  # validation: no gradient wanted
+        with torch.no_grad():
+            return query_value(model, names, values, fixed, batch, doy)
+    n_q, size = batch.x_q.shape[1], batch.x_s.shape[1]
+    held = {k: v.detach() for k, v in fixed.items()}
+
+    def chunk_loss(adapted, shared, x, y):
+        logits = functional_call(
+            model, {**shared, **dict(zip(names, adapted, strict=True))}, (x, doy)
+        )
+        loss = F.cross_entropy(logits, y, reduction="sum") / n_q
+        return loss, (loss.detach(), (logits.argmax(-1) == y).sum() / n_q)
+
+    def one_task(adapted, x, y):
+        total = None
+        for i in range(0, n_q, size):
+            grads, (loss, hits) = torch.func.grad(chunk_loss, argnums=(0, 1), has_aux=True)(
+                adapted, held, x[i : i + size], y[i : i + size]
+            )
+            part = (grads, loss, hits)
+            total = part if total is None else tree_map(torch.add, total, part)
+        return total
+
+    detached = tuple(v.detach() for v in values)
+    (g_adapted, g_held), losses, accs = map_tasks(
+        model, one_task, (0, 0, 0), detached, batch.x_q, batch.y_q
+    )
+    tasks = len(losses)
+    surrogate = sum((v * g).sum() for v, g in zip(values, g_adapted, strict=True)) + sum(
+        (fixed[k] * g.sum(0)).sum() for k, g in g_held.items()
+    )
+    loss = losses.mean() + (surrogate - surrogate.detach()) / tasks
+    return loss, accs.mean()
+
+
+def query_value(model, names, values, fixed, batch, doy) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`query_loss` without its gradient."""
+
+    def one_task(values, x, y):
+        logits = functional_call(
+            model, {**fixed, **dict(zip(names, values, strict=True))}, (x, doy)
+        )
+        return F.cross_entropy(logits, y), accuracy(logits, y)
+
+    losses, accs = map_tasks(model, one_task, (0, 0, 0), values, batch.x_q, batch.y_q)
+    return losses.mean(), accs.mean()
 
 
 def _call(fn: Callable, *args):
@@ -328,6 +408,7 @@ class GradientLearner(Learner):
             self.cfg.first_order if first_order is None else first_order,
             self.inner_keys(params),
             self.inner_update(adapting),
+            keep_best=adapting,
         )
 
     def meta_loss(self, model, batch, doy):
@@ -350,15 +431,7 @@ class GradientLearner(Learner):
         for step in range(self.cfg.inner_steps):
             values = run(self._tasks_step(model, params, names, batch, doy, step), *values)
         fixed = {k: v for k, v in expand_head(params, n_way).items() if k not in names}
-
-        def one_task(values, x, y):
-            logits = functional_call(
-                model, {**fixed, **dict(zip(names, values, strict=True))}, (x, doy)
-            )
-            return F.cross_entropy(logits, y), accuracy(logits, y)
-
-        losses, accs = map_tasks(model, one_task, (0, 0, 0), values, batch.x_q, batch.y_q)
-        return losses.mean(), accs.mean()
+        return query_loss(model, names, values, fixed, batch, doy)
 
     def _tasks_step(
         self, model, params: Params, names: tuple[str, ...], batch: TaskBatch, doy, step: int
