@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, grad_and_value, vmap
 from torch.utils._pytree import tree_map
 from torch.utils.checkpoint import checkpoint
 
@@ -84,17 +84,18 @@ def inner_loop(
     keys = tuple(params) if keys is None else keys
     fixed = {k: v for k, v in params.items() if k not in keys}
     fast = {k: params[k] for k in keys}
-    best = (_support_loss(model, fixed, fast, x, y, doy), fast) if keep_best else None
+    best: tuple[float, Params] | None = None
     for step in range(steps):
-        fast = inner_step(model, fixed, fast, x, y, doy, step, lr, first_order, update)
-        if best is not None and (loss := _support_loss(model, fixed, fast, x, y, doy)) < best[0]:
-            best = (loss, fast)
+        stepped, loss = inner_step(model, fixed, fast, x, y, doy, step, lr, first_order, update)
+        if keep_best and (best is None or loss.item() < best[0]):
+            best = (loss.item(), fast)
+        fast = stepped
+    if keep_best:  # the last iterate's loss is the only one no step has computed
+        with torch.no_grad():
+            last = task_loss(model, {**fixed, **fast}, x, y, doy).item()
+        if best is None or last < best[0]:
+            best = (last, fast)
     return {**fixed, **(fast if best is None else best[1])}
-
-
-@torch.no_grad()
-def _support_loss(model: nn.Module, fixed: Params, fast: Params, x, y, doy) -> float:
-    return task_loss(model, {**fixed, **fast}, x, y, doy).item()
 
 
 def inner_step(
@@ -108,14 +109,16 @@ def inner_step(
     lr: float | Params,
     first_order: bool = False,
     update: Update | None = None,
-) -> Params:
-    """Step ``step`` of :func:`inner_loop`: ``fast`` after one gradient step (``fixed`` held)."""
-    grads = grad(lambda p: task_loss(model, {**fixed, **p}, x, y, doy))(fast)
+) -> tuple[Params, torch.Tensor]:
+    """Step ``step`` of :func:`inner_loop`: ``fast`` after one gradient step (``fixed`` held),
+    and the support loss at ``fast`` that the step's gradient came with."""
+    grads, loss = grad_and_value(lambda p: task_loss(model, {**fixed, **p}, x, y, doy))(fast)
     if first_order:
         grads = {k: g.detach() for k, g in grads.items()}
     if update is not None:
-        return update(fast, grads, step)
-    return {k: p - (lr[k] if isinstance(lr, dict) else lr) * grads[k] for k, p in fast.items()}
+        return update(fast, grads, step), loss
+    stepped = {k: p - (lr[k] if isinstance(lr, dict) else lr) * grads[k] for k, p in fast.items()}
+    return stepped, loss
 
 
 def over_tasks(
@@ -202,8 +205,7 @@ def query_loss(
     inner loop. The same gradient as backpropagating the query loss, summed in another order.
     """
     if not torch.is_grad_enabled():  # validation: no gradient wanted
-        with torch.no_grad():
-            return query_value(model, names, values, fixed, batch, doy)
+        return query_value(model, names, values, fixed, batch, doy)
     n_q, size = batch.x_q.shape[1], batch.x_s.shape[1]
     held = {k: v.detach() for k, v in fixed.items()}
 
@@ -217,7 +219,7 @@ def query_loss(
     def one_task(adapted, x, y):
         total = None
         for i in range(0, n_q, size):
-            grads, (loss, hits) = torch.func.grad(chunk_loss, argnums=(0, 1), has_aux=True)(
+            grads, (loss, hits) = grad(chunk_loss, argnums=(0, 1), has_aux=True)(
                 adapted, held, x[i : i + size], y[i : i + size]
             )
             part = (grads, loss, hits)
@@ -447,7 +449,7 @@ class GradientLearner(Learner):
 
         def one_task(values, x, y):
             fast = dict(zip(names, values, strict=True))
-            fast = inner_step(model, fixed, fast, x, y, doy, step, lr, first_order, update)
+            fast, _ = inner_step(model, fixed, fast, x, y, doy, step, lr, first_order, update)
             return tuple(fast[k] for k in names)
 
         dims = (None if step == 0 else 0, 0, 0)  # all tasks start from the same parameters
