@@ -1,9 +1,11 @@
 """Second-order MAML meta-training speed and memory: cropmeta vs `higher` vs a plain loop.
 
-Same model (TempCNN, default config, 10 bands × 25 steps), same tasks (5-way 5-shot, 15 queries
-per class, 5 inner steps, meta-batch 8) and the same number of threads for every method. cropmeta
-runs with its defaults and with its memory options (``checkpoint``: gradient-checkpointed inner
-steps; ``task_chunk``: the meta-batch backpropagated a few tasks at a time).
+Same model (TempCNN, 10 bands × 25 steps, 64 filters per layer — the issue's reference step of
+about 3.2 GFLOP per task; ``--hidden 32`` is cropmeta's default TempCNN), same tasks (5-way
+5-shot, 15 queries per class, 5 inner steps, meta-batch 8) and the same number of threads for
+every method. cropmeta runs with its defaults and with its memory options (``checkpoint``:
+gradient-checkpointed inner steps; ``task_chunk``: the meta-batch backpropagated a few tasks at
+a time).
 
 Each method runs in its own fresh process, interleaved over repeats. Peak memory is the process's
 peak resident memory during the meta-steps above its memory just before them; before that, every
@@ -31,6 +33,8 @@ from torch.func import functional_call
 
 WAYS, SHOTS, QUERIES, INNER, BATCH, LR = 5, 5, 15, 5, 8, 0.1
 N_STEPS, N_BANDS = 25, 10
+#: TempCNN filters per layer: 64 gives the issue's reference step (~3.2 GFLOP per task)
+HIDDEN = 64
 #: cropmeta's arms: the learner settings besides the inner loop's
 CROPMETA = {
     "cropmeta": {},
@@ -40,7 +44,7 @@ CROPMETA = {
 }
 
 
-def setup(seed: int = 0, hidden: int = 32, n_steps: int = N_STEPS, tasks: int = BATCH):
+def setup(seed: int = 0, hidden: int = HIDDEN, n_steps: int = N_STEPS, tasks: int = BATCH):
     from cropmeta.models.classifier import CropClassifier
     from cropmeta.models.encoders import EncoderConfig
     from cropmeta.tasks.episodes import TaskBatch
@@ -141,13 +145,13 @@ def _reset_peak() -> int:
     return _memory("VmRSS")
 
 
-def _run(method: str, steps: int, threads: int, queue) -> None:
+def _run(method: str, steps: int, threads: int, hidden: int, queue) -> None:
     torch.set_num_threads(threads)
     start = _memory("VmRSS")
     tiny = setup(hidden=4, n_steps=3, tasks=1)  # every method's code loaded, in every process
     for other in METHODS:
         run_method(other, *tiny)
-    model, batch, doy = setup()
+    model, batch, doy = setup(hidden=hidden)
     base = _reset_peak()
     times = []
     for _ in range(steps + 1):  # the first step warms up
@@ -159,10 +163,12 @@ def _run(method: str, steps: int, threads: int, queue) -> None:
     queue.put((times[1:], _memory("VmHWM") - base, base - start, grad.norm().item()))
 
 
-def measure(method: str, steps: int, threads: int) -> tuple[list[float], int, int, float]:
+def measure(
+    method: str, steps: int, threads: int, hidden: int
+) -> tuple[list[float], int, int, float]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(method, steps, threads, queue))
+    proc = ctx.Process(target=_run, args=(method, steps, threads, hidden, queue))
     proc.start()
     out = queue.get()
     proc.join()
@@ -182,10 +188,10 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def step_flops() -> int:
+def step_flops(hidden: int) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
-    model, batch, doy = setup()
+    model, batch, doy = setup(hidden=hidden)
     with FlopCounterMode(display=False) as counter:
         step_plain(model, batch, doy)
     return counter.get_total_flops()
@@ -196,14 +202,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed meta-steps per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--hidden", type=int, default=HIDDEN, help="TempCNN filters per layer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        f"second-order MAML, TempCNN, {WAYS}-way {SHOTS}-shot, {QUERIES} queries/class, "
-        f"{INNER} inner steps, meta-batch {BATCH}; torch {torch.__version__}, "
-        f"{args.threads} threads in every method"
+        f"second-order MAML, TempCNN ({args.hidden} filters), {WAYS}-way {SHOTS}-shot, "
+        f"{QUERIES} queries/class, {INNER} inner steps, meta-batch {BATCH}; "
+        f"torch {torch.__version__}, {args.threads} threads in every method"
     )
-    flops, peak = step_flops(), matmul_peak()
+    flops, peak = step_flops(args.hidden), matmul_peak()
     print(
         f"model FLOPs per meta-step: {flops / 1e9:.2f} GFLOP ({flops / BATCH / 1e9:.2f} per "
         f"task); float32 matmul peak: {peak / 1e9:.1f} GFLOP/s"
@@ -211,7 +218,7 @@ def main() -> None:
     rates, memory, loading, norms = {}, {}, [], {}
     for _ in range(args.repeats):  # interleaved, so machine noise hits every method alike
         for method in METHODS:
-            times, mem, load, norm = measure(method, args.steps, args.threads)
+            times, mem, load, norm = measure(method, args.steps, args.threads, args.hidden)
             rates.setdefault(method, []).append(BATCH / statistics.median(times))
             memory.setdefault(method, []).append(mem)
             loading.append(load)

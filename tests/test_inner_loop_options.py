@@ -33,27 +33,32 @@ def meta_gradient(name: str, options: dict, model=None, tasks: int = 3):
     return loss, acc, [p.grad.clone() for p in params]
 
 
+@pytest.mark.parametrize("head_init", ["shared", "prototypes"])
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(map(str, o.items())))
 @pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "anil"])
-def test_option_gives_the_default_meta_gradient(name, options):
-    loss, acc, grads = meta_gradient(name, {})
-    loss_o, acc_o, grads_o = meta_gradient(name, options)
+def test_option_gives_the_default_meta_gradient(name, options, head_init):
+    """Also with Proto-MAML's heads, which start stacked over the tasks."""
+    loss, acc, grads = meta_gradient(name, {"head_init": head_init})
+    loss_o, acc_o, grads_o = meta_gradient(name, {**options, "head_init": head_init})
     assert loss_o == pytest.approx(loss, rel=1e-12)
     assert acc_o == pytest.approx(acc, rel=1e-6)  # accuracy is a float32 mean
     for a, b in zip(grads_o, grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
 
 
-def test_checkpoint_with_an_encoder_looped_over_tasks():
-    """An encoder without a vmap rule (LSTM) maps each step over the tasks by a loop."""
+@pytest.mark.parametrize("head_init", ["shared", "prototypes"])
+def test_checkpoint_with_an_encoder_looped_over_tasks(head_init):
+    """An encoder without a vmap rule (LSTM) maps each step over the tasks by a loop (with
+    prototype heads the first step's parameters are partly shared, partly per task)."""
     cfg = EncoderConfig(name="lstm", hidden=4, layers=1, embed=4)
 
     def model():
         torch.manual_seed(0)
         return CropClassifier(3, STEPS, cfg).to(torch.float64)
 
-    _, _, grads = meta_gradient("maml", {}, model(), tasks=2)
-    _, _, grads_o = meta_gradient("maml", {"checkpoint": True, "task_chunk": 1}, model(), tasks=2)
+    options = {"checkpoint": True, "task_chunk": 1, "head_init": head_init}
+    _, _, grads = meta_gradient("maml", {"head_init": head_init}, model(), tasks=2)
+    _, _, grads_o = meta_gradient("maml", options, model(), tasks=2)
     for a, b in zip(grads_o, grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
 

@@ -79,3 +79,40 @@ def test_every_learner_on_a_real_region_dataset(cli, gee, tmp_path, algorithm):
     baselines = {"from_scratch", "random_forest", "transfer_head", "transfer_all", "source_only"}
     assert set(metrics) == {algorithm, *baselines}
     assert all(0 <= m["overall_accuracy"] <= 1 for m in metrics.values())
+
+
+def test_learner_settings_from_the_command_line(cli, regions, catalog, tmp_path):
+    """`--set KEY=VALUE` reaches the learner, is recorded in the model and used in adaptation;
+    `cropmeta learners` lists the settings."""
+    sources = [regions[r.name] for r in catalog.sources()]
+    meta, adapted = tmp_path / "meta", tmp_path / "adapted"
+    res = cli(
+        "meta-train", "--regions", *sources, "--algorithm", "alfa", "--out", meta, *QUICK,
+        "--set", "head_init=prototypes", "--set", "adapt_steps=7",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    learner = load_config(meta).learner
+    assert learner["head_init"] == "prototypes" and learner["adapt_steps"] == 7
+    res = cli("adapt", "--model", meta, "--region", regions[catalog.targets()[0].name],
+              "--out", adapted)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert load_config(adapted).learner["head_init"] == "prototypes"
+    listing = cli("learners")
+    assert listing.exit_code == 0 and "head_init" in listing.stdout
+
+
+@pytest.mark.parametrize(
+    "setting, fragment",
+    [
+        ("foo=1", "'foo' is no setting of maml"),
+        ("head_init=proto", "head_init='proto' for maml"),
+        ("adapt_steps", "expected KEY=VALUE"),
+    ],
+)
+def test_bad_learner_setting(cli, regions, catalog, tmp_path, setting, fragment):
+    sources = [regions[r.name] for r in catalog.sources()]
+    meta = tmp_path / "meta"
+    res = cli("meta-train", "--regions", *sources, "--out", meta, "--set", setting)
+    assert res.exit_code == 2
+    assert fragment in " ".join(res.stderr.replace("│", " ").split())
+    assert not meta.exists()

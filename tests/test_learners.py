@@ -37,13 +37,22 @@ def random_batch(tasks=2, seed=0, dtype=torch.float32):
     return TaskBatch(x_s, y_s, x_q, y_q)
 
 
-def reference_maml_grad(model, batch, steps, lr, first_order, keys=None):
+def reference_maml_grad(model, batch, steps, lr, first_order, keys=None, prototypes=False):
     """MAML's meta-gradient by an explicit per-task unroll with torch.autograd.grad (``keys``:
-    the parameters the inner loop adapts, None for all; ANIL adapts the head)."""
+    the parameters the inner loop adapts, None for all; ANIL adapts the head; ``prototypes``:
+    Proto-MAML's head, the class means m of the support embeddings as rows 2m/d, biases −|m|²/d
+    for an embedding of width d)."""
     params = dict(model.named_parameters())
     total = 0
     for t in range(batch.x_s.shape[0]):
         fast = expand_head(params, WAYS)
+        if prototypes:  # the inner gradient holds the head: fast weights apart from the params
+            fast = {k: v.clone() for k, v in fast.items()}
+            emb, y = model.encoder(batch.x_s[t], DOY), batch.y_s[t]
+            means = torch.stack([emb[y == c].mean(0) for c in range(WAYS)])
+            width = emb.shape[-1]  # distances divided by the embedding's width
+            fast["head.weight"] = fast["head.weight"] + 2 * means / width
+            fast["head.bias"] = fast["head.bias"] - (means**2).sum(1) / width
         for _ in range(steps):
             loss = F.cross_entropy(functional_call(model, fast, (batch.x_s[t], DOY)), batch.y_s[t])
             adapted = [k for k in fast if keys is None or k in keys]
@@ -57,17 +66,21 @@ def reference_maml_grad(model, batch, steps, lr, first_order, keys=None):
     return torch.autograd.grad(total / batch.x_s.shape[0], list(params.values()))
 
 
+@pytest.mark.parametrize("head_init", ["shared", "prototypes"])
 @pytest.mark.parametrize("name", ["maml", "fomaml", "anil"])
-def test_maml_meta_gradient_equals_unrolled_reference(name):
+def test_maml_meta_gradient_equals_unrolled_reference(name, head_init):
     """In float64 the vmapped, functional meta-gradient equals the explicit unroll exactly
-    (more queries than support samples: the query gradient is taken in chunks)."""
+    (more queries than support samples: the query gradient is taken in chunks), with the
+    shared-row head and with Proto-MAML's (whose gradient also flows through the prototypes)."""
     model, batch = tiny_model(dtype=torch.float64), random_batch(dtype=torch.float64)
     assert batch.x_q.shape[1] > batch.x_s.shape[1]
-    learner = build_learner(name, {"inner_steps": 3, "inner_lr": 0.3})
+    learner = build_learner(name, {"inner_steps": 3, "inner_lr": 0.3, "head_init": head_init})
     loss, _ = learner.meta_loss(model, batch, DOY)
     ours = torch.autograd.grad(loss, list(model.parameters()))
     keys = HEAD if name == "anil" else None
-    ref = reference_maml_grad(model, batch, 3, 0.3, first_order=name == "fomaml", keys=keys)
+    ref = reference_maml_grad(
+        model, batch, 3, 0.3, name == "fomaml", keys, prototypes=head_init == "prototypes"
+    )
     for a, b in zip(ours, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
@@ -240,3 +253,23 @@ def test_the_cli_names_every_registered_learner():
     from cropmeta.learners.names import ALGORITHMS
 
     assert sorted(ALGORITHMS) == sorted(LEARNERS)
+
+
+@pytest.mark.parametrize("name", ["maml", "anil", "alfa"])
+def test_proto_maml_starts_as_the_prototypical_network(name):
+    """With ``head_init="prototypes"`` a task starts at the prototypical network's classifier
+    of its support set: before any inner step it scores queries as ProtoNet does, its squared
+    distances divided by the embedding's width (the shared row adds the same logit to every
+    class, which softmax ignores)."""
+    model, batch = tiny_model(), random_batch()
+    learner = build_learner(name, {"head_init": "prototypes"})
+    learner.setup(model)
+    params = dict(model.named_parameters())
+    x_s, y_s, x_q = batch.x_s[0], batch.y_s[0], batch.x_q[0]
+    start = learner.start_params(model, params, x_s, y_s, DOY, WAYS)
+    ours = functional_call(model, start, (x_q, DOY)).softmax(-1)
+    protonet = build_learner("protonet").adapt(model, x_s, y_s, DOY, WAYS)
+    width = model.head.in_features
+    torch.testing.assert_close(ours, (protonet(x_q, DOY) / width).softmax(-1))
+    shared = build_learner(name).start_params(model, params, x_s, y_s, DOY, WAYS)
+    assert not torch.allclose(functional_call(model, shared, (x_q, DOY)).softmax(-1), ours)

@@ -238,6 +238,23 @@ def preprocess(
 
 Schedule = Enum("Schedule", {k: k for k in ("cosine", "constant", "step")}, type=str)
 Init = Enum("Init", {k: k for k in ("random", "pretrained")}, type=str)
+Settings = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="A learner setting KEY=VALUE (repeatable), e.g. head_init=prototypes, "
+        "adapt_steps=50; `cropmeta learners` lists them.",
+    ),
+]
+
+
+def _learner_settings(algorithms: list[str], pairs: list[str] | None) -> dict:
+    from cropmeta.learners.registry import learner_settings
+
+    try:
+        return learner_settings(algorithms, pairs or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
 
 
 @app.command(context_settings={"allow_extra_args": True})
@@ -287,6 +304,7 @@ def meta_train(
             "(the transfer baselines' classifier; Meta-Baseline)."
         ),
     ] = "random",
+    settings: Settings = None,
     seed: Seed = 0,
 ) -> None:
     """Meta-train an encoder over n-way k-shot tasks drawn across source regions.
@@ -299,6 +317,7 @@ def meta_train(
     paths = list(regions) + [Path(a) for a in ctx.args]
     cfg = MetaTrainConfig(
         algorithm=Algorithm(algorithm).value,
+        learner=_learner_settings([Algorithm(algorithm).value], settings),
         encoder={"name": Encoder(encoder).value},
         iterations=iterations,
         n_way=ways,
@@ -349,6 +368,29 @@ def adapt(
         if result.metrics:
             console.print(metrics_table(result))
         typer.echo(f"adapted model written: {out}")
+
+
+@app.command("learners")
+def learners_() -> None:
+    """List the meta-learners' settings that `--set` changes, with their defaults."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cropmeta.learners.registry import LEARNERS
+
+    rows: dict[str, dict] = {}  # setting → default → learners, and its description
+    for name, (_, cfg) in LEARNERS.items():
+        for key, field in cfg.model_fields.items():
+            if key != "name":
+                default = field.get_default(call_default_factory=True)
+                shown = "(nested)" if hasattr(default, "model_fields") else repr(default)
+                row = rows.setdefault(key, {"defaults": {}, "help": field.description or ""})
+                row["defaults"].setdefault(shown, []).append(name)
+    table = Table("setting", "default (learners)", "what it does")
+    for key, row in rows.items():
+        defaults = "; ".join(f"{d} ({', '.join(names)})" for d, names in row["defaults"].items())
+        table.add_row(key, defaults, row["help"])
+    Console().print(table)  # a listing: standard output
 
 
 @app.command("suggest-labels")
@@ -486,6 +528,7 @@ def evaluate(
     task_ways: Annotated[int, typer.Option(help="Meta-training classes per task.")] = 5,
     task_shots: Annotated[int, typer.Option(help="Meta-training support per class.")] = 5,
     task_queries: Annotated[int, typer.Option(help="Meta-training queries per class.")] = 10,
+    settings: Settings = None,
     seed: Seed = 0,
 ) -> None:
     """Which learner, with how many labels, how sure: few-shot evaluation on held-out regions.
@@ -499,14 +542,16 @@ def evaluate(
     from cropmeta.models.encoders import EncoderConfig
 
     defaults = EvaluationConfig()
+    learners = [a.value for a in learner] if learner else defaults.learners
     cfg = EvaluationConfig(
-        learners=[a.value for a in learner] if learner else defaults.learners,
+        learners=learners,
         shots=shots or defaults.shots,
         seeds=seeds,
         regions=region or None,
         targets=target or None,
         loro=loro,
         meta=MetaTrainConfig(
+            learner=_learner_settings(learners, settings),
             encoder=EncoderConfig(name=encoder.value),
             iterations=iterations,
             n_way=task_ways,

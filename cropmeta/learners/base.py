@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,7 @@ from torch.utils._pytree import tree_map
 from torch.utils.checkpoint import checkpoint
 
 from cropmeta.models.classifier import CropClassifier
+from cropmeta.models.heads import prototype_head
 from cropmeta.tasks.episodes import TaskBatch
 
 Params = dict[str, torch.Tensor]
@@ -141,11 +143,8 @@ def map_tasks(model: CropClassifier, fn: Callable, in_dims: tuple, *args) -> tup
     """
     if getattr(model.encoder, "supports_vmap", True):
         return vmap(fn, in_dims=in_dims)(*args)
-    n = next(_leaves(a)[0].shape[0] for a, d in zip(args, in_dims, strict=True) if d is not None)
-    outs = [
-        fn(*(a if d is None else _task(a, i) for a, d in zip(args, in_dims, strict=True)))
-        for i in range(n)
-    ]
+    n = next(_leaves(a)[0].shape[0] for a, d in zip(args, in_dims, strict=True) if d == 0)
+    outs = [fn(*(_task(a, d, i) for a, d in zip(args, in_dims, strict=True))) for i in range(n)]
     return tuple(_stack(list(o)) for o in zip(*outs, strict=True))
 
 
@@ -155,7 +154,12 @@ def _leaves(arg) -> tuple[torch.Tensor, ...]:
     return arg if isinstance(arg, tuple) else (arg,)
 
 
-def _task(arg, i: int):
+def _task(arg, dims, i: int):
+    """Task ``i``'s part of ``arg`` (``dims``: None, shared; 0, stacked; or one per element)."""
+    if dims is None:
+        return arg
+    if isinstance(dims, tuple):
+        return tuple(_task(a, d, i) for a, d in zip(arg, dims, strict=True))
     if isinstance(arg, dict):
         return {k: v[i] for k, v in arg.items()}
     if isinstance(arg, tuple):
@@ -335,6 +339,15 @@ class GradientConfig(BaseModel):
         "length as in meta-training, walked in finer steps (steadier under a region shift)",
     )
     first_order: bool = False
+    head_init: Literal["shared", "prototypes"] = Field(
+        "shared",
+        description="a task's head before its first inner step: the meta-learned row copied to "
+        "every class (Ye & Chao, 2022), or that plus the prototype classifier of the task's "
+        "support embeddings (Proto-MAML: Triantafillou et al., 2020, ICLR), its squared "
+        "distances divided by the embedding's width so that the first logits are of order one "
+        "(unscaled, the normalised embedding's distances saturate the softmax and the inner "
+        "steps diverge)",
+    )
     task_chunk: int | None = Field(
         None,
         ge=1,
@@ -378,6 +391,23 @@ class GradientLearner(Learner):
     def inner_lr(self, scale: float = 1.0) -> float | Params:
         return self.cfg.inner_lr * scale
 
+    def start_params(self, model: nn.Module, params: Params, x, y, doy, n_classes: int) -> Params:
+        """A task's parameters before its first inner step (see ``head_init``).
+
+        Proto-MAML's head starts as nearest-prototype classification of the support set's
+        embeddings (Triantafillou et al., 2020, "Meta-Dataset", ICLR): every class starts
+        where a prototypical network would put it (its distances divided by the embedding's
+        width), and the outer gradient flows through the prototypes into the encoder.
+        """
+        start = expand_head(params, n_classes)
+        if self.cfg.head_init == "prototypes":
+            emb = functional_call(model, params, (x, doy), {"embedding": True})
+            weight, bias = prototype_head(emb, y, n_classes)
+            scale = 1 / emb.shape[-1]  # the embedding's width: see ``head_init``
+            start["head.weight"] = start["head.weight"] + scale * weight
+            start["head.bias"] = start["head.bias"] + scale * bias
+        return start
+
     def inner_update(self, adapting: bool = False) -> Update | None:
         """A learner's own inner step ``(fast, grads, step) -> fast`` (None: ``p − lr·g``).
 
@@ -401,7 +431,7 @@ class GradientLearner(Learner):
         params = dict(model.named_parameters()) if params is None else params
         return inner_loop(
             model,
-            expand_head(params, n_classes),
+            self.start_params(model, params, x, y, doy, n_classes),
             x,
             y,
             doy,
@@ -429,16 +459,42 @@ class GradientLearner(Learner):
         n_way = int(batch.y_s.max()) + 1
         names = self.inner_keys(params) or tuple(params)
         run = _checkpointed if self.cfg.checkpoint and torch.is_grad_enabled() else _call
-        values = tuple(expand_head(params, n_way)[k] for k in names)
+        values, dims = self._task_starts(model, params, names, batch, doy)
         for step in range(self.cfg.inner_steps):
-            values = run(self._tasks_step(model, params, names, batch, doy, step), *values)
+            step_fn = self._tasks_step(model, params, names, batch, doy, step, dims)
+            values, dims = run(step_fn, *values), 0
         fixed = {k: v for k, v in expand_head(params, n_way).items() if k not in names}
         return query_loss(model, names, values, fixed, batch, doy)
 
+    def _task_starts(self, model, params: Params, names: tuple[str, ...], batch: TaskBatch, doy):
+        """The adapted ``names`` before the first inner step, and their task dimension: shared
+        by all tasks (None), or, with prototype heads, the head rows stacked over tasks (0)."""
+        n_way = int(batch.y_s.max()) + 1
+        start = expand_head(params, n_way)
+        if self.cfg.head_init == "shared":
+            return tuple(start[k] for k in names), None
+
+        def heads(x, y):
+            start = self.start_params(model, params, x, y, doy, n_way)
+            return tuple(start[k] for k in HEAD)
+
+        rows = map_tasks(model, heads, (0, 0), batch.x_s, batch.y_s)
+        per_task = dict(zip(HEAD, rows, strict=True))
+        values = tuple(per_task.get(k, start[k]) for k in names)
+        return values, tuple(0 if k in per_task else None for k in names)
+
     def _tasks_step(
-        self, model, params: Params, names: tuple[str, ...], batch: TaskBatch, doy, step: int
+        self,
+        model,
+        params: Params,
+        names: tuple[str, ...],
+        batch: TaskBatch,
+        doy,
+        step: int,
+        dims: int | tuple | None,
     ) -> Callable:
-        """Inner step ``step`` of every task: the adapted ``names`` (stacked) → the next ones.
+        """Inner step ``step`` of every task: the adapted ``names`` (stacked over the tasks as
+        ``dims`` says) → the next ones, stacked.
 
         What the step reads besides them (held parameters, rates) is formed here, for this step
         alone: a graph shared by the steps would be freed by the first checkpoint's backward.
@@ -452,8 +508,8 @@ class GradientLearner(Learner):
             fast, _ = inner_step(model, fixed, fast, x, y, doy, step, lr, first_order, update)
             return tuple(fast[k] for k in names)
 
-        dims = (None if step == 0 else 0, 0, 0)  # all tasks start from the same parameters
-        return lambda *values: map_tasks(model, one_task, dims, values, batch.x_s, batch.y_s)
+        in_dims = (dims, 0, 0)  # dims: which of the values are stacked over tasks
+        return lambda *values: map_tasks(model, one_task, in_dims, values, batch.x_s, batch.y_s)
 
     def adapt(self, model, x, y, doy, n_classes, info=None):
         start = {k: v.detach() for k, v in model.named_parameters()}

@@ -20,7 +20,7 @@ from torch.func import functional_call
 
 from cropmeta.learners.base import Learner, accuracy, over_tasks
 from cropmeta.models.fit import fit_on_shots
-from cropmeta.models.heads import class_means
+from cropmeta.models.heads import prototype_head
 
 
 class ProtoNetConfig(BaseModel):
@@ -32,12 +32,6 @@ class ProtoNetConfig(BaseModel):
         "prototypes are set (P>M>F: Hu et al., 2022, CVPR); 0: prototypes only",
     )
     fine_tune_lr: float = Field(1e-4, gt=0)
-
-
-def prototype_head(emb: torch.Tensor, y: torch.Tensor, n_classes: int) -> tuple:
-    """Linear head (weight, bias) equivalent to nearest-prototype with squared distance."""
-    protos = class_means(emb, F.one_hot(y, n_classes).to(emb.dtype))
-    return 2 * protos, -(protos**2).sum(1)
 
 
 class ProtoNet(Learner):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+import json
+
+from pydantic import BaseModel, ValidationError
 
 from cropmeta.learners.alfa import ALFA, ALFAConfig
 from cropmeta.learners.anil import ANIL, ANILConfig
@@ -38,3 +40,32 @@ def build_learner(name: str, settings: dict | None = None) -> Learner:
     cls, cfg = LEARNERS[name]
     fields = {k: v for k, v in (settings or {}).items() if k in cfg.model_fields and k != "name"}
     return cls(cfg.model_validate(fields))
+
+
+def learner_settings(algorithms: list[str], pairs: list[str]) -> dict:
+    """The learner settings ``KEY=VALUE`` (VALUE read as JSON, else as text) for the learners
+    ``algorithms``: every key must be a setting of at least one of them and its value valid
+    there; a learner without the setting ignores it (see :func:`build_learner`)."""
+    settings: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{pair!r}: expected KEY=VALUE")
+        try:
+            settings[key] = json.loads(text)
+        except json.JSONDecodeError:
+            settings[key] = text
+    for key, value in settings.items():
+        owners = [a for a in algorithms if key in LEARNERS[a][1].model_fields and key != "name"]
+        if not owners:
+            known = sorted({k for a in algorithms for k in LEARNERS[a][1].model_fields} - {"name"})
+            raise ValueError(
+                f"{key!r} is no setting of {', '.join(algorithms)} (known: {', '.join(known)})"
+            )
+        for name in owners:
+            try:
+                LEARNERS[name][1].model_validate({key: value})
+            except ValidationError as exc:
+                reason = exc.errors()[0]["msg"]
+                raise ValueError(f"{key}={value!r} for {name}: {reason}") from None
+    return settings

@@ -51,8 +51,9 @@ class FiLMClassifier(nn.Module):
         self.register_buffer(FILM[0], torch.ones(embed))
         self.register_buffer(FILM[1], torch.zeros(embed))
 
-    def forward(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x, doy) * self.film_gamma + self.film_beta)
+    def forward(self, x: torch.Tensor, doy: torch.Tensor, embedding: bool = False) -> torch.Tensor:
+        emb = self.encoder(x, doy) * self.film_gamma + self.film_beta
+        return emb if embedding else self.head(emb)
 
 
 def fold_film(params: Params) -> Params:

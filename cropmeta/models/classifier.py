@@ -63,10 +63,14 @@ class CropClassifier(nn.Module):
         x: torch.Tensor,
         doy: torch.Tensor,
         support: tuple[torch.Tensor, torch.Tensor] | None = None,
+        embedding: bool = False,
     ) -> torch.Tensor:
         """Scores (sample, class) of series ``x``; ``support`` (series, one-hot labels) is read
-        by a support-reading head instead of its stored memory (meta-training)."""
+        by a support-reading head instead of its stored memory (meta-training). ``embedding``:
+        the features the head reads instead of scores."""
         emb = self.encoder(x, doy)
+        if embedding:
+            return emb
         if support is None:
             return self.head(emb)
         return self.head(emb, (self.encoder(support[0], doy), support[1]))

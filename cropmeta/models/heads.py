@@ -65,6 +65,15 @@ def class_means(emb: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
     return (onehot.T @ emb) / onehot.sum(0).clamp(min=1).unsqueeze(1)
 
 
+def prototype_head(
+    emb: torch.Tensor, y: torch.Tensor, n_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear head (weight, bias) equal to nearest prototype by squared Euclidean distance:
+    logit_c = 2 p_c·e − |p_c|² (the |e|² term is the same for every class; Snell et al., 2017)."""
+    protos = class_means(emb, F.one_hot(y, n_classes).to(emb.dtype))
+    return 2 * protos, -(protos**2).sum(1)
+
+
 class LinearHead(nn.Linear):
     """The default head: logits = W e + b (parameters ``weight`` and ``bias`` as ever)."""
 
