@@ -67,6 +67,7 @@ def test_report_and_figures(evaluation, catalog):
             assert f"figures/{png}" in report
             assert (out / "figures" / png).read_bytes()[:4] == b"\x89PNG"
     assert "confidence intervals overlap" in report or "clearly better" in report
+    assert "Chosen without the target's labels" in report or "No learner has meta-valid" in report
     assert "suggested vs random" in report
     for heading in ("Task variability", "adaptation gain", "meta-overfitting", "Meta-underfitting"):
         assert heading in report
@@ -152,3 +153,32 @@ def test_a_rerun_reuses_finished_models_and_retrains_changed_ones(cli, world, tm
     changed, weights_changed = run("6")
     assert all(weights_changed[p] != t for p, t in weights.items())
     assert not any(r.get("reused") for t in changed["training"].values() for r in t.values())
+
+
+def _entry(mean: float) -> dict:
+    return {"mean": mean, "low": mean - 0.05, "high": mean + 0.05, "n": 5}
+
+
+@pytest.mark.parametrize(
+    "val_acc, chosen, verdict",
+    [
+        ({"maml": 0.9, "protonet": 0.8}, "maml", "above every baseline in both metrics"),
+        ({"maml": 0.7, "protonet": 0.8}, "protonet", "in macro-F1 only"),
+        ({"maml": -1.0, "protonet": 0.8}, "protonet", "in macro-F1 only"),
+        ({"maml": -1.0, "protonet": -1.0}, None, "none can be chosen"),
+    ],
+)
+def test_the_learner_chosen_on_meta_validation(val_acc, chosen, verdict):
+    """The report names the learner picked by meta-validation accuracy (never by the target's
+    scores) and says whether it beats every baseline."""
+    from cropmeta.evaluate.report import validation_choice
+
+    summary = {
+        "maml": {"5": {"macro_f1": _entry(0.70), "overall_accuracy": _entry(0.80)}},
+        "protonet": {"5": {"macro_f1": _entry(0.66), "overall_accuracy": _entry(0.70)}},
+        "random_forest": {"5": {"macro_f1": _entry(0.65), "overall_accuracy": _entry(0.75)}},
+    }
+    training = {m: {"history": {"best_val_acc": a}} for m, a in val_acc.items()}
+    text = validation_choice(summary, training, ["maml", "protonet"], 5)
+    assert verdict in text
+    assert chosen is None or f"**{chosen}**" in text

@@ -15,7 +15,12 @@ from markdown_it import MarkdownIt
 
 from cropmeta.errors import atomic_output
 from cropmeta.evaluate.plots import plot_confusions, plot_shots, plot_training
-from cropmeta.evaluate.report import headline_shots, recommendation, results_table
+from cropmeta.evaluate.report import (
+    headline_shots,
+    recommendation,
+    results_table,
+    validation_choice,
+)
 
 Section = Callable[[str, Path], list[str]]  # (target, figure folder) → Markdown lines
 
@@ -77,6 +82,8 @@ def _fold_section(results: dict, target: str, figures: Path) -> list[str]:
     ks = sorted({int(k) for by_k in summary.values() for k in by_k})
     k = headline_shots(ks)
     lines += [recommendation(summary, learners, k), ""]
+    training = results.get("training", {}).get(target, {})
+    lines += [validation_choice(summary, training, learners, k), ""]
     best = max(
         summary, key=lambda m: summary[m].get(str(k), {}).get("macro_f1", {}).get("mean", -1)
     )

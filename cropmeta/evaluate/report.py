@@ -85,3 +85,43 @@ def recommendation(summary: dict, learners: list[str], k: int) -> str:
     if f1["high"] < r["low"]:
         return text + f"{rival} is clearly better: meta-learning does not pay off here."
     return text + "Their confidence intervals overlap: no clear winner at this K."
+
+
+def validation_choice(summary: dict, training: dict, learners: list[str], k: int) -> str:
+    """The learner a user would pick without any target label — the best meta-validation
+    accuracy (held-out samples of the sources) — and how it fares at K against the best
+    baseline in both metrics: the honest counterpart of picking on the target's scores."""
+    at_k = {m: by_k[str(k)] for m, by_k in summary.items() if str(k) in by_k}
+    scored = {
+        m: training[m]["history"].get("best_val_acc", -1.0)
+        for m in learners
+        if m in at_k and m in training
+    }
+    scored = {m: acc for m, acc in scored.items() if acc is not None and acc >= 0}
+    if not scored:
+        return (
+            "No learner has meta-validation scores (the sources' held-out samples are too few "
+            "for validation tasks), so none can be chosen without the target's labels."
+        )
+    chosen = max(scored, key=scored.get)
+    ours = at_k[chosen]
+    text = (
+        f"Chosen without the target's labels (best meta-validation accuracy, "
+        f"{scored[chosen]:.3f}): **{chosen}**, macro-F1 {_ci(ours['macro_f1'])}, overall "
+        f"accuracy {_ci(ours['overall_accuracy'])}"
+    )
+    base = [m for m in at_k if m not in learners]
+    if not base:
+        return text + "."
+    wins = [
+        metric
+        for metric in ("macro_f1", "overall_accuracy")
+        if all(ours[metric]["mean"] > at_k[b][metric]["mean"] for b in base)
+    ]
+    verdict = {
+        2: "above every baseline in both metrics",
+        1: f"above every baseline in {'macro-F1' if 'macro_f1' in wins else 'overall accuracy'} "
+        "only",
+        0: "not above every baseline in either metric",
+    }[len(wins)]
+    return text + f": {verdict} (means of the draws)."
