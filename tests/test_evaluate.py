@@ -155,6 +155,23 @@ def test_a_rerun_reuses_finished_models_and_retrains_changed_ones(cli, world, tm
     assert not any(r.get("reused") for t in changed["training"].values() for r in t.values())
 
 
+def test_a_learner_setting_retrains_only_the_learners_it_belongs_to(cli, world, tmp_path):
+    """`--set head_init=prototypes` is MAML's setting, not ProtoNet's: a rerun with it retrains
+    MAML and reuses ProtoNet's model, whose recorded settings stay its own."""
+    out = tmp_path / "evaluation"
+    args = ["evaluate", "--catalog", world, "--out", out, "--learner", "protonet",
+            "--learner", "maml", "--shots", "1", "--seeds", "1", "--task-ways", "3",
+            "--task-shots", "2", "--task-queries", "3", "--iterations", "3"]  # fmt: skip
+    assert cli(*args).exit_code == 0
+    res = cli(*args, "--set", "head_init=prototypes")
+    assert res.exit_code == 0, res.output
+    training = json.loads((out / "results.json").read_text())["training"]
+    for records in training.values():
+        assert records["protonet"].get("reused") and not records["maml"].get("reused")
+        assert records["protonet"]["history"]["config"]["learner"] == {}
+        assert records["maml"]["history"]["config"]["learner"] == {"head_init": "prototypes"}
+
+
 def _entry(mean: float) -> dict:
     return {"mean": mean, "low": mean - 0.05, "high": mean + 0.05, "n": 5}
 

@@ -35,6 +35,7 @@ from cropmeta.catalog import load_catalog
 from cropmeta.errors import InputError
 from cropmeta.ingest.preprocess import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
+from cropmeta.learners.registry import own_settings
 from cropmeta.models.bundle import load_config
 
 Progress = Callable[[str, int, int], None]
@@ -174,7 +175,11 @@ def run_evaluation(
                 continue
             start = time.perf_counter()
             meta_cfg = cfg.meta.model_copy(
-                update={"algorithm": learner, "baselines": cfg.baselines and i == 0}
+                update={
+                    "algorithm": learner,
+                    "learner": own_settings(learner, cfg.meta.learner),  # the rest is others'
+                    "baselines": cfg.baselines and i == 0,
+                }
             )
             model = out / "models" / fold.target / learner
             record = finished_model(model, meta_cfg, fold.sources, seed)

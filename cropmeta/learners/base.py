@@ -475,8 +475,8 @@ class GradientLearner(Learner):
             return tuple(start[k] for k in names), None
 
         def heads(x, y):
-            start = self.start_params(model, params, x, y, doy, n_way)
-            return tuple(start[k] for k in HEAD)
+            task = self.start_params(model, params, x, y, doy, n_way)
+            return tuple(task[k] for k in HEAD)
 
         rows = map_tasks(model, heads, (0, 0), batch.x_s, batch.y_s)
         per_task = dict(zip(HEAD, rows, strict=True))

@@ -38,8 +38,13 @@ def build_learner(name: str, settings: dict | None = None) -> Learner:
     if name not in LEARNERS:
         raise ValueError(f"unknown algorithm {name!r} (known: {', '.join(LEARNERS)})")
     cls, cfg = LEARNERS[name]
-    fields = {k: v for k, v in (settings or {}).items() if k in cfg.model_fields and k != "name"}
-    return cls(cfg.model_validate(fields))
+    return cls(cfg.model_validate(own_settings(name, settings or {})))
+
+
+def own_settings(name: str, settings: dict) -> dict:
+    """The part of ``settings`` that is the learner ``name``'s (its config's fields)."""
+    fields = LEARNERS[name][1].model_fields
+    return {k: v for k, v in settings.items() if k in fields and k != "name"}
 
 
 def learner_settings(algorithms: list[str], pairs: list[str]) -> dict:
@@ -56,7 +61,7 @@ def learner_settings(algorithms: list[str], pairs: list[str]) -> dict:
         except json.JSONDecodeError:
             settings[key] = text
     for key, value in settings.items():
-        owners = [a for a in algorithms if key in LEARNERS[a][1].model_fields and key != "name"]
+        owners = [a for a in algorithms if own_settings(a, {key: value})]
         if not owners:
             known = sorted({k for a in algorithms for k in LEARNERS[a][1].model_fields} - {"name"})
             raise ValueError(
