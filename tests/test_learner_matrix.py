@@ -82,8 +82,8 @@ def test_every_learner_on_a_real_region_dataset(cli, gee, tmp_path, algorithm):
 
 
 def test_learner_settings_from_the_command_line(cli, regions, catalog, tmp_path):
-    """`--set KEY=VALUE` reaches the learner, is recorded in the model and used in adaptation;
-    `cropmeta learners` lists the settings."""
+    """`--set KEY=VALUE` reaches the learner, is recorded in the model and used in adaptation,
+    where only adaptation settings may change; `cropmeta learners` lists the settings."""
     sources = [regions[r.name] for r in catalog.sources()]
     meta, adapted = tmp_path / "meta", tmp_path / "adapted"
     res = cli(
@@ -93,10 +93,17 @@ def test_learner_settings_from_the_command_line(cli, regions, catalog, tmp_path)
     assert res.exit_code == 0, res.output
     learner = load_config(meta).learner
     assert learner["head_init"] == "prototypes" and learner["adapt_steps"] == 7
-    res = cli("adapt", "--model", meta, "--region", regions[catalog.targets()[0].name],
-              "--out", adapted)  # fmt: skip
+    target = regions[catalog.targets()[0].name]
+    res = cli("adapt", "--model", meta, "--region", target, "--out", adapted,
+              "--set", "adapt_steps=3")  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert load_config(adapted).learner["head_init"] == "prototypes"
+    learner = load_config(adapted).learner  # adaptation settings may change; the others stay
+    assert learner["head_init"] == "prototypes" and learner["adapt_steps"] == 3
+    other = tmp_path / "other"
+    res = cli("adapt", "--model", meta, "--region", target, "--out", other,
+              "--set", "head_init=shared")  # fmt: skip
+    assert res.exit_code == 2 and "fixed by meta-training" in _flat(res.stderr)
+    assert not other.exists()
     listing = cli("learners")
     assert listing.exit_code == 0 and "head_init" in listing.stdout
 
@@ -114,5 +121,10 @@ def test_bad_learner_setting(cli, regions, catalog, tmp_path, setting, fragment)
     meta = tmp_path / "meta"
     res = cli("meta-train", "--regions", *sources, "--out", meta, "--set", setting)
     assert res.exit_code == 2
-    assert fragment in " ".join(res.stderr.replace("│", " ").split())
+    assert fragment in _flat(res.stderr)
     assert not meta.exists()
+
+
+def _flat(text: str) -> str:
+    """An error panel's text on one line (rich wraps it in a box)."""
+    return " ".join(text.replace("│", " ").split())

@@ -56,6 +56,7 @@ def adapt_region(
     shots: int | None = None,
     seed: int = 0,
     baselines: bool = True,
+    settings: dict | None = None,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``; save a mappable model.
 
@@ -64,9 +65,12 @@ def adapt_region(
     support set, and the adapted model and the baselines — from scratch, random forest and, when
     the bundle stores a pre-trained source classifier, transfer (head; all layers) and
     source-only — all fitted on those same samples, are scored on the region's other labelled
-    samples (``baselines=False``: the adapted model alone).
+    samples (``baselines=False``: the adapted model alone). ``settings`` replace the learner's
+    adaptation settings (:data:`cropmeta.learners.registry.ADAPTATION_SETTINGS`), recorded in
+    the adapted model.
     """
     cfg = load_config(model_dir)
+    cfg = cfg.model_copy(update={"learner": {**cfg.learner, **(settings or {})}})
     learner = build_learner(cfg.learner["algorithm"], cfg.learner)
     learner.setup(build_model(cfg))  # the learner's own tensors (Meta-SGD rates) need shapes
     model, _ = load_bundle(model_dir, learner.state)

@@ -355,13 +355,27 @@ def adapt(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="An adaptation setting KEY=VALUE (repeatable): adapt_steps, adapt_lr, "
+            "fine_tune_steps, fine_tune_lr (as the learner has them).",
+        ),
+    ] = None,
     seed: Seed = 0,
 ) -> None:
     """Adapt to a new region from K labelled fields per class; compare with baselines."""
     from cropmeta.adapt.adapt import adapt_region
     from cropmeta.evaluate.report import metrics_table
+    from cropmeta.learners.registry import adaptation_settings
+    from cropmeta.models.bundle import load_config
 
-    result = adapt_region(model, region, out, shots=shots, seed=seed)
+    try:
+        chosen = adaptation_settings(load_config(model).learner["algorithm"], settings or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
+    result = adapt_region(model, region, out, shots=shots, seed=seed, settings=chosen)
     if as_json:
         typer.echo(result.to_json())
     else:

@@ -74,3 +74,19 @@ def learner_settings(algorithms: list[str], pairs: list[str]) -> dict:
                 reason = exc.errors()[0]["msg"]
                 raise ValueError(f"{key}={value!r} for {name}: {reason}") from None
     return settings
+
+
+#: the settings that act only when adapting, so a meta-trained model can take other values
+ADAPTATION_SETTINGS = ("adapt_steps", "adapt_lr", "fine_tune_steps", "fine_tune_lr")
+
+
+def adaptation_settings(algorithm: str, pairs: list[str]) -> dict:
+    """:func:`learner_settings` for adapting a model meta-trained with ``algorithm``: only
+    :data:`ADAPTATION_SETTINGS` (the others shaped the meta-training and stay as trained)."""
+    settings = learner_settings([algorithm], pairs)
+    if fixed := sorted(set(settings) - set(ADAPTATION_SETTINGS)):
+        raise ValueError(
+            f"{', '.join(fixed)}: fixed by meta-training; adaptation takes "
+            f"{', '.join(k for k in ADAPTATION_SETTINGS if own_settings(algorithm, {k: 0}))}"
+        )
+    return settings
