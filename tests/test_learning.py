@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from checks import assert_one_line_error
 from safetensors.torch import load_file
@@ -102,6 +103,20 @@ def test_adapt_without_shots_uses_every_label(meta_model, regions, catalog, tmp_
     result = adapt_region(meta_model, target, tmp_path / "a")
     assert result.n_support == open_region(target).sizes["sample"] and not result.metrics
     assert len(np.unique(result.classes)) == len(result.classes)
+
+
+def test_adapt_settings_from_python(meta_model, regions, catalog, tmp_path):
+    """The Python API takes the adaptation settings the CLI's `--set` does, and refuses the
+    ones meta-training fixed, before writing anything."""
+    from cropmeta.adapt.adapt import adapt_region
+    from cropmeta.models.bundle import load_config
+
+    target = regions[catalog.targets()[1].name]
+    adapt_region(meta_model, target, tmp_path / "a", settings={"adapt_steps": 2})
+    assert load_config(tmp_path / "a").learner["adapt_steps"] == 2
+    with pytest.raises(ValueError, match="inner_steps: fixed by meta-training"):
+        adapt_region(meta_model, target, tmp_path / "b", settings={"inner_steps": 2})
+    assert not (tmp_path / "b").exists()
 
 
 def test_meta_train_missing_region(cli, tmp_path):

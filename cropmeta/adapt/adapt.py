@@ -16,7 +16,7 @@ from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import class_details, score
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import incompatibility
-from cropmeta.learners.registry import build_learner
+from cropmeta.learners.registry import build_learner, check_adaptation
 from cropmeta.models.bundle import (
     ClassInfo,
     build_model,
@@ -70,7 +70,8 @@ def adapt_region(
     the adapted model.
     """
     cfg = load_config(model_dir)
-    cfg = cfg.model_copy(update={"learner": {**cfg.learner, **(settings or {})}})
+    settings = check_adaptation(cfg.learner["algorithm"], settings or {})
+    cfg = cfg.model_copy(update={"learner": {**cfg.learner, **settings}})
     learner = build_learner(cfg.learner["algorithm"], cfg.learner)
     learner.setup(build_model(cfg))  # the learner's own tensors (Meta-SGD rates) need shapes
     model, _ = load_bundle(model_dir, learner.state)

@@ -83,10 +83,14 @@ ADAPTATION_SETTINGS = ("adapt_steps", "adapt_lr", "fine_tune_steps", "fine_tune_
 def adaptation_settings(algorithm: str, pairs: list[str]) -> dict:
     """:func:`learner_settings` for adapting a model meta-trained with ``algorithm``: only
     :data:`ADAPTATION_SETTINGS` (the others shaped the meta-training and stay as trained)."""
-    settings = learner_settings([algorithm], pairs)
-    if fixed := sorted(set(settings) - set(ADAPTATION_SETTINGS)):
+    return check_adaptation(algorithm, learner_settings([algorithm], pairs))
+
+
+def check_adaptation(algorithm: str, settings: dict) -> dict:
+    """``settings``, when all are adaptation settings of ``algorithm``; else ValueError."""
+    allowed = [k for k in ADAPTATION_SETTINGS if own_settings(algorithm, {k: 0})]
+    if fixed := sorted(set(settings) - set(allowed)):
         raise ValueError(
-            f"{', '.join(fixed)}: fixed by meta-training; adaptation takes "
-            f"{', '.join(k for k in ADAPTATION_SETTINGS if own_settings(algorithm, {k: 0}))}"
+            f"{', '.join(fixed)}: fixed by meta-training; adaptation takes {', '.join(allowed)}"
         )
     return settings
