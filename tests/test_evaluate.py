@@ -127,6 +127,15 @@ def test_unknown_region_is_refused(cli, world, tmp_path):
     assert res.exit_code == 2 and "atlantis" in res.stderr
 
 
+def test_a_setting_no_chosen_learner_has_is_refused(cli, world, tmp_path):
+    out = tmp_path / "e"
+    res = cli("evaluate", "--catalog", world, "--out", out, "--learner", "protonet",
+              "--set", "head_init=prototypes")  # fmt: skip
+    assert res.exit_code == 2
+    assert "'head_init' is no setting of protonet" in " ".join(res.stderr.replace("│", " ").split())
+    assert not out.exists()
+
+
 def test_a_rerun_reuses_finished_models_and_retrains_changed_ones(cli, world, tmp_path):
     """An interrupted or repeated evaluation resumes after its last finished model; a model
     trained with other settings is trained again."""

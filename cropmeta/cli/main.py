@@ -390,20 +390,11 @@ def learners_() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from cropmeta.learners.registry import LEARNERS
+    from cropmeta.learners.registry import describe_settings
 
-    rows: dict[str, dict] = {}  # setting → default → learners, and its description
-    for name, (_, cfg) in LEARNERS.items():
-        for key, field in cfg.model_fields.items():
-            if key != "name":
-                default = field.get_default(call_default_factory=True)
-                shown = "(nested)" if hasattr(default, "model_fields") else repr(default)
-                row = rows.setdefault(key, {"defaults": {}, "help": field.description or ""})
-                row["defaults"].setdefault(shown, []).append(name)
     table = Table("setting", "default (learners)", "what it does")
-    for key, row in rows.items():
-        defaults = "; ".join(f"{d} ({', '.join(names)})" for d, names in row["defaults"].items())
-        table.add_row(key, defaults, row["help"])
+    for row in describe_settings():
+        table.add_row(*row)
     Console().print(table)  # a listing: standard output
 
 

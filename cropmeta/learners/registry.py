@@ -94,3 +94,21 @@ def check_adaptation(algorithm: str, settings: dict) -> dict:
             f"{', '.join(fixed)}: fixed by meta-training; adaptation takes {', '.join(allowed)}"
         )
     return settings
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """Every learner setting: (name, its defaults with the learners that have them, what it
+    does), in registry order — what `cropmeta learners` prints."""
+    rows: dict[str, tuple[dict[str, list[str]], str]] = {}
+    for name, (_, cfg) in LEARNERS.items():
+        for key, field in cfg.model_fields.items():
+            if key == "name":
+                continue
+            default = field.get_default(call_default_factory=True)
+            shown = "(nested)" if isinstance(default, BaseModel) else repr(default)
+            defaults, _ = rows.setdefault(key, ({}, field.description or ""))
+            defaults.setdefault(shown, []).append(name)
+    return [
+        (key, "; ".join(f"{d} ({', '.join(names)})" for d, names in defaults.items()), text)
+        for key, (defaults, text) in rows.items()
+    ]
