@@ -11,9 +11,10 @@ Hyper-parameters are chosen per target on meta-validation tasks from its source 
 (nested leave-one-domain-out): a learner meta-trained on two source domains adapts to the third
 with k = 5 (``--val-draws`` draws) and the setting with the best mean macro-F1 there is kept —
 tasks per episode (n_way 3 or 5; the domains have 6 classes), the starting encoder (``init``:
-random, or the supervised source classifier's — Meta-Baseline, Chen et al., 2021, ICCV) and,
-for learners that adapt by gradient steps at a set rate, the adaptation (20 or 100 steps at 1×
-or 3× the default rate).
+random, or the supervised source classifier's — Meta-Baseline, Chen et al., 2021, ICCV), the
+meta-training tasks' simulated regions (``--augments``: off, ± 45 days, ± half a year;
+cropmeta.tasks.augment) and, for learners that adapt by gradient steps at a set rate, the
+adaptation (20 or 100 steps at 1× or 3× the default rate).
 The meta-learner reported as "selected" for a target is the one with the best validation
 macro-F1; the target's query series are never used for any choice. Meta-training iterations
 are a fixed compute budget (``--iterations``), not tuned.
@@ -43,6 +44,7 @@ from cropmeta.catalog import CATALOG_DIR
 from cropmeta.ingest.preprocess import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.learners.registry import LEARNERS, build_learner
+from cropmeta.tasks.augment import TaskAugmentation
 
 # short name → (catalog region, the gee README's reference letter)
 DOMAINS = {
@@ -62,6 +64,13 @@ BASELINES = ("from_scratch", "random_forest", "transfer_head", "transfer_all", "
 TWO_PAIRS = [("EU11", "SA11"), ("NA11", "EU03")]
 N_WAYS = (3, 5)
 INITS = ("random", "pretrained")  # MetaTrainConfig.init: the meta-model's starting encoder
+# Simulated regions in meta-training (MetaTrainConfig.augment, cropmeta.tasks.augment): off; the
+# phenology of another climate (± 45 days, bands ± 10 %); either hemisphere (± half a year).
+AUGMENTS = {
+    "off": TaskAugmentation(),
+    "shift45": TaskAugmentation(shift_days=45, gain=0.1, offset=0.1),
+    "shift183": TaskAugmentation(shift_days=183, gain=0.2, offset=0.2),
+}
 # Adaptation settings of learners that adapt by gradient steps at a set rate: (steps, rate as a
 # multiple of the learner's default rate for its default steps). (20, 1) is the default: a path
 # as long as in meta-training; the others walk 3×, 5× and 15× as far.
@@ -81,11 +90,19 @@ def prepare(out: Path) -> dict[str, Path]:
 
 
 def train(
-    out: Path, algorithm: str, sources: list[str], paths: dict, n_way: int, init: str, args
+    out: Path,
+    algorithm: str,
+    sources: list[str],
+    paths: dict,
+    n_way: int,
+    init: str,
+    args,
+    augment: str = "off",
 ) -> Path | str:
     """A meta-trained bundle (cached), or the error that stopped it."""
     name = f"{algorithm}-{'+'.join(sources)}-{n_way}way-{args.iterations}"
-    model = out / "models" / (name if init == "random" else f"{name}-{init}")
+    name += "" if init == "random" else f"-{init}"
+    model = out / "models" / (name if augment == "off" else f"{name}-{augment}")
     if (model / "config.json").is_file():
         return model
     cfg = MetaTrainConfig(
@@ -97,6 +114,7 @@ def train(
         val_every=25,
         baselines=True,
         init=init,
+        augment=AUGMENTS[augment],
     )
     try:
         return meta_train([paths[s] for s in sources], model, cfg, seed=0)
@@ -149,11 +167,12 @@ def select(args, out: Path, paths: dict, learners: list[str]) -> dict:
     for pair in pairs:
         others = [d for d in DOMAINS if d not in pair]
         scored_baselines = False
-        for algorithm, n_way, init in itertools.product(learners, N_WAYS, INITS):
-            model = train(out, algorithm, list(pair), paths, n_way, init, args)
+        grid = itertools.product(learners, N_WAYS, INITS, args.augments)
+        for algorithm, n_way, init, augment in grid:
+            model = train(out, algorithm, list(pair), paths, n_way, init, args, augment)
             for val, target in ((others[0], others[1]), (others[1], others[0])):
                 rec = {"target": target, "val": val, "pair": list(pair), "learner": algorithm}
-                rec |= {"n_way": n_way, "init": init}
+                rec |= {"n_way": n_way, "init": init, "augment": augment}
                 if isinstance(model, str):
                     records.append(rec | {"adapt": ADAPT_GRID[0], "error": model})
                     continue
@@ -170,12 +189,15 @@ def select(args, out: Path, paths: dict, learners: list[str]) -> dict:
                         scores = {m: v for m, v in scores.items() if m not in BASELINES}
                     records.append(rec | {"adapt": adapt, "scores": scores})
             scored_baselines = scored_baselines or not isinstance(model, str)
-            log.info("%s %s %d-way %s: %.0f s", algorithm, pair, n_way, init, _since(start))
+            log.info(
+                "%s %s %d-way %s %s: %.0f s", algorithm, pair, n_way, init, augment, _since(start)
+            )
     return {"records": records, "seconds": round(_since(start), 1), "args": _jsonable(args)}
 
 
 def _key(record: dict) -> tuple:
-    """A validation record's setting; records written before ``init`` existed are "random"."""
+    """A validation record's setting; records written before ``init`` / ``augment`` existed are
+    "random" / "off"."""
     return (
         record["target"],
         record["val"],
@@ -184,6 +206,7 @@ def _key(record: dict) -> tuple:
         record["n_way"],
         record.get("init", "random"),
         tuple(record["adapt"]),
+        record.get("augment", "off"),
     )
 
 
@@ -220,14 +243,21 @@ def choices(selection: dict, target: str, learners: list[str]) -> dict:
         ]
         by_setting: dict[tuple, list[float]] = {}
         for r in rows:
-            setting = (r["n_way"], r.get("init", "random"), tuple(r["adapt"]))
+            setting = (
+                r["n_way"],
+                r.get("init", "random"),
+                tuple(r["adapt"]),
+                r.get("augment", "off"),
+            )
             by_setting.setdefault(setting, []).append(r["scores"][algorithm]["macro_f1"])
         if by_setting:
-            (n_way, init, adapt), f1 = max(by_setting.items(), key=lambda kv: np.mean(kv[1]))
+            best, f1 = max(by_setting.items(), key=lambda kv: np.mean(kv[1]))
+            n_way, init, adapt, augment = best
             chosen[algorithm] = {
                 "n_way": n_way,
                 "init": init,
                 "adapt": adapt,
+                "augment": augment,
                 "val_f1": float(np.mean(f1)),
             }
     return chosen
@@ -255,8 +285,8 @@ def evaluate(args, out: Path, paths: dict, learners: list[str], selection: dict)
         fold = {"chosen": chosen, "methods": {}, "errors": {}}
         seeds = range(args.seeds)
         for algorithm, setting in chosen.items():
-            init = setting.get("init", "random")
-            model = train(out, algorithm, sources, paths, setting["n_way"], init, args)
+            init, augment = setting.get("init", "random"), setting.get("augment", "off")
+            model = train(out, algorithm, sources, paths, setting["n_way"], init, args, augment)
             if isinstance(model, str):
                 fold["errors"][algorithm] = model
                 continue
@@ -319,7 +349,8 @@ def markdown(results: dict) -> str:
             setting = fold["chosen"].get(method)
             note = (
                 f"{setting['n_way']}-way, {setting.get('init', 'random')} init, "
-                f"{setting['adapt'][0]} steps × {setting['adapt'][1]:g} "
+                f"{setting['adapt'][0]} steps × {setting['adapt'][1]:g}, "
+                f"tasks {setting.get('augment', 'off')} "
                 f"({setting['val_f1']:.3f})"
                 if setting
                 else f"default ({fold['baseline_val_f1'].get(method, float('nan')):.3f})"
@@ -417,6 +448,13 @@ def main() -> None:
         "one validation domain, 'all' three (3x the time)",
     )
     parser.add_argument("--learners", nargs="*", default=list(LEARNERS))
+    parser.add_argument(
+        "--augments",
+        nargs="*",
+        choices=list(AUGMENTS),
+        default=list(AUGMENTS),
+        help="task augmentations (simulated regions) in the validation grid",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

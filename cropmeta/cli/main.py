@@ -248,6 +248,35 @@ Settings = Annotated[
 ]
 
 
+# simulated regions in meta-training (cropmeta.tasks.augment.TaskAugmentation)
+ShiftDays = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        max=183,
+        help="Simulated regions: shift each meta-training task's phenology by up to ± this "
+        "many days (0: off).",
+    ),
+]
+Gain = Annotated[
+    float,
+    typer.Option(
+        min=0, max=0.99, help="Simulated regions: scale each task's bands by 1 ± up to this."
+    ),
+]
+Offset = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="Simulated regions: move each task's bands by up to ± this (source std. devs).",
+    ),
+]
+
+
+def _augment(shift_days: int, gain: float, offset: float) -> dict:
+    return {"shift_days": shift_days, "gain": gain, "offset": offset}
+
+
 def _learner_settings(algorithms: list[str], pairs: list[str] | None) -> dict:
     from cropmeta.learners.registry import learner_settings
 
@@ -304,6 +333,9 @@ def meta_train(
             "(the transfer baselines' classifier; Meta-Baseline)."
         ),
     ] = "random",
+    task_shift_days: ShiftDays = 0,
+    task_gain: Gain = 0.0,
+    task_offset: Offset = 0.0,
     settings: Settings = None,
     seed: Seed = 0,
 ) -> None:
@@ -329,6 +361,7 @@ def meta_train(
         val_every=val_every,
         patience=patience,
         init=Init(init).value,
+        augment=_augment(task_shift_days, task_gain, task_offset),
     )
     run = RunOptions(
         device=device,
@@ -533,6 +566,9 @@ def evaluate(
     task_ways: Annotated[int, typer.Option(help="Meta-training classes per task.")] = 5,
     task_shots: Annotated[int, typer.Option(help="Meta-training support per class.")] = 5,
     task_queries: Annotated[int, typer.Option(help="Meta-training queries per class.")] = 10,
+    task_shift_days: ShiftDays = 0,
+    task_gain: Gain = 0.0,
+    task_offset: Offset = 0.0,
     settings: Settings = None,
     seed: Seed = 0,
 ) -> None:
@@ -562,6 +598,7 @@ def evaluate(
             n_way=task_ways,
             k_shot=task_shots,
             q_query=task_queries,
+            augment=_augment(task_shift_days, task_gain, task_offset),
         ),
     )
     with progress_bar("evaluate") as bar:

@@ -18,7 +18,6 @@ few-shot land cover classification" (CVPR EarthVision), and Tseng et al. (2021),
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from scipy import stats
 
 from cropmeta.adapt.adapt import adapt_region
@@ -118,6 +117,13 @@ def _regions(catalog: Path, names: set[str], out: Path, progress: Progress | Non
     return paths
 
 
+def _recorded_config(history: dict) -> MetaTrainConfig | None:
+    try:
+        return MetaTrainConfig.model_validate(history.get("config"))
+    except ValidationError:
+        return None
+
+
 def finished_model(
     path: Path, cfg: MetaTrainConfig, sources: tuple[str, ...], seed: int
 ) -> dict | None:
@@ -125,7 +131,8 @@ def finished_model(
     meta-trained with the same settings, seed and sources — or None (train it).
 
     Bundles are written whole or not at all, so an interrupted evaluation resumes after its
-    last finished model; its meta-training seconds are those of the first run.
+    last finished model; its meta-training seconds are those of the first run. Settings are
+    compared as configs, so a setting added to cropmeta since (at its default) still matches.
     """
     try:
         bundle = load_config(path)
@@ -135,7 +142,7 @@ def finished_model(
     same = (
         bundle.kind == "meta"
         and bundle.seed == seed
-        and history.get("config") == json.loads(cfg.model_dump_json())
+        and _recorded_config(history) == cfg
         and history.get("regions") == list(sources)
         and (not cfg.baselines or "transfer" in history)
     )

@@ -22,6 +22,7 @@ from cropmeta.learners.registry import build_learner
 from cropmeta.learners.schedule import Schedule, build_scheduler
 from cropmeta.models.bundle import BundleConfig, build_model, save_bundle
 from cropmeta.models.encoders import EncoderConfig
+from cropmeta.tasks.augment import RegionEffects, TaskAugmentation
 from cropmeta.tasks.episodes import EpisodeSampler, LabelledSet, TaskBatch
 from cropmeta.tasks.task_info import region_info
 
@@ -59,6 +60,11 @@ class MetaTrainConfig(BaseModel):
         True,
         description="also pre-train a source classifier on the same training split and store "
         "it in the bundle, for adapt's transfer and source-only baselines",
+    )
+    augment: TaskAugmentation = Field(
+        default_factory=TaskAugmentation,
+        description="simulated regions: per-task phenology shift and band gain / offset of the "
+        "meta-training tasks (cropmeta.tasks.augment); validation tasks stay as drawn",
     )
     init: Literal["random", "pretrained"] = Field(
         "random",
@@ -151,8 +157,11 @@ def meta_train(
             for r, h, info in zip(data, held, infos, strict=True)
         ]
 
+    effects = RegionEffects(cfg.augment, data[0].preparation.grid) if cfg.augment.active else None
     try:
-        train = EpisodeSampler(labelled(np.logical_not), cfg.n_way, cfg.k_shot, cfg.q_query, seed)
+        train = EpisodeSampler(
+            labelled(np.logical_not), cfg.n_way, cfg.k_shot, cfg.q_query, seed, effects
+        )
     except ValueError as exc:
         raise InputError(paths[0], str(exc)) from None
     val_batch = validation_tasks(labelled(lambda h: h), cfg, seed + 1)

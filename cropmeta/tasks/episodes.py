@@ -9,10 +9,15 @@ location, :mod:`cropmeta.tasks.task_info`); tasks then carry it too, for task-in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+#: Region effects drawn per task and applied alike to its support and query series
+#: (:class:`cropmeta.tasks.augment.RegionEffects`).
+TaskTransform = Callable[..., tuple[np.ndarray, ...]]
 
 
 @dataclass
@@ -37,12 +42,23 @@ class LabelledSet:
 
 
 class EpisodeSampler:
-    """Draws n-way k-shot tasks across regions; deterministic for a given ``seed``."""
+    """Draws n-way k-shot tasks across regions; deterministic for a given ``seed``.
+
+    ``transform``, if given, is called as ``transform(rng, x_s, x_q)`` on every task drawn, with
+    the sampler's generator, so augmented tasks stay reproducible and resumable.
+    """
 
     def __init__(
-        self, regions: list[LabelledSet], n_way: int, k_shot: int, q_query: int, seed: int
+        self,
+        regions: list[LabelledSet],
+        n_way: int,
+        k_shot: int,
+        q_query: int,
+        seed: int,
+        transform: TaskTransform | None = None,
     ) -> None:
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
+        self.transform = transform
         self.rng = np.random.default_rng(seed)
         self.pools: list[tuple[LabelledSet, dict[int, np.ndarray]]] = []
         for region in regions:
@@ -70,7 +86,10 @@ class EpisodeSampler:
         s, q = np.concatenate(support), np.concatenate(query)
         y_s = np.repeat(np.arange(self.n_way), self.k_shot)
         y_q = np.repeat(np.arange(self.n_way), self.q_query)
-        return region.x[s], y_s, region.x[q], y_q, region.info
+        x_s, x_q = region.x[s], region.x[q]
+        if self.transform is not None:
+            x_s, x_q = self.transform(self.rng, x_s, x_q)
+        return x_s, y_s, x_q, y_q, region.info
 
     def sample(self, n_tasks: int) -> TaskBatch:
         parts = [self.sample_task() for _ in range(n_tasks)]
