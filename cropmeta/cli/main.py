@@ -273,6 +273,16 @@ Offset = Annotated[
 ]
 
 
+ValRegions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--val-region",
+        help="A source region held out whole for the meta-validation tasks (repeatable; "
+        "default: a share of every source's samples).",
+    ),
+]
+
+
 def _augment(shift_days: int, gain: float, offset: float) -> dict:
     return {"shift_days": shift_days, "gain": gain, "offset": offset}
 
@@ -336,6 +346,7 @@ def meta_train(
     task_shift_days: ShiftDays = 0,
     task_gain: Gain = 0.0,
     task_offset: Offset = 0.0,
+    val_region: ValRegions = None,
     settings: Settings = None,
     seed: Seed = 0,
 ) -> None:
@@ -362,6 +373,7 @@ def meta_train(
         patience=patience,
         init=Init(init).value,
         augment=_augment(task_shift_days, task_gain, task_offset),
+        val_regions=val_region or [],
     )
     run = RunOptions(
         device=device,
@@ -569,6 +581,7 @@ def evaluate(
     task_shift_days: ShiftDays = 0,
     task_gain: Gain = 0.0,
     task_offset: Offset = 0.0,
+    val_region: ValRegions = None,
     settings: Settings = None,
     seed: Seed = 0,
 ) -> None:
@@ -599,6 +612,7 @@ def evaluate(
             k_shot=task_shots,
             q_query=task_queries,
             augment=_augment(task_shift_days, task_gain, task_offset),
+            val_regions=val_region or [],
         ),
     )
     with progress_bar("evaluate") as bar:

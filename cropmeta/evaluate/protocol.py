@@ -76,6 +76,14 @@ def plan_folds(catalog_path: str | Path, cfg: EvaluationConfig) -> list[Fold]:
         folds = [Fold(t, tuple(s for s in sources if s != t)) for t in targets]
     if not folds or any(not f.sources for f in folds):
         raise InputError(catalog_path, "no fold has both a held-out region and source regions")
+    for fold in folds:  # validation regions must be sources, with one left to train, everywhere
+        val = set(cfg.meta.val_regions)
+        if val - set(fold.sources) or set(fold.sources) <= val:
+            raise InputError(
+                catalog_path,
+                f"validation regions {sorted(val)} must be sources of every fold, with one "
+                f"left to train (target {fold.target}: sources {list(fold.sources)})",
+            )
     return folds
 
 

@@ -45,6 +45,11 @@ class MetaTrainConfig(BaseModel):
     iterations: int = Field(300, ge=1)
     meta_lr: float = Field(1e-3, gt=0)
     val_share: float = Field(0.2, ge=0.05, le=0.5, description="source samples held out")
+    val_regions: list[str] = Field(
+        default_factory=list,
+        description="source regions held out whole for the validation tasks (the others then "
+        "train on all their samples); empty: val_share of every source region",
+    )
     val_every: int = Field(50, ge=1)
     val_tasks: int = Field(16, ge=1)
     patience: int | None = Field(
@@ -89,6 +94,22 @@ def _split(codes: np.ndarray, share: float, rng: np.random.Generator) -> np.ndar
         idx = rng.permutation(np.flatnonzero(codes == c))
         held[idx[: int(round(share * len(idx)))]] = True
     return held
+
+
+def _held_out(
+    data: list[RegionArrays], paths: list[Path], cfg: MetaTrainConfig, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Per region, the mask of its samples held out for validation: whole regions when
+    ``val_regions`` names some (tasks from held-out regions score transfer to a new region),
+    else a stratified ``val_share`` of every region (held-out fields of known regions)."""
+    if not cfg.val_regions:
+        return [_split(r.codes, cfg.val_share, rng) for r in data]
+    names = [r.name for r in data]
+    if unknown := sorted(set(cfg.val_regions) - set(names)):
+        raise InputError(paths[0], f"validation region {unknown[0]!r} is not a source ({names})")
+    if set(names) <= set(cfg.val_regions):
+        raise InputError(paths[0], "every source is a validation region: none is left to train")
+    return [np.full(len(r.codes), r.name in cfg.val_regions) for r in data]
 
 
 def _pretrain(
@@ -146,7 +167,7 @@ def meta_train(
     check_compatible(data, paths)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    held = [_split(r.codes, cfg.val_share, rng) for r in data]
+    held = _held_out(data, paths, cfg, rng)
     normaliser = Normaliser.fit(np.concatenate([r.x[~h] for r, h in zip(data, held, strict=True)]))
 
     infos = [region_info(p) for p in paths]  # task information (location), for TIML
