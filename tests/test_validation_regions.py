@@ -9,6 +9,7 @@ from checks import assert_one_line_error
 
 from cropmeta.evaluate.protocol import EvaluationConfig, plan_folds
 from cropmeta.learners import meta_train as mt
+from cropmeta.models.bundle import load_config
 
 TINY = dict(iterations=2, n_way=2, k_shot=1, q_query=2, meta_batch=2, val_every=1, val_tasks=2)
 
@@ -68,3 +69,15 @@ def test_evaluate_cli_validation_region(cli, world, tmp_path):
     res = cli("evaluate", "--catalog", world, "--out", out, "--val-region", "poltava")
     assert res.exit_code == 2 and "must be sources of every fold" in res.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "protonet", "matching", "relation", "snail"])
+def test_small_held_out_classes_validate_with_fewer_ways(sources, tmp_path, caplog, algorithm):
+    """When the held-out samples cannot fill tasks of the training shape, validation tasks
+    have fewer classes (and every learner scores them) instead of no validation at all."""
+    cfg = mt.MetaTrainConfig(algorithm=algorithm, **{**TINY, "n_way": 4, "k_shot": 3, "q_query": 2})
+    with caplog.at_level("WARNING", logger="cropmeta.learners.meta_train"):
+        model = mt.meta_train(list(sources.values()), tmp_path / "m", cfg, seed=0)
+    assert "-way validation tasks only" in caplog.text
+    history = load_config(model).history
+    assert len(history["val_acc"]) == 2 and all(0 <= a <= 1 for a in history["val_acc"])

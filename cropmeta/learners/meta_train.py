@@ -128,13 +128,18 @@ def _pretrain(
 
 def validation_tasks(held: list[LabelledSet], cfg: MetaTrainConfig, seed: int) -> TaskBatch | None:
     """Fixed validation tasks from the held-out samples: the training tasks' shape, with as many
-    queries per class (up to 5) as the held-out classes allow, so small regions (gee-tsda: ~10
-    held-out series a class) still validate. None, with a warning, when not even one fits."""
-    for q in range(max(1, min(cfg.q_query, 5)), 0, -1):
+    queries per class (up to 5) and then as many classes (down to 2) as the held-out classes
+    allow, so small regions (gee-tsda: 2-38 held-out series a class) still validate. None, with
+    a warning, when not even a 2-way task with one query fits."""
+    queries = range(max(1, min(cfg.q_query, 5)), 0, -1)
+    for n_way, q in ((n, q) for n in range(cfg.n_way, 1, -1) for q in queries):
         try:
-            return EpisodeSampler(held, cfg.n_way, cfg.k_shot, q, seed).sample(cfg.val_tasks)
+            tasks = EpisodeSampler(held, n_way, cfg.k_shot, q, seed).sample(cfg.val_tasks)
         except ValueError:
             continue
+        if n_way < cfg.n_way:
+            log.warning("held-out source samples fill %d-way validation tasks only", n_way)
+        return tasks
     log.warning(
         "too few held-out source samples for validation tasks: keeping the last "
         "weights instead of the best-validated ones"
