@@ -116,3 +116,28 @@ def test_meta_train_cli_takes_the_augmentation(cli, regions, catalog, tmp_path):
     bad = cli(*args[:-4], "--task-shift-days", "400", "--out", tmp_path / "bad")
     assert bad.exit_code == 2 and "--task-shift-days" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_evaluate_takes_the_augmentation(cli, world, tmp_path):
+    out = tmp_path / "e"
+    res = cli("evaluate", "--catalog", world, "--out", out, "--task-gain", "1.5")
+    assert res.exit_code == 2 and "--task-gain" in res.output and not out.exists()
+
+
+def test_evaluate_passes_the_augmentation_and_validation_regions_on(cli, world, tmp_path):
+    import cropmeta.evaluate.evaluation as evaluation
+
+    seen = {}
+
+    def capture(catalog, out, cfg, seed, progress):
+        seen["meta"] = cfg.meta
+        return out / "report.md"
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "evaluate_catalog", capture)
+        res = cli("evaluate", "--catalog", world, "--out", tmp_path / "e",
+                  "--task-shift-days", "45", "--task-gain", "0.1", "--task-offset", "0.2",
+                  "--val-region", "beauce")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert seen["meta"].augment == TaskAugmentation(shift_days=45, gain=0.1, offset=0.2)
+    assert seen["meta"].val_regions == ["beauce"]
