@@ -58,6 +58,17 @@ def test_summary_has_means_and_confidence_intervals(evaluation):
         assert all(v["seconds"] > 0 and v["history"]["iteration"] for v in by_learner.values())
 
 
+def test_the_report_says_how_the_meta_learners_were_trained():
+    from cropmeta.evaluate.outputs import meta_training_line
+    from cropmeta.learners.meta_train import MetaTrainConfig
+
+    meta = MetaTrainConfig(val_regions=["mazovia"], augment={"shift_days": 45, "gain": 0.1})
+    line = meta_training_line(meta.model_dump())
+    assert "5-way 5-shot tasks with 10 queries per class, 300 iterations" in line
+    assert "held-out source region(s) mazovia" in line
+    assert "±45 days of phenology shift, band gain ±0.1, offset ±0 per task" in line
+
+
 def test_report_and_figures(evaluation, catalog):
     out, _ = evaluation
     report = (out / "report.md").read_text()
@@ -69,6 +80,8 @@ def test_report_and_figures(evaluation, catalog):
     assert "confidence intervals overlap" in report or "clearly better" in report
     assert "Chosen without the target's labels" in report or "No learner has meta-valid" in report
     assert "suggested vs random" in report
+    assert "validation tasks from a 20% share of every source region's samples" in report
+    assert "simulated regions (task augmentation): off." in report
     for heading in ("Task variability", "adaptation gain", "meta-overfitting", "Meta-underfitting"):
         assert heading in report
 

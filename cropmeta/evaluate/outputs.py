@@ -128,6 +128,26 @@ def _fold_section(results: dict, target: str, figures: Path) -> list[str]:
     return [*lines, ""]
 
 
+def meta_training_line(meta: dict) -> str:
+    """How the meta-learners were trained: task shape, validation tasks, simulated regions."""
+    if meta.get("val_regions"):
+        val = f"tasks from the held-out source region(s) {', '.join(meta['val_regions'])}"
+    else:
+        val = f"tasks from a {meta['val_share']:.0%} share of every source region's samples"
+    aug = meta.get("augment") or {}
+    sim = (
+        f"±{aug['shift_days']} days of phenology shift, band gain ±{aug['gain']:g}, offset "
+        f"±{aug['offset']:g} per task"
+        if any(aug.values())
+        else "off"
+    )
+    return (
+        f"Meta-training: {meta['n_way']}-way {meta['k_shot']}-shot tasks with {meta['q_query']} "
+        f"queries per class, {meta['iterations']} iterations; validation {val}; simulated "
+        f"regions (task augmentation): {sim}."
+    )
+
+
 def write_report(results: dict, out: str | Path, sections: list[Section] | None = None) -> Path:
     """Write ``results.json``, ``report.md``, ``report.html`` and ``figures/*.png`` into ``out``.
 
@@ -148,6 +168,8 @@ def write_report(results: dict, out: str | Path, sections: list[Section] | None 
         f"{'leave-one-region-out' if cfg['loro'] else 'the catalog split'}. The held-out region "
         "is never used for meta-training, model selection or normalisation. Bold: meta-learners; "
         "the others are baselines fitted on the same support samples.",
+        "",
+        meta_training_line(cfg["meta"]),
         "",
     ]
     for fold in results["folds"]:
