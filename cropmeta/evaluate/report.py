@@ -89,8 +89,9 @@ def recommendation(summary: dict, learners: list[str], k: int) -> str:
 
 def validation_choice(summary: dict, training: dict, learners: list[str], k: int) -> str:
     """The learner a user would pick without any target label — the best meta-validation
-    accuracy (held-out samples of the sources) — and how it fares at K against the best
-    baseline in both metrics: the honest counterpart of picking on the target's scores."""
+    accuracy (tasks from held-out samples, or held-out regions, of the sources) — and how it
+    fares at K against the best baseline in both metrics: the honest counterpart of picking on
+    the target's scores."""
     at_k = {m: by_k[str(k)] for m, by_k in summary.items() if str(k) in by_k}
     scored = {
         m: training[m]["history"].get("best_val_acc", -1.0)
