@@ -137,7 +137,30 @@ def test_evaluate_passes_the_augmentation_and_validation_regions_on(cli, world, 
         mp.setattr(evaluation, "evaluate_catalog", capture)
         res = cli("evaluate", "--catalog", world, "--out", tmp_path / "e",
                   "--task-shift-days", "45", "--task-gain", "0.1", "--task-offset", "0.2",
-                  "--val-region", "beauce")  # fmt: skip
+                  "--val-region", "beauce", "--augment-baselines")  # fmt: skip
     assert res.exit_code == 0, res.output
     assert seen["meta"].augment == TaskAugmentation(shift_days=45, gain=0.1, offset=0.2)
     assert seen["meta"].val_regions == ["beauce"]
+    assert seen["meta"].augment_baselines
+
+
+def test_augmenting_the_baselines_changes_only_their_source_classifier(regions, catalog, tmp_path):
+    """`augment_baselines` pre-trains the transfer classifier on simulated regions: its tensors
+    change, reproducibly, while the meta-learner's stay those of the same augmented run."""
+    from safetensors.torch import load_file
+
+    from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
+
+    srcs = [regions[r.name] for r in catalog.sources()]
+    aug = TaskAugmentation(shift_days=30, gain=0.1, offset=0.1)
+    cfg = MetaTrainConfig(iterations=2, n_way=3, k_shot=2, q_query=3, val_every=2, val_tasks=2,
+                          algorithm="protonet", augment=aug)  # fmt: skip
+    both = cfg.model_copy(update={"augment_baselines": True})
+    a, b, c = (
+        load_file(str(meta_train(srcs, tmp_path / name, c, seed=1) / "model.safetensors"))
+        for name, c in (("a", cfg), ("b", both), ("c", both))
+    )
+    part = [k for k in a if k.startswith("transfer.")]
+    assert part and all(torch.equal(b[k], c[k]) for k in b)  # deterministic
+    assert not all(torch.equal(a[k], b[k]) for k in part)
+    assert all(torch.equal(a[k], b[k]) for k in a if k not in part)

@@ -33,6 +33,7 @@ from cropmeta.models.bundle import BundleConfig, load_part
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.models.fit import fit_on_shots
+from cropmeta.tasks.augment import RegionEffects
 from cropmeta.tasks.episodes import LabelledSet
 
 PART = "transfer"  # prefix of the pre-trained classifier's tensors in a meta-model bundle
@@ -74,18 +75,22 @@ def pretrain(
     encoder: EncoderConfig,
     seed: int,
     cfg: PretrainConfig | None = None,
+    effects: RegionEffects | None = None,
 ) -> Pretrained:
     """Train a classifier over the union of the sources' codes on every training sample.
 
     The weights with the lowest loss on ``val`` (held-out source samples of known classes) are
     kept. Runs under its own seeded RNG, so it is the same whatever learner is meta-trained
-    beside it and leaves the caller's random state untouched.
+    beside it and leaves the caller's random state untouched. ``effects`` (simulated regions,
+    :mod:`cropmeta.tasks.augment`) moves every training sample by its own draw, the supervised
+    counterpart of the meta-learners' augmented tasks; validation samples stay as they are.
     """
     cfg = cfg or PretrainConfig()
     codes = sorted({int(c) for s in train for c in np.unique(s.codes)})
     x, y = _pool(train, codes)
     x_val, y_val = _pool(val, codes)
     start = time.perf_counter()
+    rng = np.random.default_rng(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = CropClassifier(x.shape[-1], x.shape[-2], encoder, len(codes))
@@ -95,7 +100,8 @@ def pretrain(
             model.train()
             for batch in torch.randperm(len(y)).split(cfg.batch_size):
                 opt.zero_grad()
-                F.cross_entropy(model(x[batch], doy), y[batch]).backward()
+                xb = x[batch] if effects is None else _simulated(effects, x[batch], rng)
+                F.cross_entropy(model(xb, doy), y[batch]).backward()
                 opt.step()
             if not len(y_val):
                 continue
@@ -115,6 +121,11 @@ def pretrain(
         "config": cfg.model_dump(),
     }
     return Pretrained(model.eval(), codes, history)
+
+
+def _simulated(effects: RegionEffects, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Each sample of ``x`` from its own simulated region."""
+    return torch.from_numpy(np.concatenate([effects(rng, s[None])[0] for s in x.numpy()]))
 
 
 def _pool(sets: list[LabelledSet], codes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

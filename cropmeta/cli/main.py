@@ -273,6 +273,13 @@ Offset = Annotated[
 ]
 
 
+AugmentBaselines = Annotated[
+    bool,
+    typer.Option(
+        help="Pre-train the transfer baselines' source classifier on simulated regions too "
+        "(each sample its own draw)."
+    ),
+]
 ValRegions = Annotated[
     list[str] | None,
     typer.Option(
@@ -346,6 +353,7 @@ def meta_train(
     task_shift_days: ShiftDays = 0,
     task_gain: Gain = 0.0,
     task_offset: Offset = 0.0,
+    augment_baselines: AugmentBaselines = False,
     val_region: ValRegions = None,
     settings: Settings = None,
     seed: Seed = 0,
@@ -373,6 +381,7 @@ def meta_train(
         patience=patience,
         init=Init(init).value,
         augment=_augment(task_shift_days, task_gain, task_offset),
+        augment_baselines=augment_baselines,
         val_regions=val_region or [],
     )
     run = RunOptions(
@@ -581,6 +590,7 @@ def evaluate(
     task_shift_days: ShiftDays = 0,
     task_gain: Gain = 0.0,
     task_offset: Offset = 0.0,
+    augment_baselines: AugmentBaselines = False,
     val_region: ValRegions = None,
     settings: Settings = None,
     seed: Seed = 0,
@@ -612,6 +622,7 @@ def evaluate(
             k_shot=task_shots,
             q_query=task_queries,
             augment=_augment(task_shift_days, task_gain, task_offset),
+            augment_baselines=augment_baselines,
             val_regions=val_region or [],
         ),
     )

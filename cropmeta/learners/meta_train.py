@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import RegionArrays
-from cropmeta.ingest.prepare import Normaliser, incompatibility
+from cropmeta.ingest.prepare import Normaliser, TemporalGrid, incompatibility
 from cropmeta.learners import distributed as dist
 from cropmeta.learners.checkpoint import Trainee, checkpoint_folder, restore
 from cropmeta.learners.loop import Progress, RunOptions, optimise
@@ -71,6 +71,11 @@ class MetaTrainConfig(BaseModel):
         description="simulated regions: per-task phenology shift and band gain / offset of the "
         "meta-training tasks (cropmeta.tasks.augment); validation tasks stay as drawn",
     )
+    augment_baselines: bool = Field(
+        False,
+        description="also pre-train the baselines' source classifier on simulated regions "
+        "(each training sample its own draw of ``augment``)",
+    )
     init: Literal["random", "pretrained"] = Field(
         "random",
         description="the meta-model's starting encoder: random, or the encoder of the source "
@@ -115,6 +120,7 @@ def _held_out(
 def _pretrain(
     labelled: Callable[[Callable[[np.ndarray], np.ndarray]], list[LabelledSet]],
     doy: torch.Tensor,
+    grid: TemporalGrid,
     cfg: MetaTrainConfig,
     seed: int,
 ) -> Pretrained:
@@ -123,7 +129,11 @@ def _pretrain(
     so calling it before or after meta-training leaves meta-training's random draws unchanged."""
     from cropmeta.adapt.transfer import pretrain
 
-    return pretrain(labelled(np.logical_not), labelled(lambda h: h), doy, cfg.encoder, seed)
+    effects = None
+    if cfg.augment_baselines and cfg.augment.active:
+        effects = RegionEffects(cfg.augment, grid)
+    train, val = labelled(np.logical_not), labelled(lambda h: h)
+    return pretrain(train, val, doy, cfg.encoder, seed, effects=effects)
 
 
 def validation_tasks(held: list[LabelledSet], cfg: MetaTrainConfig, seed: int) -> TaskBatch | None:
@@ -208,7 +218,7 @@ def meta_train(
     # the learner's own (a pre-trained head's rows are over the sources' codes, not task labels)
     pretrained = None
     if cfg.init == "pretrained":
-        pretrained = _pretrain(labelled, doy, cfg, seed)
+        pretrained = _pretrain(labelled, doy, prep.grid, cfg, seed)
         model.encoder.load_state_dict(pretrained.model.encoder.state_dict())
     # --- end of the init block
     learner.setup(model)
@@ -247,7 +257,8 @@ def meta_train(
     if cfg.baselines:
         from cropmeta.adapt.transfer import PART
 
-        pre = pretrained or _pretrain(labelled, doy, cfg, seed)  # one pre-training for both
+        # one pre-training for both
+        pre = pretrained or _pretrain(labelled, doy, prep.grid, cfg, seed)
         bundle.transfer_classes, bundle.history["transfer"] = pre.codes, pre.history
         parts = {PART: pre.model}
     elif pretrained is not None:
