@@ -85,3 +85,22 @@ def test_real_data_pipeline_without_shared_data_exits_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "shared/data/tiselac-ndvi not found" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_simulated_regions_study_on_the_tiny_world(tmp_path):
+    """Both runs, side by side, with the choice made on meta-validation over both."""
+    out = tmp_path / "study"
+    proc = run_pipeline("study-simulated-regions.sh", out, SCALE="tiny", **TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for run in ("off", "on"):
+        assert_report(out / run, {"poltava", "nebraska"})
+    config = json.loads((out / "on" / "results.json").read_text())["config"]["meta"]
+    assert config["augment"] == {"shift_days": 45, "gain": 0.1, "offset": 0.1}
+    study = (out / "study.md").read_text()
+    assert "**poltava**, K = 1" in study and "Chosen on meta-validation over both runs" in study
+    assert (out / "simulated-regions.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_simulated_regions_study_refuses_an_unknown_pipeline(tmp_path):
+    proc = run_pipeline("study-simulated-regions.sh", tmp_path / "s", "evaluate-atlantis.sh")
+    assert proc.returncode == 2 and "no pipeline" in proc.stderr
