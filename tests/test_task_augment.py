@@ -164,3 +164,15 @@ def test_augmenting_the_baselines_changes_only_their_source_classifier(regions, 
     assert part and all(torch.equal(b[k], c[k]) for k in b)  # deterministic
     assert not all(torch.equal(a[k], b[k]) for k in part)
     assert all(torch.equal(a[k], b[k]) for k in a if k not in part)
+
+
+def test_augmenting_the_baselines_needs_an_augmentation(cli, world, tmp_path):
+    from pydantic import ValidationError
+
+    from cropmeta.learners.meta_train import MetaTrainConfig
+
+    with pytest.raises(ValidationError, match="augment_baselines needs an active augment"):
+        MetaTrainConfig(augment_baselines=True)
+    out = tmp_path / "e"
+    res = cli("evaluate", "--catalog", world, "--out", out, "--augment-baselines")
+    assert res.exit_code == 2 and "--task-shift-days" in res.output and not out.exists()

@@ -290,8 +290,13 @@ ValRegions = Annotated[
 ]
 
 
-def _augment(shift_days: int, gain: float, offset: float) -> dict:
-    return {"shift_days": shift_days, "gain": gain, "offset": offset}
+def _augment(shift_days: int, gain: float, offset: float, baselines: bool) -> dict:
+    """MetaTrainConfig's simulated-region settings from the command line's options."""
+    if baselines and not (shift_days or gain or offset):
+        need = "needs --task-shift-days, --task-gain or --task-offset"
+        raise typer.BadParameter(need, param_hint="--augment-baselines")
+    augment = {"shift_days": shift_days, "gain": gain, "offset": offset}
+    return {"augment": augment, "augment_baselines": baselines}
 
 
 def _learner_settings(algorithms: list[str], pairs: list[str] | None) -> dict:
@@ -380,8 +385,7 @@ def meta_train(
         val_every=val_every,
         patience=patience,
         init=Init(init).value,
-        augment=_augment(task_shift_days, task_gain, task_offset),
-        augment_baselines=augment_baselines,
+        **_augment(task_shift_days, task_gain, task_offset, augment_baselines),
         val_regions=val_region or [],
     )
     run = RunOptions(
@@ -621,8 +625,7 @@ def evaluate(
             n_way=task_ways,
             k_shot=task_shots,
             q_query=task_queries,
-            augment=_augment(task_shift_days, task_gain, task_offset),
-            augment_baselines=augment_baselines,
+            **_augment(task_shift_days, task_gain, task_offset, augment_baselines),
             val_regions=val_region or [],
         ),
     )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import RegionArrays
@@ -82,6 +82,12 @@ class MetaTrainConfig(BaseModel):
         "classifier pre-trained with cross-entropy (Meta-Baseline, Chen et al., 2021, ICCV; "
         "Tian et al., 2020, ECCV) — the same one the baselines use, trained once",
     )
+
+    @model_validator(mode="after")
+    def _baselines_need_an_augmentation(self) -> MetaTrainConfig:
+        if self.augment_baselines and not self.augment.active:
+            raise ValueError("augment_baselines needs an active augment (shift, gain or offset)")
+        return self
 
 
 def check_compatible(regions: list[RegionArrays], paths: list[Path]) -> None:
