@@ -1,6 +1,6 @@
 """Simulated regions: task augmentation for meta-training from few source regions.
 
-Regions differ less in *which* crops they grow than in *when* and *how bright*: phenology runs
+Besides *which* crops they grow, regions differ in *when* and *how bright*: phenology runs
 weeks earlier or later with latitude, altitude and climate (half a year across the equator),
 and soils, sensors and atmospheric correction move the level and contrast of a band. With one
 or two source regions every meta-training task shares the sources' calendar, so a learner can
@@ -11,8 +11,8 @@ prototypes) must then read the timing from the support set.
 
 This is task augmentation in the sense of Ni et al. (2021, "Data augmentation for
 meta-learning", ICML) and Yao et al. (2022, "Meta-learning with fewer tasks through task
-interpolation", ICLR), who show that new *tasks*, not new samples, are what meta-learning
-from few tasks lacks; the shifts are the crop-calendar differences of
+interpolation", ICLR), who find that making new tasks helps learners meta-trained on few of
+them; the shifts are the crop-calendar differences of
 ``shared/design/crop-phenology.md``. Off by default; validation tasks are never augmented.
 """
 
