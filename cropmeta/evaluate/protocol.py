@@ -76,8 +76,8 @@ def plan_folds(catalog_path: str | Path, cfg: EvaluationConfig) -> list[Fold]:
         folds = [Fold(t, tuple(s for s in sources if s != t)) for t in targets]
     if not folds or any(not f.sources for f in folds):
         raise InputError(catalog_path, "no fold has both a held-out region and source regions")
+    val = set(cfg.meta.val_regions)
     for fold in folds:  # validation regions must be sources, with one left to train, everywhere
-        val = set(cfg.meta.val_regions)
         if val - set(fold.sources) or set(fold.sources) <= val:
             raise InputError(
                 catalog_path,

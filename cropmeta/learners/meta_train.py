@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import RegionArrays
-from cropmeta.ingest.prepare import Normaliser, TemporalGrid, incompatibility
+from cropmeta.ingest.prepare import Normaliser, incompatibility
 from cropmeta.learners import distributed as dist
 from cropmeta.learners.checkpoint import Trainee, checkpoint_folder, restore
 from cropmeta.learners.loop import Progress, RunOptions, optimise
@@ -126,19 +126,18 @@ def _held_out(
 def _pretrain(
     labelled: Callable[[Callable[[np.ndarray], np.ndarray]], list[LabelledSet]],
     doy: torch.Tensor,
-    grid: TemporalGrid,
+    effects: RegionEffects | None,
     cfg: MetaTrainConfig,
     seed: int,
 ) -> Pretrained:
     """The supervised source classifier (:func:`cropmeta.adapt.transfer.pretrain`) on the
     meta-training split, early-stopped on the held-out split. It runs under its own seeded RNG,
-    so calling it before or after meta-training leaves meta-training's random draws unchanged."""
+    so calling it before or after meta-training leaves meta-training's random draws unchanged.
+    ``effects`` (the meta-training tasks' simulated regions) apply with ``augment_baselines``."""
     from cropmeta.adapt.transfer import pretrain
 
-    effects = None
-    if cfg.augment_baselines and cfg.augment.active:
-        effects = RegionEffects(cfg.augment, grid)
     train, val = labelled(np.logical_not), labelled(lambda h: h)
+    effects = effects if cfg.augment_baselines else None
     return pretrain(train, val, doy, cfg.encoder, seed, effects=effects)
 
 
@@ -224,7 +223,7 @@ def meta_train(
     # the learner's own (a pre-trained head's rows are over the sources' codes, not task labels)
     pretrained = None
     if cfg.init == "pretrained":
-        pretrained = _pretrain(labelled, doy, prep.grid, cfg, seed)
+        pretrained = _pretrain(labelled, doy, effects, cfg, seed)
         model.encoder.load_state_dict(pretrained.model.encoder.state_dict())
     # --- end of the init block
     learner.setup(model)
@@ -264,7 +263,7 @@ def meta_train(
         from cropmeta.adapt.transfer import PART
 
         # one pre-training for both
-        pre = pretrained or _pretrain(labelled, doy, prep.grid, cfg, seed)
+        pre = pretrained or _pretrain(labelled, doy, effects, cfg, seed)
         bundle.transfer_classes, bundle.history["transfer"] = pre.codes, pre.history
         parts = {PART: pre.model}
     elif pretrained is not None:
