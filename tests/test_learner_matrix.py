@@ -1,5 +1,5 @@
 """Every learner with every encoder through `cropmeta meta-train` → `cropmeta adapt` → a model
-that predicts; and every learner on a real region dataset (gee-tsda), baselines alongside.
+that predicts, on the demo world and on a real region dataset (gee-tsda, baselines alongside).
 
 The runs are short (a couple of meta-iterations): this checks that each combination is wired
 end to end — configs, checkpoints, adaptation, the adapted bundle — not how well it learns
@@ -61,15 +61,19 @@ def gee(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("algorithm", sorted(LEARNERS))
-def test_every_learner_on_a_real_region_dataset(cli, gee, tmp_path, algorithm):
-    """gee-tsda Europe 2011 → North America 2011 at k = 5, every baseline on the same shots."""
+def test_every_learner_and_encoder_on_a_real_region_dataset(cli, gee, tmp_path, algorithm, encoder):
+    """gee-tsda Europe 2011 → North America 2011 at k = 5, every baseline on the same shots:
+    one NDVI band on the MODIS 16-day calendar, another calendar from the demo world's."""
     meta = tmp_path / "meta"
     res = cli(
         "meta-train", "--regions", gee["gee-europe-2011"], "--algorithm", algorithm,
-        "--out", meta, "--iterations", "3", "--ways", "4", "--shots", "3", "--queries", "3",
+        "--encoder", encoder, "--out", meta, "--iterations", "3", "--ways", "4", "--shots", "3",
+        "--queries", "3",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
+    assert load_config(meta).encoder.name == encoder
     res = cli(
         "adapt", "--model", meta, "--region", gee["gee-north-america-2011"], "--shots", "5",
         "--out", tmp_path / "adapted", "--json",

@@ -201,6 +201,10 @@ def _gradient_worker(rank: int, world: int, port: int, out: str) -> None:
             save_file(grads, out)
     finally:
         tdist.destroy_process_group()
+    # Leave without the interpreter's teardown: in about 1 run in 50, a gloo/TCP-store thread
+    # still joinable at exit aborts the process (SIGABRT, "terminate called without an active
+    # exception") after all the work above is done. An exception above still fails the test.
+    os._exit(0)
 
 
 def test_two_process_meta_gradient_equals_one_process(tmp_path):
