@@ -68,7 +68,7 @@ def step_cropmeta(model, batch, doy, options: dict | None = None):
 
 
 def step_plain(model, batch, doy):
-    from cropmeta.learners.base import expand_head
+    from cropmeta.learners.inner_loop import expand_head
 
     params, ways, tasks = dict(model.named_parameters()), int(batch.y_s.max()) + 1, len(batch.x_s)
     for t in range(tasks):

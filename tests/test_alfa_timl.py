@@ -276,7 +276,7 @@ def test_adaptation_keeps_the_iterate_with_the_lowest_support_loss(algorithm):
     (the guard that stops ALFA's learned negative late-step rates from undoing an adaptation)."""
     import torch.nn.functional as F
 
-    from cropmeta.learners.base import expand_head, inner_loop
+    from cropmeta.learners.inner_loop import expand_head, inner_loop
 
     model, batch = tiny_model(), random_batch(tasks=1)
     x, y = batch.x_s[0], batch.y_s[0]

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from cropmeta.learners.base import HEAD, expand_head
+from cropmeta.learners.inner_loop import HEAD, expand_head
 from cropmeta.learners.registry import LEARNERS, build_learner
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig

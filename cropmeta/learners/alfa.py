@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from cropmeta.learners.base import GradientConfig, GradientLearner, Params, Update
+from cropmeta.learners.base import GradientConfig, GradientLearner
+from cropmeta.learners.inner_loop import Params, Update
 from cropmeta.models.classifier import CropClassifier
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from cropmeta.learners.base import HEAD, GradientConfig, GradientLearner, Params
+from cropmeta.learners.base import GradientConfig, GradientLearner
+from cropmeta.learners.inner_loop import HEAD, Params
 
 
 class ANILConfig(GradientConfig):

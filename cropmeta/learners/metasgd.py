@@ -12,7 +12,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from cropmeta.learners.base import GradientConfig, GradientLearner, Params
+from cropmeta.learners.base import GradientConfig, GradientLearner
+from cropmeta.learners.inner_loop import Params
 from cropmeta.models.classifier import CropClassifier
 
 

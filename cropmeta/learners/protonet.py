@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch.func import functional_call
 
-from cropmeta.learners.base import Learner, accuracy, over_tasks
+from cropmeta.learners.base import Learner
+from cropmeta.learners.inner_loop import accuracy
+from cropmeta.learners.task_map import over_tasks
 from cropmeta.models.fit import fit_on_shots
 from cropmeta.models.heads import prototype_head
 

@@ -13,7 +13,9 @@ from typing import Literal
 import torch
 from torch.func import functional_call
 
-from cropmeta.learners.base import GradientConfig, GradientLearner, accuracy, over_tasks
+from cropmeta.learners.base import GradientConfig, GradientLearner
+from cropmeta.learners.inner_loop import accuracy
+from cropmeta.learners.task_map import over_tasks
 
 
 class ReptileConfig(GradientConfig):

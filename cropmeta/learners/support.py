@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from torch.func import functional_call
 
-from cropmeta.learners.base import Learner, accuracy, over_tasks
+from cropmeta.learners.base import Learner
+from cropmeta.learners.inner_loop import accuracy
+from cropmeta.learners.task_map import over_tasks
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.heads import SupportHeadConfig, build_head
 

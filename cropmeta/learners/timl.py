@@ -25,7 +25,9 @@ from pydantic import Field
 from torch import nn
 from torch.func import functional_call
 
-from cropmeta.learners.base import GradientConfig, GradientLearner, Params, accuracy, over_tasks
+from cropmeta.learners.base import GradientConfig, GradientLearner
+from cropmeta.learners.inner_loop import Params, accuracy
+from cropmeta.learners.task_map import over_tasks
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.tasks.task_info import INFO_DIM
 
