@@ -1,0 +1,97 @@
+"""The evaluation command: the few-shot protocol over a catalog's regions, as a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cropmeta.cli.options import (
+    Algorithm,
+    AugmentBaselines,
+    Encoder,
+    Gain,
+    Offset,
+    Seed,
+    Settings,
+    ShiftDays,
+    ValRegions,
+    augment_options,
+    learner_options,
+)
+from cropmeta.cli.progress import one_line_errors, progress_bar
+
+
+@one_line_errors
+def evaluate(
+    catalog: Annotated[Path, typer.Option(help="Catalog YAML naming the regions and the split.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder for report.md, report.html, results.json, figures/, models/."),
+    ],
+    learner: Annotated[
+        list[Algorithm] | None,
+        typer.Option(help="Meta-learner to compare (repeatable; default: maml, protonet)."),
+    ] = None,
+    shots: Annotated[
+        list[int] | None,
+        typer.Option(help="Labelled samples per class K (repeatable; default: 1 2 5 10 20)."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Support/query draws per K.")] = 5,
+    region: Annotated[
+        list[str] | None, typer.Option(help="Catalog regions to use (repeatable; default: all).")
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(help="Held-out regions (repeatable; default: the catalog's targets)."),
+    ] = None,
+    loro: Annotated[
+        bool, typer.Option(help="Leave-one-region-out over the regions instead of the split.")
+    ] = False,
+    encoder: Annotated[Encoder, typer.Option(help="Temporal encoder.")] = "tempcnn",
+    iterations: Annotated[int, typer.Option(help="Meta-training iterations.")] = 300,
+    task_ways: Annotated[int, typer.Option(help="Meta-training classes per task.")] = 5,
+    task_shots: Annotated[int, typer.Option(help="Meta-training support per class.")] = 5,
+    task_queries: Annotated[int, typer.Option(help="Meta-training queries per class.")] = 10,
+    task_shift_days: ShiftDays = 0,
+    task_gain: Gain = 0.0,
+    task_offset: Offset = 0.0,
+    augment_baselines: AugmentBaselines = False,
+    val_region: ValRegions = None,
+    settings: Settings = None,
+    seed: Seed = 0,
+) -> None:
+    """Which learner, with how many labels, how sure: few-shot evaluation on held-out regions.
+
+    Meta-trains every learner on the sources of each fold, adapts it and every baseline to the
+    held-out region on the same K-shot draws, and writes a Markdown report with plots.
+    """
+    from cropmeta.evaluate.evaluation import evaluate_catalog
+    from cropmeta.evaluate.protocol import EvaluationConfig
+    from cropmeta.learners.meta_train import MetaTrainConfig
+    from cropmeta.models.encoders import EncoderConfig
+
+    defaults = EvaluationConfig()
+    learners = [a.value for a in learner] if learner else defaults.learners
+    cfg = EvaluationConfig(
+        learners=learners,
+        shots=shots or defaults.shots,
+        seeds=seeds,
+        regions=region or None,
+        targets=target or None,
+        loro=loro,
+        meta=MetaTrainConfig(
+            learner=learner_options(learners, settings),
+            encoder=EncoderConfig(name=encoder.value),
+            iterations=iterations,
+            n_way=task_ways,
+            k_shot=task_shots,
+            q_query=task_queries,
+            **augment_options(task_shift_days, task_gain, task_offset, augment_baselines),
+            val_regions=val_region or [],
+        ),
+    )
+    with progress_bar("evaluate") as bar:
+        report = evaluate_catalog(catalog, out, cfg, seed=seed, progress=lambda _, d, t: bar(d, t))
+    typer.echo(f"report written: {report}")

@@ -1,0 +1,192 @@
+"""Ingest commands: the synthetic world, and region datasets from tiles and labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cropmeta.cli.options import (
+    LayoutOpt,
+    OffsetOpt,
+    PatternOpt,
+    QualityOpt,
+    SamplingChoice,
+    ScaleOpt,
+    Seed,
+    StatisticChoice,
+    TableFormat,
+    ValidRangeOpt,
+    raster_spec,
+)
+from cropmeta.cli.progress import one_line_errors, progress_bar
+
+
+@one_line_errors
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder to write the world into (replaced).")],
+    seed: Seed = 0,
+    scale: Annotated[
+        str, typer.Option(help="'demo', 'tiny' (for tests) or 'bench' (24 dates).")
+    ] = "demo",
+    tile_size: Annotated[int | None, typer.Option(help="Force every tile to N×N pixels.")] = None,
+    region: Annotated[
+        list[str] | None, typer.Option(help="Only these regions (repeatable).")
+    ] = None,
+) -> None:
+    """Write the synthetic multi-region Sentinel-2 world: per-date GeoTIFFs + field GeoPackages."""
+    from cropmeta.synth import make_world
+
+    with progress_bar("synth") as bar:
+        catalog = make_world(
+            out,
+            seed=seed,
+            regions=region,
+            tile_size=tile_size,
+            scale=scale,
+            progress=lambda _d, i, n: bar(i, n),
+        )
+    typer.echo(f"world written; catalog: {catalog}")
+
+
+@one_line_errors
+def preprocess(
+    out: Annotated[Path, typer.Option(help="Region dataset to write (.zarr).")],
+    tiles: Annotated[Path | None, typer.Option(help="Folder of per-date GeoTIFFs.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labelled fields (GeoPackage etc.).")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the crop label.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Column holding a field id.")] = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Region catalog YAML (with --region).")
+    ] = None,
+    region: Annotated[
+        list[str] | None,
+        typer.Option(help="Region name in the catalog; repeat it for several (--out: a folder)."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes for several regions.")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address for several regions.")
+    ] = None,
+    table: Annotated[Path | None, typer.Option(help="A pre-extracted time-series table.")] = None,
+    table_format: Annotated[
+        TableFormat, typer.Option(help="long: a row per sample and date; wide: a line per sample.")
+    ] = "long",
+    start_date: Annotated[str | None, typer.Option(help="wide: date of the first value.")] = None,
+    step_days: Annotated[int | None, typer.Option(help="wide: days between values.")] = None,
+    band: Annotated[str, typer.Option(help="wide: name of the single band.")] = "ndvi",
+    label_names: Annotated[
+        str | None, typer.Option(help="Taxonomy tag of numeric labels (e.g. tiselac).")
+    ] = None,
+    grid_start: Annotated[
+        int | None, typer.Option(help="First day of year of the grid [catalog season or 60].")
+    ] = None,
+    grid_end: Annotated[
+        int | None, typer.Option(help="Last day of year of the grid [catalog season or 300].")
+    ] = None,
+    grid_step: Annotated[int | None, typer.Option(help="Grid step in days [10].")] = None,
+    statistic: Annotated[StatisticChoice, typer.Option(help="Per-field statistic.")] = "mean",
+    sampling: Annotated[
+        SamplingChoice, typer.Option(help="One sample per field, or random pixels of each field.")
+    ] = "field",
+    pixels_per_field: Annotated[int, typer.Option(help="With --sampling pixels.")] = 10,
+    buffer: Annotated[float, typer.Option(help="Shrink polygons by this many metres.")] = 0.0,
+    min_pixels: Annotated[int, typer.Option(help="Drop polygons with fewer pixels.")] = 4,
+    min_valid_fraction: Annotated[
+        float, typer.Option(help="Drop samples with a smaller share of valid acquisitions.")
+    ] = 0.2,
+    layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer label file.")] = None,
+    x_column: Annotated[str | None, typer.Option(help="CSV points: x/longitude column.")] = None,
+    y_column: Annotated[str | None, typer.Option(help="CSV points: y/latitude column.")] = None,
+    labels_crs: Annotated[str, typer.Option(help="CRS of CSV point coordinates.")] = "EPSG:4326",
+    layout: LayoutOpt = "per-date",
+    pattern: PatternOpt = None,
+    scale: ScaleOpt = None,
+    offset: OffsetOpt = None,
+    quality_band: QualityOpt = None,
+    mask_values: Annotated[
+        str | None, typer.Option(help="Quality-band values to mask, e.g. '3,8,9,10' [SCL's].")
+    ] = None,
+    valid_range: ValidRangeOpt = None,
+    seed: Seed = 0,
+) -> None:
+    """Tiles + labelled fields (or a catalog region, rasters or a pre-extracted table) → a
+    region dataset of time series (Zarr)."""
+    from cropmeta.ingest.prepare import TemporalGrid
+    from cropmeta.ingest.preprocess import preprocess_catalog_region, preprocess_region
+
+    given = {"start_doy": grid_start, "end_doy": grid_end, "step": grid_step}
+    given = {k: v for k, v in given.items() if v is not None}
+    grid = TemporalGrid(**given) if given else None
+    options = dict(
+        grid=grid,
+        statistic=statistic,
+        sampling=sampling,
+        pixels_per_field=pixels_per_field,
+        buffer=buffer,
+        min_pixels=min_pixels,
+        min_valid_fraction=min_valid_fraction,
+        seed=seed,
+    )
+    if mask_values:
+        options["invalid_classes"] = [int(v) for v in mask_values.split(",") if v.strip()]
+    if catalog is not None and region and len(region) > 1:
+        from cropmeta.ingest.parallel import preprocess_regions
+
+        with progress_bar("preprocess regions") as bar:
+            paths = preprocess_regions(
+                catalog, region, out, workers=workers, scheduler=scheduler, progress=bar, **options
+            )
+        typer.echo("\n".join(f"{name}: {path}" for name, path in paths.items()))
+        return
+    with progress_bar("preprocess") as bar:
+        if catalog is not None:
+            if not region:
+                raise typer.BadParameter("--catalog needs --region")
+            ds = preprocess_catalog_region(catalog, region[0], out, progress=bar, **options)
+        elif table is not None:
+            from cropmeta.catalog import TableSpec, load_taxonomy
+            from cropmeta.ingest.tables import preprocess_table
+
+            spec = TableSpec(
+                format=TableFormat(table_format).value,
+                path=str(table),
+                band=band,
+                label_column=label_column or "label",
+                sample_column=id_column or "sample_id",
+                x_column=x_column,
+                y_column=y_column,
+                crs=labels_crs,
+                start_date=start_date,
+                step_days=step_days,
+                scale=scale or 1.0,
+                offset=offset or 0.0,
+                label_names=label_names,
+            )
+            ds = preprocess_table(
+                spec,
+                out,
+                region=table.stem,
+                taxonomy=load_taxonomy(),
+                grid=grid or TemporalGrid(),
+                min_valid_fraction=min_valid_fraction,
+            )
+        elif tiles is None or labels is None or label_column is None:
+            raise typer.BadParameter(
+                "give --tiles, --labels and --label-column, or --table, or --catalog"
+            )
+        else:
+            ds = preprocess_region(
+                raster_spec(tiles, layout, pattern, scale, offset, quality_band, valid_range),
+                labels,
+                label_column,
+                out,
+                id_column=id_column,
+                layer=layer,
+                x_column=x_column,
+                y_column=y_column,
+                labels_crs=labels_crs,
+                progress=bar,
+                **options,
+            )
+    typer.echo(f"{out}: {ds.sizes['sample']} samples; {ds.attrs['summary']}")

@@ -1,0 +1,171 @@
+"""Learning commands: meta-train on source regions, adapt to a target region, list learners."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cropmeta.cli.options import (
+    Algorithm,
+    AugmentBaselines,
+    Encoder,
+    Gain,
+    Init,
+    Offset,
+    Schedule,
+    Seed,
+    Settings,
+    ShiftDays,
+    ValRegions,
+    augment_options,
+    learner_options,
+)
+from cropmeta.cli.progress import console, one_line_errors, progress_bar
+
+
+@one_line_errors
+def meta_train(
+    ctx: typer.Context,
+    regions: Annotated[list[Path], typer.Option(help="Source region datasets (.zarr).")],
+    out: Annotated[Path, typer.Option(help="Model folder to write.")],
+    algorithm: Annotated[Algorithm, typer.Option(help="Meta-learner.")] = "maml",
+    encoder: Annotated[Encoder, typer.Option(help="Temporal encoder.")] = "tempcnn",
+    iterations: Annotated[int, typer.Option(help="Meta-training iterations.")] = 300,
+    ways: Annotated[int, typer.Option(help="Classes per task (n-way).")] = 5,
+    shots: Annotated[int, typer.Option(help="Support samples per class (k-shot).")] = 5,
+    queries: Annotated[int, typer.Option(help="Query samples per class.")] = 10,
+    meta_batch: Annotated[int, typer.Option(help="Tasks per meta-update.")] = 4,
+    schedule: Annotated[Schedule, typer.Option(help="Meta learning-rate schedule.")] = "cosine",
+    warmup: Annotated[
+        int, typer.Option(min=0, help="Iterations of linear learning-rate warm-up.")
+    ] = 0,
+    val_every: Annotated[
+        int, typer.Option(min=1, help="Score the held-out validation tasks every N iterations.")
+    ] = 50,
+    patience: Annotated[
+        int | None,
+        typer.Option(min=1, help="Stop after N validations without improvement (default: never)."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="cpu, cuda, cuda:N, or auto (cuda when available).")
+    ] = "cpu",
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(min=0, help="Checkpoint every N iterations and at the end (0: never)."),
+    ] = 50,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder [OUT.checkpoints].")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the checkpoint (same data, settings and seed), if there is one."
+        ),
+    ] = False,
+    init: Annotated[
+        Init,
+        typer.Option(
+            help="Starting encoder: random, or pre-trained on the sources with cross-entropy "
+            "(the transfer baselines' classifier; Meta-Baseline)."
+        ),
+    ] = "random",
+    task_shift_days: ShiftDays = 0,
+    task_gain: Gain = 0.0,
+    task_offset: Offset = 0.0,
+    augment_baselines: AugmentBaselines = False,
+    val_region: ValRegions = None,
+    settings: Settings = None,
+    seed: Seed = 0,
+) -> None:
+    """Meta-train an encoder over n-way k-shot tasks drawn across source regions.
+
+    Several processes share each meta-batch when launched with
+    `torchrun --nproc_per_node N -m cropmeta meta-train ...`; only rank 0 writes.
+    """
+    from cropmeta.learners.meta_train import MetaTrainConfig, RunOptions, meta_train
+
+    paths = list(regions) + [Path(a) for a in ctx.args]
+    cfg = MetaTrainConfig(
+        algorithm=Algorithm(algorithm).value,
+        learner=learner_options([Algorithm(algorithm).value], settings),
+        encoder={"name": Encoder(encoder).value},
+        iterations=iterations,
+        n_way=ways,
+        k_shot=shots,
+        q_query=queries,
+        meta_batch=meta_batch,
+        schedule=Schedule(schedule).value,
+        warmup=warmup,
+        val_every=val_every,
+        patience=patience,
+        init=Init(init).value,
+        **augment_options(task_shift_days, task_gain, task_offset, augment_baselines),
+        val_regions=val_region or [],
+    )
+    run = RunOptions(
+        device=device,
+        checkpoint_every=checkpoint_every or None,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
+    with progress_bar(f"meta-train {Algorithm(algorithm).value}") as bar:
+        meta_train(paths, out, cfg, seed=seed, progress=bar, run=run)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, from the writer
+        typer.echo(f"model written: {out}")
+
+
+@one_line_errors
+def adapt(
+    model: Annotated[Path, typer.Option(help="Meta-trained model folder.")],
+    region: Annotated[Path, typer.Option(help="Target region dataset (.zarr).")],
+    out: Annotated[Path, typer.Option(help="Adapted model folder to write.")],
+    shots: Annotated[
+        int | None,
+        typer.Option(
+            help="Labelled samples per class; the rest evaluate. Without it: adapt on all labels."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="An adaptation setting KEY=VALUE (repeatable): adapt_steps, adapt_lr, "
+            "fine_tune_steps, fine_tune_lr (as the learner has them).",
+        ),
+    ] = None,
+    seed: Seed = 0,
+) -> None:
+    """Adapt to a new region from K labelled fields per class; compare with baselines."""
+    from cropmeta.adapt.adapt import adapt_region
+    from cropmeta.evaluate.report import metrics_table
+    from cropmeta.learners.registry import adaptation_settings
+    from cropmeta.models.bundle import load_config
+
+    try:
+        chosen = adaptation_settings(load_config(model).learner["algorithm"], settings or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
+    result = adapt_region(model, region, out, shots=shots, seed=seed, settings=chosen)
+    if as_json:
+        typer.echo(result.to_json())
+    else:
+        if result.metrics:
+            console.print(metrics_table(result))
+        typer.echo(f"adapted model written: {out}")
+
+
+def learners_() -> None:
+    """List the meta-learners' settings that `--set` changes, with their defaults."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cropmeta.learners.registry import describe_settings
+
+    table = Table("setting", "default (learners)", "what it does")
+    for row in describe_settings():
+        table.add_row(*row)
+    Console().print(table)  # a listing: standard output

@@ -1,0 +1,136 @@
+"""Mapping commands: fields worth labelling next, crop maps, and map previews."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cropmeta.cli.options import (
+    LayoutOpt,
+    OffsetOpt,
+    PatternOpt,
+    ScaleOpt,
+    Seed,
+    raster_spec,
+)
+from cropmeta.cli.progress import one_line_errors, progress_bar
+from cropmeta.errors import InputError
+
+
+@one_line_errors
+def suggest_labels(
+    model: Annotated[Path, typer.Option(help="Meta-trained model folder (not an adapted one).")],
+    fields: Annotated[Path, typer.Option(help="The region's field polygons (no labels needed).")],
+    tiles: Annotated[Path, typer.Option(help="The region's rasters (see --layout).")],
+    budget: Annotated[int, typer.Option(help="How many fields to propose for labelling.")],
+    out: Annotated[Path, typer.Option(help="GeoPackage of the proposed fields to write.")],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="'kcenter' (farthest-first coverage; nested priority) or 'kmeans' (the field "
+            "nearest each k-means centre, largest cluster first)."
+        ),
+    ] = "kcenter",
+    layout: LayoutOpt = "per-date",
+    pattern: PatternOpt = None,
+    scale: ScaleOpt = None,
+    offset: OffsetOpt = None,
+    seed: Seed = 0,
+) -> None:
+    """Propose which fields to label first: the meta-model embeds every field's series, and
+    BUDGET fields that cover that embedding space are written in priority order."""
+    from cropmeta.adapt.suggest import suggest_labels as suggest
+
+    spec = raster_spec(tiles, layout, pattern, scale, offset)
+    with progress_bar("suggest-labels") as bar:
+        chosen = suggest(model, fields, spec, budget, out, seed=seed, method=method, progress=bar)
+    typer.echo(f"{len(chosen)} fields to label first ({method}), priority 1..{len(chosen)}: {out}")
+
+
+@one_line_errors
+def map_(
+    model: Annotated[Path, typer.Option(help="Adapted model folder.")],
+    tiles: Annotated[Path, typer.Option(help="Rasters to classify (see --layout).")],
+    out: Annotated[Path, typer.Option(help="Crop-map GeoTIFF (COG) to write.")],
+    block: Annotated[int, typer.Option(help="Block size in pixels (the unit of work).")] = 256,
+    probabilities: Annotated[
+        bool, typer.Option(help="Also write OUT.probabilities.tif: one band per class, percent.")
+    ] = False,
+    uncertainty: Annotated[
+        str,
+        typer.Option(
+            help="Also write an uncertainty band: 'entropy' or 'margin' (OUT.<kind>.tif)."
+        ),
+    ] = "none",
+    aoi: Annotated[
+        Path | None,
+        typer.Option(help="Polygons (AOI or field parcels) outside which pixels stay nodata."),
+    ] = None,
+    fields: Annotated[
+        Path | None,
+        typer.Option(
+            help="Field polygons: OUT.fields.gpkg gets class, probability, uncertainty per field."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Local Dask worker processes (default: all cores; 1 = no Dask)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a running Dask scheduler (e.g. tcp://host:8786).")
+    ] = None,
+    layout: LayoutOpt = "per-date",
+    pattern: PatternOpt = None,
+    scale: ScaleOpt = None,
+    offset: OffsetOpt = None,
+    seed: Seed = 0,
+) -> None:
+    """Classify every pixel of a raster time series → COG crop map, legend, optional layers.
+
+    An interrupted run re-run with the same arguments resumes: only unfinished blocks are
+    computed again.
+    """
+    from pydantic import ValidationError
+
+    from cropmeta.mapping.crop_map import map_region
+    from cropmeta.mapping.options import MapOptions
+
+    try:
+        options = MapOptions(
+            block=block,
+            probabilities=probabilities,
+            uncertainty=uncertainty,
+            aoi=aoi,
+            fields=fields,
+            workers=workers,
+            scheduler=scheduler,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(str(err["loc"][0]), err["msg"]) from None
+    spec = raster_spec(tiles, layout, pattern, scale, offset)
+    with progress_bar("map") as bar:
+        result = map_region(model, spec, out, options, progress=bar)
+    if result.reused:
+        typer.echo(f"resumed: {result.reused} of {result.blocks} blocks were already done")
+    for kind, path in result.outputs.items():
+        typer.echo(f"{kind}: {path}")
+    typer.echo(f"map written: {out}")
+
+
+@one_line_errors
+def preview(
+    crop_map: Annotated[Path, typer.Argument(help="Crop-map GeoTIFF written by `cropmeta map`.")],
+    out: Annotated[
+        Path | None, typer.Option(help="PNG to write (default: next to the map).")
+    ] = None,
+    seed: Seed = 0,
+) -> None:
+    """Render a crop map with its colours and class legend as a PNG."""
+    from cropmeta.errors import require_exists
+    from cropmeta.evaluate.plots import preview_map
+
+    require_exists(crop_map, "crop map")
+    typer.echo(f"preview written: {preview_map(crop_map, out or crop_map.with_suffix('.png'))}")
