@@ -10,6 +10,7 @@ import typer
 
 from cropmeta.learners.names import ALGORITHMS
 
+Seed = Annotated[int, typer.Option(help="Random seed: same inputs + seed → same outputs.")]
 StatisticChoice = Enum("StatisticChoice", {"mean": "mean", "median": "median"}, type=str)
 SamplingChoice = Enum("SamplingChoice", {"field": "field", "pixels": "pixels"}, type=str)
 Algorithm = Enum("Algorithm", {k: k for k in ALGORITHMS}, type=str)  # every registered learner
@@ -34,6 +35,7 @@ ValidRangeOpt = Annotated[
 
 
 def raster_spec(tiles: Path, layout, pattern, scale, offset, quality=None, valid_range=None):
+    """The raster options of `preprocess` and `map` as the catalog's raster description."""
     from cropmeta.catalog import RasterSpec
 
     return RasterSpec(
@@ -45,9 +47,6 @@ def raster_spec(tiles: Path, layout, pattern, scale, offset, quality=None, valid
         quality_band=quality,
         valid_range=valid_range,
     )
-
-
-Seed = Annotated[int, typer.Option(help="Random seed: same inputs + seed → same outputs.")]
 
 
 Schedule = Enum("Schedule", {k: k for k in ("cosine", "constant", "step")}, type=str)
