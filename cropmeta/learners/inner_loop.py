@@ -38,10 +38,13 @@ def expand_head(params: Params, n_classes: int) -> Params:
 def task_loss(
     model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, doy: torch.Tensor
 ) -> torch.Tensor:
+    """Cross-entropy of ``model`` evaluated on ``params`` (the support loss the inner loop
+    descends)."""
     return F.cross_entropy(functional_call(model, params, (x, doy)), y)
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Share of samples whose highest logit is their class."""
     return (logits.argmax(-1) == y).float().mean()
 
 
