@@ -226,9 +226,9 @@ def test_timl_meta_train_and_adapt_on_the_tiny_world(regions, catalog, tmp_path,
         seen["train"].append(batch.info)
         return meta_backward(self, model, batch, doy)
 
-    def spy_adapt(self, *args, info=None):
+    def spy_adapt(self, *args, info=None, **kwargs):
         seen["adapt"].append(info)
-        return adapt(self, *args, info=info)
+        return adapt(self, *args, info=info, **kwargs)
 
     monkeypatch.setattr(TIML, "meta_backward", spy_train)
     monkeypatch.setattr(TIML, "adapt", spy_adapt)

@@ -22,8 +22,13 @@ def tiny_model(seed=0, dtype=torch.float32):
     return CropClassifier(BANDS, STEPS, cfg).to(dtype)
 
 
+#: taxonomy codes of the random tasks' labels (task t: CODES[t..t+WAYS]) and one code no task has
+CODES = [10, 11, 12, 13, 14, 15, 16]
+
+
 def random_batch(tasks=2, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
+    codes = torch.tensor([CODES[t : t + WAYS] for t in range(tasks)])
     y_s = torch.arange(WAYS).repeat_interleave(SHOTS).repeat(tasks, 1)
     y_q = torch.arange(WAYS).repeat_interleave(QUERIES).repeat(tasks, 1)
     x_s = (
@@ -34,18 +39,26 @@ def random_batch(tasks=2, seed=0, dtype=torch.float32):
         torch.randn(tasks, WAYS * QUERIES, STEPS, BANDS, generator=g, dtype=dtype)
         + y_q[..., None, None]
     )
-    return TaskBatch(x_s, y_s, x_q, y_q)
+    return TaskBatch(x_s, y_s, x_q, y_q, codes=codes)
 
 
-def reference_maml_grad(model, batch, steps, lr, first_order, keys=None, prototypes=False):
+def reference_maml_grad(
+    model, batch, steps, lr, first_order, keys=None, prototypes=False, heads=None
+):
     """MAML's meta-gradient by an explicit per-task unroll with torch.autograd.grad (``keys``:
     the parameters the inner loop adapts, None for all; ANIL adapts the head; ``prototypes``:
     Proto-MAML's head, the class means m of the support embeddings as rows 2m/d, biases −|m|²/d
-    for an embedding of width d)."""
+    for an embedding of width d; ``heads``: class heads, (weight, bias) leaves indexed by row,
+    each task's head gathered from the rows of its codes — their gradients come last)."""
     params = dict(model.named_parameters())
+    if heads is not None:  # the one-row head is not used
+        params = {k: v for k, v in params.items() if not k.startswith("head.")}
     total = 0
     for t in range(batch.x_s.shape[0]):
-        fast = expand_head(params, WAYS)
+        fast = expand_head(dict(model.named_parameters()), WAYS)
+        if heads is not None:
+            rows = torch.tensor([CODES.index(int(c)) for c in batch.codes[t]])
+            fast["head.weight"], fast["head.bias"] = heads[0][rows], heads[1][rows]
         if prototypes:  # the inner gradient holds the head: fast weights apart from the params
             fast = {k: v.clone() for k, v in fast.items()}
             emb, y = model.encoder(batch.x_s[t], DOY), batch.y_s[t]
@@ -63,7 +76,8 @@ def reference_maml_grad(model, batch, steps, lr, first_order, keys=None, prototy
         total = total + F.cross_entropy(
             functional_call(model, fast, (batch.x_q[t], DOY)), batch.y_q[t]
         )
-    return torch.autograd.grad(total / batch.x_s.shape[0], list(params.values()))
+    wrt = [*params.values(), *(heads or ())]
+    return torch.autograd.grad(total / batch.x_s.shape[0], wrt)
 
 
 @pytest.mark.parametrize("head_init", ["shared", "prototypes"])

@@ -97,7 +97,8 @@ def adapt_region(
     info = region_info(region)  # the target's location, for TIML (None: unknown)
     info = None if info is None else torch.from_numpy(info)
     start = time.perf_counter()
-    adapted = learner.adapt(model, x[support], y, doy, len(codes), info=info)
+    known = torch.from_numpy(codes.astype(np.int64))  # each label's taxonomy code
+    adapted = learner.adapt(model, x[support], y, doy, len(codes), info=info, codes=known)
     adapt_seconds = round(time.perf_counter() - start, 3)
     classes = [ClassInfo.model_validate(data.classes[int(c)]) for c in codes]
     result = AdaptResult(

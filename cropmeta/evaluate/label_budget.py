@@ -50,7 +50,8 @@ def _adapt_and_score(
         to_index = {int(c): i for i, c in enumerate(classes)}
         y = torch.tensor([to_index[int(c)] for c in codes[support]])
         torch.manual_seed(seed)
-        adapted = learner.adapt(model, x[support], y, doy, len(classes), info=info)
+        known = torch.from_numpy(classes.astype(np.int64))
+        adapted = learner.adapt(model, x[support], y, doy, len(classes), info=info, codes=known)
         with torch.no_grad():
             pred = classes[adapted(x[query], doy).argmax(-1).numpy()]
     return score(codes[query], pred) | {

@@ -49,6 +49,7 @@ class ALFA(GradientLearner):
     cfg: ALFAConfig
 
     def setup(self, model: CropClassifier) -> None:
+        super().setup(model)
         layers, steps = len(list(model.parameters())), self.cfg.inner_steps
         width = 2 * layers  # input, hidden and output widths as in the authors' code
         net = [nn.Linear(width, width) for _ in range(3)]
@@ -62,7 +63,7 @@ class ALFA(GradientLearner):
         state["lr"] = nn.Parameter(torch.full((steps, layers), self.cfg.inner_lr))
         decay = self.cfg.inner_lr * self.cfg.weight_decay
         state["decay"] = nn.Parameter(torch.full((steps, layers), decay))
-        self.state = nn.ParameterDict(state)
+        self.state.update(state)
 
     def hyperparameters(
         self, fast: Params, grads: Params, step: int, state: Params | None = None

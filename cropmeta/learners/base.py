@@ -101,11 +101,13 @@ class Learner(ABC):
         doy: torch.Tensor,
         n_classes: int,
         info: torch.Tensor | None = None,
+        codes: torch.Tensor | None = None,
     ) -> CropClassifier:
         """A new classifier over ``n_classes`` adapted to the support set (x, y).
 
         ``info`` is the target's task information (:mod:`cropmeta.tasks.task_info`); only
-        task-informed learners (TIML) use it.
+        task-informed learners (TIML) use it. ``codes`` are the taxonomy codes of the labels
+        0..n_classes-1; only learners with class heads (``head_init=classes``) use them.
         """
 
 
@@ -122,14 +124,21 @@ class GradientConfig(BaseModel):
         "length as in meta-training, walked in finer steps (steadier under a region shift)",
     )
     first_order: bool = False
-    head_init: Literal["shared", "prototypes"] = Field(
+    head_init: Literal["shared", "prototypes", "classes"] = Field(
         "shared",
         description="a task's head before its first inner step: the meta-learned row copied to "
         "every class (Ye & Chao, 2022), or that plus the prototype classifier of the task's "
         "support embeddings (Proto-MAML: Triantafillou et al., 2020, ICLR), its squared "
         "distances divided by the embedding's width so that the first logits are of order one "
         "(unscaled, the normalised embedding's distances saturate the softmax and the inner "
-        "steps diverge)",
+        "steps diverge), or a meta-learned row per taxonomy class of the sources (classes: "
+        "a class keeps what the sources taught about it, as in transfer learning; a class the "
+        "sources never had starts from the rows' mean)",
+    )
+    class_codes: list[int] = Field(
+        [],
+        description="head_init=classes: the taxonomy codes with a head row, sorted; "
+        "meta-training sets them to its sources' codes",
     )
     task_chunk: int | None = Field(
         None,
@@ -171,19 +180,52 @@ class GradientLearner(Learner):
         head = {id(p) for p in model.head.parameters()}
         return [p for p in super().meta_parameters(model) if id(p) not in head]
 
+    def setup(self, model: CropClassifier) -> None:
+        """With ``head_init=classes``: one head row per class code, all starting as the
+        model's one-row head (subclasses add their own tensors after calling this)."""
+        if self.cfg.head_init != "classes":
+            return
+        if not self.cfg.class_codes or self.cfg.class_codes != sorted(set(self.cfg.class_codes)):
+            raise ValueError("head_init=classes needs class_codes: distinct, sorted")
+        n = len(self.cfg.class_codes)
+        self.state["class_weight"] = nn.Parameter(model.head.weight.detach().repeat(n, 1))
+        self.state["class_bias"] = nn.Parameter(model.head.bias.detach().repeat(n))
+
+    def class_head(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head rows (weight, bias) for the taxonomy ``codes`` (any shape, one per label): a
+        class's own meta-learned row, or the rows' mean for a code without one."""
+        weight, bias = self.state["class_weight"], self.state["class_bias"]
+        known = torch.tensor(self.cfg.class_codes, device=weight.device)
+        codes = codes.to(known)
+        row = torch.searchsorted(known, codes).clamp(max=len(known) - 1)
+        has_row = known[row] == codes
+        return (
+            torch.where(has_row[..., None], weight[row], weight.mean(0)),
+            torch.where(has_row, bias[row], bias.mean()),
+        )
+
     def inner_lr(self, scale: float = 1.0) -> float | Params:
         return self.cfg.inner_lr * scale
 
-    def start_params(self, model: nn.Module, params: Params, x, y, doy, n_classes: int) -> Params:
+    def start_params(
+        self, model: nn.Module, params: Params, x, y, doy, n_classes: int, codes=None
+    ) -> Params:
         """A task's parameters before its first inner step (see ``head_init``).
 
         Proto-MAML's head starts as nearest-prototype classification of the support set's
         embeddings (Triantafillou et al., 2020, "Meta-Dataset", ICLR): every class starts
         where a prototypical network would put it (its distances divided by the embedding's
-        width), and the outer gradient flows through the prototypes into the encoder.
+        width), and the outer gradient flows through the prototypes into the encoder. Class
+        heads start each label at its class code's row (``codes``: None, none known).
         """
         start = expand_head(params, n_classes)
-        if self.cfg.head_init == "prototypes":
+        if self.cfg.head_init == "classes":
+            codes = torch.full((n_classes,), -1) if codes is None else torch.as_tensor(codes)
+            rows = self.class_head(codes)
+            if not start["head.weight"].requires_grad:  # adapting: nothing to differentiate
+                rows = tuple(r.detach() for r in rows)
+            start["head.weight"], start["head.bias"] = rows
+        elif self.cfg.head_init == "prototypes":
             emb = functional_call(model, params, (x, doy), {"embedding": True})
             weight, bias = prototype_head(emb, y, n_classes)
             scale = 1 / emb.shape[-1]  # the embedding's width: see ``head_init``
@@ -210,11 +252,12 @@ class GradientLearner(Learner):
         lr=None,
         first_order: bool | None = None,
         adapting: bool = False,
+        codes=None,
     ):
         params = dict(model.named_parameters()) if params is None else params
         return inner_loop(
             model,
-            self.start_params(model, params, x, y, doy, n_classes),
+            self.start_params(model, params, x, y, doy, n_classes, codes),
             x,
             y,
             doy,
@@ -251,17 +294,23 @@ class GradientLearner(Learner):
 
     def _task_starts(self, model, params: Params, names: tuple[str, ...], batch: TaskBatch, doy):
         """The adapted ``names`` before the first inner step, and their task dimension: shared
-        by all tasks (None), or, with prototype heads, the head rows stacked over tasks (0)."""
+        by all tasks (None), or, with prototype or class heads, the head rows stacked over
+        tasks (0)."""
         n_way = int(batch.y_s.max()) + 1
         start = expand_head(params, n_way)
         if self.cfg.head_init == "shared":
             return tuple(start[k] for k in names), None
+        if self.cfg.head_init == "classes":
+            if batch.codes is None:
+                raise ValueError("head_init=classes needs tasks that carry their class codes")
+            rows = self.class_head(batch.codes)
+        else:
 
-        def heads(x, y):
-            task = self.start_params(model, params, x, y, doy, n_way)
-            return tuple(task[k] for k in HEAD)
+            def heads(x, y):
+                task = self.start_params(model, params, x, y, doy, n_way)
+                return tuple(task[k] for k in HEAD)
 
-        rows = map_tasks(model, heads, (0, 0), batch.x_s, batch.y_s)
+            rows = map_tasks(model, heads, (0, 0), batch.x_s, batch.y_s)
         per_task = dict(zip(HEAD, rows, strict=True))
         values = tuple(per_task.get(k, start[k]) for k in names)
         return values, tuple(0 if k in per_task else None for k in names)
@@ -294,7 +343,7 @@ class GradientLearner(Learner):
         in_dims = (dims, 0, 0)  # dims: which of the values are stacked over tasks
         return lambda *values: map_tasks(model, one_task, in_dims, values, batch.x_s, batch.y_s)
 
-    def adapt(self, model, x, y, doy, n_classes, info=None):
+    def adapt(self, model, x, y, doy, n_classes, info=None, codes=None):
         start = {k: v.detach() for k, v in model.named_parameters()}
         scale = self.cfg.adaptation_lr / self.cfg.inner_lr
         lr = self.inner_lr(scale)
@@ -311,5 +360,6 @@ class GradientLearner(Learner):
             lr,
             first_order=True,
             adapting=True,
+            codes=codes,
         )
         return model.with_params(fast, n_classes)

@@ -28,6 +28,7 @@ from cropmeta.tasks.task_info import region_info
 
 if TYPE_CHECKING:
     from cropmeta.adapt.transfer import Pretrained
+    from cropmeta.learners.base import GradientLearner
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,17 @@ def _pretrain(
     return pretrain(train, val, doy, cfg.encoder, seed, effects=effects)
 
 
+def _class_rows_from(pre: Pretrained, learner: GradientLearner) -> None:
+    """Start a learner's class heads (``head_init=classes``) at the source classifier's rows:
+    with its encoder as the start too, meta-training begins where source-only stands."""
+    rows = {c: i for i, c in enumerate(pre.codes)}
+    with torch.no_grad():
+        for i, code in enumerate(learner.cfg.class_codes):
+            if code in rows:
+                learner.state["class_weight"][i] = pre.model.head.weight[rows[code]]
+                learner.state["class_bias"][i] = pre.model.head.bias[rows[code]]
+
+
 def validation_tasks(held: list[LabelledSet], cfg: MetaTrainConfig, seed: int) -> TaskBatch | None:
     """Fixed validation tasks from the held-out samples: the training tasks' shape, with as many
     queries per class (up to 5) and then as many classes (down to 2) as the held-out classes
@@ -209,7 +221,11 @@ def meta_train(
 
     prep = data[0].preparation
     doy = torch.from_numpy(data[0].doy).long()
-    learner = build_learner(cfg.algorithm, cfg.learner)
+    settings = cfg.learner
+    if settings.get("head_init") == "classes":  # a head row per class the sources teach
+        codes = {int(c) for r, h in zip(data, held, strict=True) for c in np.unique(r.codes[~h])}
+        settings = {**settings, "class_codes": sorted(codes)}
+    learner = build_learner(cfg.algorithm, settings)
     bundle = BundleConfig(
         kind="meta",
         preparation=prep,
@@ -227,6 +243,8 @@ def meta_train(
         model.encoder.load_state_dict(pretrained.model.encoder.state_dict())
     # --- end of the init block
     learner.setup(model)
+    if pretrained is not None and "class_weight" in learner.state:
+        _class_rows_from(pretrained, learner)
     fingerprint = {
         "config": json.loads(cfg.model_dump_json()),
         "seed": seed,

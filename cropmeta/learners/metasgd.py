@@ -29,8 +29,9 @@ class MetaSGD(GradientLearner):
     name = "metasgd"
 
     def setup(self, model: CropClassifier) -> None:
+        super().setup(model)
         self.names = [n for n, _ in model.named_parameters()]
-        self.state = nn.ParameterDict(
+        self.state.update(
             {
                 _key(n): nn.Parameter(torch.full_like(p, self.cfg.inner_lr))
                 for n, p in model.named_parameters()

@@ -55,7 +55,7 @@ class ProtoNet(Learner):
         losses, accs = over_tasks(model, one_task, batch, enc)
         return losses.mean(), accs.mean()
 
-    def adapt(self, model, x, y, doy, n_classes, info=None):
+    def adapt(self, model, x, y, doy, n_classes, info=None, codes=None):
         with torch.no_grad():
             weight, bias = prototype_head(model.encoder(x, doy), y, n_classes)
         params = {k: v.detach() for k, v in model.named_parameters()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import Field
 from torch.func import functional_call
 
 from cropmeta.learners.base import GradientConfig, GradientLearner
@@ -21,6 +22,9 @@ from cropmeta.learners.task_map import over_tasks
 class ReptileConfig(GradientConfig):
     name: Literal["reptile"] = "reptile"
     first_order: bool = True
+    head_init: Literal["shared", "prototypes"] = Field(
+        "shared", description="as MAML's; no class heads: Reptile's step moves model weights only"
+    )
 
 
 class Reptile(GradientLearner):

@@ -51,7 +51,7 @@ class SupportLearner(Learner):
         losses, accs = over_tasks(model, one_task, batch, dict(model.named_parameters()))
         return losses.mean(), accs.mean()
 
-    def adapt(self, model, x, y, doy, n_classes, info=None):
+    def adapt(self, model, x, y, doy, n_classes, info=None, codes=None):
         with torch.no_grad():
             emb = model.encoder(x, doy)
             memory = model.head.memory(emb, F.one_hot(y, n_classes).to(emb.dtype))

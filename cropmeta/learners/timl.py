@@ -72,9 +72,10 @@ class TIML(GradientLearner):
     cfg: TIMLConfig
 
     def setup(self, model: CropClassifier) -> None:
+        super().setup(model)
         first = nn.Linear(INFO_DIM, self.cfg.hidden)
         embed = model.head.in_features
-        self.state = nn.ParameterDict(
+        self.state.update(
             {
                 "w0": nn.Parameter(first.weight.detach().clone()),
                 "b0": nn.Parameter(first.bias.detach().clone()),
@@ -98,20 +99,24 @@ class TIML(GradientLearner):
         n_way, film = int(batch.y_s.max()) + 1, FiLMClassifier(model)
         info = batch.x_s.new_zeros(len(batch.x_s), INFO_DIM) if batch.info is None else batch.info
 
-        def one_task(params: Params, x_s, y_s, x_q, y_q, z):
+        codes = batch.codes
+        if codes is None:  # class heads then start every label at the rows' mean
+            codes = batch.y_s.new_full((len(batch.x_s), n_way), -1)
+
+        def one_task(params: Params, x_s, y_s, x_q, y_q, z, c):
             start = {**params, **self.modulation(z)}
-            fast = self.adapted_params(film, x_s, y_s, doy, n_way, start)
+            fast = self.adapted_params(film, x_s, y_s, doy, n_way, start, codes=c)
             logits = functional_call(film, fast, (x_q, doy))
             return F.cross_entropy(logits, y_q), accuracy(logits, y_q)
 
         params = dict(model.named_parameters())
-        losses, accs = over_tasks(model, one_task, batch, params, per_task=(info,))
+        losses, accs = over_tasks(model, one_task, batch, params, per_task=(info, codes))
         return losses.mean(), accs.mean()
 
-    def adapt(self, model, x, y, doy, n_classes, info=None):
+    def adapt(self, model, x, y, doy, n_classes, info=None, codes=None):
         start = {k: v.detach() for k, v in model.named_parameters()}
         with torch.no_grad():
             start |= self.modulation(info)
         steps, lr, film = self.cfg.adapt_steps, self.cfg.adaptation_lr, FiLMClassifier(model)
-        fast = self.adapted_params(film, x, y, doy, n_classes, start, steps, lr, True, True)
+        fast = self.adapted_params(film, x, y, doy, n_classes, start, steps, lr, True, True, codes)
         return model.with_params(fold_film(fast), n_classes)

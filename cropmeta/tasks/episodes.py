@@ -29,6 +29,7 @@ class TaskBatch:
     x_q: torch.Tensor  # (task, n*q, step, band)
     y_q: torch.Tensor  # (task, n*q)
     info: torch.Tensor | None = None  # (task, info): the task's region information, if known
+    codes: torch.Tensor | None = None  # (task, n): the taxonomy code of each task label, if known
 
 
 @dataclass
@@ -75,7 +76,8 @@ class EpisodeSampler:
         self.weights = sizes / sizes.sum()
 
     def sample_task(self) -> tuple[np.ndarray | None, ...]:
-        """(x_s, y_s, x_q, y_q, info) of one task; ``info`` is its region's, or None."""
+        """(x_s, y_s, x_q, y_q, info, codes) of one task; ``info`` is its region's, or None;
+        ``codes`` are the taxonomy codes of its labels 0..n-1."""
         region, eligible = self.pools[self.rng.choice(len(self.pools), p=self.weights)]
         classes = self.rng.choice(sorted(eligible), size=self.n_way, replace=False)
         support, query = [], []
@@ -89,15 +91,15 @@ class EpisodeSampler:
         x_s, x_q = region.x[s], region.x[q]
         if self.transform is not None:
             x_s, x_q = self.transform(self.rng, x_s, x_q)
-        return x_s, y_s, x_q, y_q, region.info
+        return x_s, y_s, x_q, y_q, region.info, classes.astype(np.int64)
 
     def sample(self, n_tasks: int) -> TaskBatch:
         parts = [self.sample_task() for _ in range(n_tasks)]
-        *arrays, infos = zip(*parts, strict=True)
+        *arrays, infos, codes = zip(*parts, strict=True)
         x_s, y_s, x_q, y_q = (torch.from_numpy(np.stack(a)) for a in arrays)
         known = all(i is not None for i in infos)
         info = torch.from_numpy(np.stack(infos)).float() if known else None
-        return TaskBatch(x_s, y_s, x_q, y_q, info)
+        return TaskBatch(x_s, y_s, x_q, y_q, info, torch.from_numpy(np.stack(codes)))
 
 
 def split_support_query(
