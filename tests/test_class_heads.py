@@ -209,3 +209,25 @@ def test_meta_train_from_the_source_classifier_and_adapt(regions, catalog, tmp_p
     assert "anil" in result.metrics and "source_only" in result.metrics
     target_codes = sorted({c.code for c in load_config(tmp_path / "a").classes})
     assert seen[1].tolist() == target_codes
+
+
+def test_evaluate_takes_class_heads_and_the_init(cli, world, tmp_path):
+    import json
+
+    from cropmeta.models.bundle import load_config
+
+    out = tmp_path / "e"
+    args = ["evaluate", "--catalog", world, "--out", out, "--shots", "2", "--seeds", "1",
+            "--iterations", "2", "--task-ways", "3", "--task-shots", "2", "--task-queries", "2",
+            "--set", "head_init=classes"]  # fmt: skip
+    res = cli(*args, "--learner", "anil", "--init", "pretrained")
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["meta"]["init"] == "pretrained"
+    (model,) = out.glob("models/*/anil")
+    config = load_config(model)
+    assert config.learner["head_init"] == "classes"
+    assert config.learner["class_codes"] == config.transfer_classes
+    assert any(r["method"] == "anil" and "metrics" in r for r in results["runs"])
+    refused = cli(*args, "--learner", "reptile")
+    assert refused.exit_code == 2 and "head_init='classes' for reptile" in refused.stderr

@@ -14,6 +14,7 @@ from cropmeta.cli.options import (
     Encoder,
     Gain,
     Init,
+    InitOption,
     Offset,
     Schedule,
     Seed,
@@ -65,13 +66,7 @@ def meta_train(
             help="Continue from the checkpoint (same data, settings and seed), if there is one."
         ),
     ] = False,
-    init: Annotated[
-        Init,
-        typer.Option(
-            help="Starting encoder: random, or pre-trained on the sources with cross-entropy "
-            "(the transfer baselines' classifier; Meta-Baseline)."
-        ),
-    ] = "random",
+    init: InitOption = "random",
     task_shift_days: ShiftDays = 0,
     task_gain: Gain = 0.0,
     task_offset: Offset = 0.0,

@@ -51,6 +51,14 @@ def raster_spec(tiles: Path, layout, pattern, scale, offset, quality=None, valid
 
 Schedule = Enum("Schedule", {k: k for k in ("cosine", "constant", "step")}, type=str)
 Init = Enum("Init", {k: k for k in ("random", "pretrained")}, type=str)
+InitOption = Annotated[
+    Init,
+    typer.Option(
+        help="Starting encoder: random, or pre-trained on the sources with cross-entropy "
+        "(the transfer baselines' classifier; Meta-Baseline) — with head_init=classes, its "
+        "head rows too."
+    ),
+]
 Settings = Annotated[
     list[str] | None,
     typer.Option(
