@@ -1,17 +1,20 @@
-"""Simulated regions (task augmentation) on or off: two `cropmeta evaluate` runs side by side.
+"""Meta-learner variants chosen on meta-validation: several `cropmeta evaluate` runs side by side.
 
-Reads the results.json of a run without and a run with ``--task-shift-days/--task-gain/
---task-offset`` (same catalog, learners, K and seed), prints per held-out region each learner's
-overall accuracy and macro-F1 in both runs beside the best baseline, then the choice a user
-would make without target labels: the (learner, augmentation) pair with the best
-meta-validation accuracy over both runs, and whether it beats every baseline in both metrics.
-Draws a PNG of the macro-F1 change per learner.
+Each run is one setting of meta-training for every learner in it (simulated regions off or on;
+shared or class heads, ...) on the same catalog, K and seed. Prints per held-out region each
+learner's overall accuracy and macro-F1 in every run beside the best baseline, then the choice a
+user would make without target labels: the (learner, run) pair with the best meta-validation
+accuracy over all runs, and whether it beats every baseline in both metrics. With runs labelled
+``off`` and ``on`` (the default labels of two unlabelled folders) it adds the macro-F1 change
+and draws it as a PNG.
 
 Run (the demo world, K = 5; the two evaluations take ≈ 12 min each on 2 cores):
   LEARNERS=all SHOTS=5 OUT=/tmp/aug/off bash pipelines/evaluate-demo.sh
   LEARNERS=all SHOTS=5 OUT=/tmp/aug/on bash pipelines/evaluate-demo.sh \\
       --task-shift-days 45 --task-gain 0.1 --task-offset 0.1
   .venv/bin/python benchmarks/augmentation_study.py /tmp/aug/off /tmp/aug/on --png study.png
+More runs are named LABEL=FOLDER, e.g. ``off=/tmp/a on=/tmp/b classes=/tmp/c``
+(pipelines/study-simulated-regions.sh with HEADS="shared classes").
 """
 
 from __future__ import annotations
@@ -42,40 +45,60 @@ def cell(entry: dict | None) -> str:
     return " / ".join(f"{entry[m]['mean']:.3f}" for m in METRICS)
 
 
-def study(off: Path, on: Path, shots: int) -> tuple[str, dict]:
-    (s_off, v_off, learners), (s_on, v_on, learners_on) = load(off, shots), load(on, shots)
-    learners = [m for m in learners if m in learners_on]
-    lines, deltas = [], {}
-    candidates = {(m, "off"): v_off.get(m) for m in learners} | {
-        (m, "on"): v_on.get(m) for m in learners
+def _means(entry: dict | None) -> tuple | None:
+    return None if entry is None else tuple(entry[m]["mean"] for m in METRICS)
+
+
+def study(runs: dict[str, Path], shots: int) -> tuple[str, dict]:
+    """The report's Markdown and, with runs ``off`` and ``on``, the macro-F1 changes."""
+    loaded = {label: load(folder, shots) for label, folder in runs.items()}
+    summaries = {label: s for label, (s, _, _) in loaded.items()}
+    vals = {label: v for label, (_, v, _) in loaded.items()}
+    first = next(iter(loaded.values()))
+    learners = list(dict.fromkeys(m for _, _, ls in loaded.values() for m in ls))
+    candidates = {
+        (m, label): v
+        for label, (_, val, names) in loaded.items()
+        for m, v in val.items()
+        if m in names and v is not None and v >= 0
     }
-    candidates = {c: v for c, v in candidates.items() if v is not None and v >= 0}
     chosen = max(candidates, key=candidates.get) if candidates else None
-    for target in s_off:
-        base = {m: e for m, e in s_off[target].items() if m not in learners}
+    paired = "off" in runs and "on" in runs
+    lines, deltas = [], {}
+    for target in first[0]:
+        base = {m: e for m, e in first[0][target].items() if m not in learners}
+        for label, summary in summaries.items():  # the same draws, seeds and threads give these
+            if any(_means(summary[target].get(b)) != _means(e) for b, e in base.items()):
+                lines.append(f"\n(note: run {label} has other baseline figures on {target})")
         best = {x: max(base, key=lambda b: base[b][x]["mean"]) for x in METRICS}
         lines += [
             f"\n**{target}**, K = {shots} (OA / macro-F1; validation accuracy in brackets)\n",
-            "| learner | off | simulated regions | Δ macro-F1 |",
-            "|---|---:|---:|---:|",
+            "| learner | " + " | ".join(runs) + (" | Δ macro-F1 |" if paired else " |"),
+            "|---|" + "---:|" * (len(runs) + paired),
         ]
         for m in learners:
-            a, b = s_off[target].get(m), s_on[target].get(m)
-            delta = b["macro_f1"]["mean"] - a["macro_f1"]["mean"] if a and b else float("nan")
-            deltas.setdefault(target, {})[m] = delta
-            lines.append(
-                f"| {m} | {cell(a)} ({v_off.get(m, float('nan')):.3f}) | {cell(b)} "
-                f"({v_on.get(m, float('nan')):.3f}) | {delta:+.3f} |"
-            )
+            cells = [
+                f"{cell(summaries[r][target].get(m))} ({vals[r].get(m, float('nan')):.3f})"
+                if m in loaded[r][2]
+                else "–"
+                for r in runs
+            ]
+            if paired:
+                a, b = (summaries[r][target].get(m) for r in ("off", "on"))
+                delta = b["macro_f1"]["mean"] - a["macro_f1"]["mean"] if a and b else float("nan")
+                deltas.setdefault(target, {})[m] = delta
+                cells.append(f"{delta:+.3f}")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
         for x in METRICS:
-            lines.append(f"| best baseline, {x}: {best[x]} | {cell(base[best[x]])} | | |")
+            pad = " |" * (len(runs) - 1 + paired)
+            lines.append(f"| best baseline, {x}: {best[x]} | {cell(base[best[x]])} |{pad}")
         if chosen is not None:
-            m, setting = chosen
-            ours = (s_off if setting == "off" else s_on)[target][m]
+            m, label = chosen
+            ours = summaries[label][target][m]
             wins = [x for x in METRICS if ours[x]["mean"] > base[best[x]][x]["mean"]]
             lines.append(
-                f"\nChosen on meta-validation over both runs: **{m}** (simulated regions "
-                f"{setting}, validation accuracy {candidates[chosen]:.3f}): {cell(ours)}, "
+                f"\nChosen on meta-validation over all runs: **{m}** ({label}, validation "
+                f"accuracy {candidates[chosen]:.3f}): {cell(ours)}, "
                 + (
                     "above every baseline in both metrics."
                     if len(wins) == 2
@@ -108,16 +131,28 @@ def plot(deltas: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def parse_runs(items: list[str]) -> dict[str, Path]:
+    """``LABEL=FOLDER`` items; two bare folders are the runs ``off`` and ``on``."""
+    if len(items) == 2 and not any("=" in i for i in items):
+        return {"off": Path(items[0]), "on": Path(items[1])}
+    runs = {}
+    for item in items:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            raise SystemExit(f"{item}: expected LABEL=FOLDER (or exactly two folders: off, on)")
+        runs[label] = Path(folder)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("off", type=Path, help="evaluate output folder, no augmentation")
-    parser.add_argument("on", type=Path, help="evaluate output folder, with augmentation")
+    parser.add_argument("runs", nargs="+", help="LABEL=FOLDER of `cropmeta evaluate` outputs")
     parser.add_argument("--shots", type=int, default=5)
-    parser.add_argument("--png", type=Path, help="bar chart of the macro-F1 change")
+    parser.add_argument("--png", type=Path, help="bar chart of the macro-F1 change (off → on)")
     args = parser.parse_args()
-    text, deltas = study(args.off, args.on, args.shots)
+    text, deltas = study(parse_runs(args.runs), args.shots)
     print(text)
-    if args.png:
+    if args.png and deltas:
         plot(deltas, args.png)
         print(f"\nplot: {args.png}")
 

@@ -3,16 +3,19 @@
 # evaluation pipeline twice into $OUT/off and $OUT/on (the second with
 # `--task-shift-days $SHIFT_DAYS --task-gain $GAIN --task-offset $OFFSET`), then
 # benchmarks/augmentation_study.py prints both runs side by side with the best baseline and the
-# (learner, augmentation) pair that meta-validation picks over both, and draws
+# (learner, run) pair that meta-validation picks over all runs, and draws
 # $OUT/simulated-regions.png. BENCHMARKS.md ("Simulated regions on the demo world") is this
-# study with LEARNERS=all SHOTS=5.
+# study with LEARNERS=all SHOTS=5. With HEADS="shared classes" the gradient learners that have
+# class heads (maml fomaml anil metasgd alfa timl among LEARNERS) run twice more with
+# `--set head_init=classes`, into $OUT/classes-off and $OUT/classes-on, and join the choice.
 #
 # Usage: bash pipelines/study-simulated-regions.sh [PIPELINE [extra `cropmeta evaluate` args]]
 #   PIPELINE: evaluate-demo.sh (default) or another pipelines/evaluate-*.sh
-# Time: twice the pipeline's (demo world, LEARNERS=all SHOTS=5: ≈ 2 × 10 min).
+# Time: twice the pipeline's per head setting (demo world, LEARNERS=all SHOTS=5: ≈ 2 × 10 min;
+# class heads ≈ 2 × 6 min more).
 # Environment (defaults in brackets): OUT [eval-out/simulated-regions], SHIFT_DAYS [45],
-# GAIN [0.1], OFFSET [0.1], and every variable of the pipeline (LEARNERS, SHOTS, SEEDS, ...;
-# see pipelines/_evaluate.sh). A rerun reuses the finished models of both runs.
+# GAIN [0.1], OFFSET [0.1], HEADS [shared], and every variable of the pipeline (LEARNERS,
+# SHOTS, SEEDS, ...; see pipelines/_evaluate.sh). A rerun reuses the finished models of all runs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 pipeline=${1:-evaluate-demo.sh}
@@ -28,8 +31,31 @@ read -ra cropmeta <<<"${CROPMETA:-cropmeta}"
 python=$(dirname "$(command -v "${cropmeta[0]}")")/python
 [[ -x $python ]] || python=python3
 
-OUT="$OUT/off" bash "$here/$pipeline" "$@"
-OUT="$OUT/on" bash "$here/$pipeline" --task-shift-days "$SHIFT_DAYS" --task-gain "$GAIN" \
-  --task-offset "$OFFSET" "$@"
-"$python" "$here/../benchmarks/augmentation_study.py" "$OUT/off" "$OUT/on" \
+HEADS=${HEADS:-shared}
+all="maml fomaml anil metasgd reptile alfa timl protonet matching relation snail"
+learners=${LEARNERS:-maml protonet}
+[[ $learners == all ]] && learners=$all
+simulated=(--task-shift-days "$SHIFT_DAYS" --task-gain "$GAIN" --task-offset "$OFFSET")
+runs=()
+for heads in $HEADS; do
+  case $heads in
+    shared) prefix="" settings=() chosen=$learners ;;
+    classes)
+      prefix="classes-" settings=(--set head_init=classes) chosen=""
+      for x in $learners; do
+        [[ " maml fomaml anil metasgd alfa timl " == *" $x "* ]] && chosen+=" $x"
+      done
+      ;;
+    *) echo "$(basename "$0"): HEADS takes shared and classes, not $heads" >&2 && exit 2 ;;
+  esac
+  if [[ -z ${chosen// /} ]]; then
+    echo "$(basename "$0"): no learner of [$learners] has class heads" >&2
+    exit 2
+  fi
+  LEARNERS=$chosen OUT="$OUT/${prefix}off" bash "$here/$pipeline" "${settings[@]}" "$@"
+  LEARNERS=$chosen OUT="$OUT/${prefix}on" bash "$here/$pipeline" "${simulated[@]}" \
+    "${settings[@]}" "$@"
+  runs+=("${prefix}off=$OUT/${prefix}off" "${prefix}on=$OUT/${prefix}on")
+done
+"$python" "$here/../benchmarks/augmentation_study.py" "${runs[@]}" \
   --shots "${SHOTS%% *}" --png "$OUT/simulated-regions.png" | tee "$OUT/study.md"

@@ -88,17 +88,29 @@ def test_real_data_pipeline_without_shared_data_exits_2(tmp_path):
 
 
 def test_simulated_regions_study_on_the_tiny_world(tmp_path):
-    """Both runs, side by side, with the choice made on meta-validation over both."""
+    """Both runs, and both again with class heads for the learners that have them, side by
+    side, with the choice made on meta-validation over all four."""
     out = tmp_path / "study"
-    proc = run_pipeline("study-simulated-regions.sh", out, SCALE="tiny", **TINY)
+    env = {**TINY, "LEARNERS": "protonet anil", "HEADS": "shared classes"}
+    proc = run_pipeline("study-simulated-regions.sh", out, SCALE="tiny", **env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for run in ("off", "on"):
+    for run in ("off", "on", "classes-off", "classes-on"):
         assert_report(out / run, {"poltava", "nebraska"})
-    config = json.loads((out / "on" / "results.json").read_text())["config"]["meta"]
-    assert config["augment"] == {"shift_days": 45, "gain": 0.1, "offset": 0.1}
+    for run in ("on", "classes-on"):
+        config = json.loads((out / run / "results.json").read_text())["config"]
+        assert config["meta"]["augment"] == {"shift_days": 45, "gain": 0.1, "offset": 0.1}
+    classes = json.loads((out / "classes-off" / "results.json").read_text())["config"]
+    assert classes["learners"] == ["anil"] and classes["meta"]["learner"]["head_init"] == "classes"
     study = (out / "study.md").read_text()
-    assert "**poltava**, K = 1" in study and "Chosen on meta-validation over both runs" in study
+    assert "**poltava**, K = 1" in study and "Chosen on meta-validation over all runs" in study
+    assert "| learner | off | on | classes-off | classes-on | Δ macro-F1 |" in study
     assert (out / "simulated-regions.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_class_heads_study_needs_a_learner_with_class_heads(tmp_path):
+    env = {**TINY, "HEADS": "classes"}
+    proc = run_pipeline("study-simulated-regions.sh", tmp_path / "s", SCALE="tiny", **env)
+    assert proc.returncode == 2 and "no learner of [protonet] has class heads" in proc.stderr
 
 
 def test_simulated_regions_study_refuses_an_unknown_pipeline(tmp_path):
