@@ -26,6 +26,20 @@ from pathlib import Path
 METRICS = ("overall_accuracy", "macro_f1")
 
 
+def validation_queries(folder: Path) -> int:
+    """Query samples in a run's validation tasks, at most (fewer classes where held-out source
+    samples cannot fill the training tasks' shape)."""
+    meta = json.loads((folder / "results.json").read_text())["config"]["meta"]
+    return meta["val_tasks"] * meta["n_way"] * min(meta["q_query"], 5)
+
+
+def near_ties(candidates: dict, n: int) -> list:
+    """Candidates within one binomial standard error (of ``n`` queries) of the best."""
+    best = max(candidates.values())
+    se = (best * (1 - best) / n) ** 0.5
+    return [c for c, v in sorted(candidates.items(), key=lambda i: -i[1]) if v >= best - se]
+
+
 def load(folder: Path, shots: int) -> tuple[dict, dict, list[str]]:
     """(summary at K per target and method, best validation accuracy per learner, learners)."""
     results = json.loads((folder / "results.json").read_text())
@@ -43,6 +57,10 @@ def cell(entry: dict | None) -> str:
     if entry is None:
         return "–"
     return " / ".join(f"{entry[m]['mean']:.3f}" for m in METRICS)
+
+
+def _beats(entry: dict, base: dict, best: dict) -> bool:
+    return all(entry[x]["mean"] > base[best[x]][x]["mean"] for x in METRICS)
 
 
 def _means(entry: dict | None) -> tuple | None:
@@ -64,6 +82,7 @@ def study(runs: dict[str, Path], shots: int) -> tuple[str, dict]:
     }
     chosen = max(candidates, key=candidates.get) if candidates else None
     paired = "off" in runs and "on" in runs
+    ties = near_ties(candidates, validation_queries(next(iter(runs.values())))) if chosen else []
     lines, deltas = [], {}
     for target in first[0]:
         base = {m: e for m, e in first[0][target].items() if m not in learners}
@@ -105,6 +124,16 @@ def study(runs: dict[str, Path], shots: int) -> tuple[str, dict]:
                     else f"above every baseline in {', '.join(wins) or 'neither metric'}."
                 )
             )
+            if len(ties) > 1:  # validation cannot tell these apart
+                lines.append(
+                    "Within one standard error of its validation accuracy: "
+                    + ", ".join(
+                        f"{m} ({label}) {cell(summaries[label][target][m])}"
+                        + (" wins both" if _beats(summaries[label][target][m], base, best) else "")
+                        for m, label in ties
+                    )
+                    + "."
+                )
     return "\n".join(lines), deltas
 
 
