@@ -160,6 +160,39 @@ def plot(deltas: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_runs(runs: dict[str, Path], shots: int, path: Path) -> None:
+    """Macro-F1 of every learner in every run, one panel per target, the best baseline dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    loaded = {label: load(folder, shots) for label, folder in runs.items()}
+    learners = list(dict.fromkeys(m for _, _, ls in loaded.values() for m in ls))
+    targets = list(next(iter(loaded.values()))[0])
+    fig, axes = plt.subplots(len(targets), 1, figsize=(10, 3.2 * len(targets)), squeeze=False)
+    width = 0.8 / len(runs)
+    for ax, target in zip(axes[:, 0], targets, strict=True):
+        first = next(iter(loaded.values()))[0][target]
+        base = max(e["macro_f1"]["mean"] for m, e in first.items() if m not in learners)
+        for i, (label, (summary, _, names)) in enumerate(loaded.items()):
+            xs = np.arange(len(learners)) + (i - (len(runs) - 1) / 2) * width
+            f1 = [
+                summary[target][m]["macro_f1"]["mean"] if m in names else np.nan for m in learners
+            ]
+            ax.bar(xs, f1, width, label=label)
+        ax.axhline(base, color="k", ls="--", lw=1, label="best baseline")
+        ax.set_xticks(np.arange(len(learners)), learners, rotation=30)
+        ax.set_ylabel("macro-F1")
+        ax.set_ylim(max(0.0, base - 0.3), min(1.0, base + 0.2))
+        ax.set_title(f"{target}, K = {shots}")
+    axes[0, 0].legend(ncol=len(runs) + 1, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def parse_runs(items: list[str]) -> dict[str, Path]:
     """``LABEL=FOLDER`` items; two bare folders are the runs ``off`` and ``on``."""
     if len(items) == 2 and not any("=" in i for i in items):
@@ -177,12 +210,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="LABEL=FOLDER of `cropmeta evaluate` outputs")
     parser.add_argument("--shots", type=int, default=5)
-    parser.add_argument("--png", type=Path, help="bar chart of the macro-F1 change (off → on)")
+    parser.add_argument(
+        "--png", type=Path, help="bar chart: the macro-F1 change (off → on), or each run's"
+    )
     args = parser.parse_args()
-    text, deltas = study(parse_runs(args.runs), args.shots)
+    runs = parse_runs(args.runs)
+    text, deltas = study(runs, args.shots)
     print(text)
-    if args.png and deltas:
+    if args.png and len(runs) == 2 and deltas:
         plot(deltas, args.png)
+    elif args.png:
+        plot_runs(runs, args.shots, args.png)
+    if args.png:
         print(f"\nplot: {args.png}")
 
 
