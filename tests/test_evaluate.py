@@ -37,6 +37,7 @@ def test_every_method_is_scored_on_the_same_draws(evaluation, catalog):
             (r["n_support"], r["n_query"], tuple(r["classes"]))
         )
     assert by_draw and all(len(v) == 1 for v in by_draw.values())  # identical support/query
+    assert results["environment"]["threads"] >= 1  # figures repeat at the same thread count
     for r in scored:
         n = len(r["classes"])
         confusion = np.array(r["details"]["confusion"])

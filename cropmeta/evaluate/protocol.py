@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from pydantic import BaseModel, Field, ValidationError
 from scipy import stats
 
@@ -256,4 +257,6 @@ def run_evaluation(
         "training": training,
         "runs": runs,
         "summary": summarise(scored),
+        # training's float sums, hence every figure, are reproducible at the same thread count
+        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()},
     }
