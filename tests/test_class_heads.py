@@ -15,7 +15,7 @@ from torch.func import functional_call
 from cropmeta.learners.registry import build_learner, learner_settings
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
-from cropmeta.tasks.episodes import EpisodeSampler, LabelledSet
+from cropmeta.tasks.episodes import EpisodeSampler, LabelledSet, TaskBatch
 
 CLASSES = {"head_init": "classes", "class_codes": CODES}
 
@@ -132,8 +132,6 @@ def test_meta_learned_class_rows_classify_known_classes_before_any_step():
             xs.append(x + rng.normal(0, 0.3, x.shape)), ys.append(y), codes.append(picked)
         x, y = (torch.from_numpy(np.stack(v)) for v in (xs, ys))
         return x.float(), y, torch.from_numpy(np.stack(codes))
-
-    from cropmeta.tasks.episodes import TaskBatch
 
     torch.manual_seed(0)
     model = CropClassifier(3, STEPS, EncoderConfig(hidden=8, layers=2, embed=16, kernel=3))
