@@ -36,24 +36,30 @@ all="maml fomaml anil metasgd reptile alfa timl protonet matching relation snail
 learners=${LEARNERS:-maml protonet}
 [[ $learners == all ]] && learners=$all
 simulated=(--task-shift-days "$SHIFT_DAYS" --task-gain "$GAIN" --task-offset "$OFFSET")
-runs=()
+# the learners of each head setting, all checked before the first run
+declare -A chosen
 for heads in $HEADS; do
   case $heads in
-    shared) prefix="" settings=() chosen=$learners ;;
+    shared) chosen[$heads]=$learners ;;
     classes)
-      prefix="classes-" settings=(--set head_init=classes) chosen=""
+      chosen[$heads]=""
       for x in $learners; do
-        [[ " maml fomaml anil metasgd alfa timl " == *" $x "* ]] && chosen+=" $x"
+        [[ " maml fomaml anil metasgd alfa timl " == *" $x "* ]] && chosen[$heads]+=" $x"
       done
+      if [[ -z ${chosen[$heads]// /} ]]; then
+        echo "$(basename "$0"): no learner of [$learners] has class heads" >&2
+        exit 2
+      fi
       ;;
     *) echo "$(basename "$0"): HEADS takes shared and classes, not $heads" >&2 && exit 2 ;;
   esac
-  if [[ -z ${chosen// /} ]]; then
-    echo "$(basename "$0"): no learner of [$learners] has class heads" >&2
-    exit 2
-  fi
-  LEARNERS=$chosen OUT="$OUT/${prefix}off" bash "$here/$pipeline" "${settings[@]}" "$@"
-  LEARNERS=$chosen OUT="$OUT/${prefix}on" bash "$here/$pipeline" "${simulated[@]}" \
+done
+runs=()
+for heads in $HEADS; do
+  prefix="" settings=()
+  [[ $heads == classes ]] && prefix="classes-" settings=(--set head_init=classes)
+  LEARNERS=${chosen[$heads]} OUT="$OUT/${prefix}off" bash "$here/$pipeline" "${settings[@]}" "$@"
+  LEARNERS=${chosen[$heads]} OUT="$OUT/${prefix}on" bash "$here/$pipeline" "${simulated[@]}" \
     "${settings[@]}" "$@"
   runs+=("${prefix}off=$OUT/${prefix}off" "${prefix}on=$OUT/${prefix}on")
 done

@@ -111,8 +111,18 @@ def test_class_heads_study_needs_a_learner_with_class_heads(tmp_path):
     env = {**TINY, "HEADS": "classes"}
     proc = run_pipeline("study-simulated-regions.sh", tmp_path / "s", SCALE="tiny", **env)
     assert proc.returncode == 2 and "no learner of [protonet] has class heads" in proc.stderr
+    assert not (tmp_path / "s").exists()
 
 
 def test_simulated_regions_study_refuses_an_unknown_pipeline(tmp_path):
     proc = run_pipeline("study-simulated-regions.sh", tmp_path / "s", "evaluate-atlantis.sh")
     assert proc.returncode == 2 and "no pipeline" in proc.stderr
+
+
+def test_study_refuses_an_unknown_head_setting(tmp_path):
+    env = {**TINY, "HEADS": "shared wide"}
+    proc = run_pipeline("study-simulated-regions.sh", tmp_path / "s", SCALE="tiny", **env)
+    assert proc.returncode == 2
+    expected = "study-simulated-regions.sh: HEADS takes shared and classes, not wide"
+    assert proc.stderr.strip() == expected
+    assert not (tmp_path / "s").exists()
