@@ -59,17 +59,18 @@ def cell(entry: dict | None) -> str:
     return " / ".join(f"{entry[m]['mean']:.3f}" for m in METRICS)
 
 
-def _beats(entry: dict, base: dict, best: dict) -> bool:
-    return all(entry[x]["mean"] > base[best[x]][x]["mean"] for x in METRICS)
+def _wins(entry: dict, base: dict, best: dict) -> list[str]:
+    """The metrics in which ``entry`` is above every baseline."""
+    return [x for x in METRICS if entry[x]["mean"] > base[best[x]][x]["mean"]]
 
 
 def _means(entry: dict | None) -> tuple | None:
     return None if entry is None else tuple(entry[m]["mean"] for m in METRICS)
 
 
-def study(runs: dict[str, Path], shots: int) -> tuple[str, dict]:
-    """The report's Markdown and, with runs ``off`` and ``on``, the macro-F1 changes."""
-    loaded = {label: load(folder, shots) for label, folder in runs.items()}
+def study(runs: dict[str, Path], loaded: dict, shots: int) -> tuple[str, dict]:
+    """The report's Markdown and, with runs ``off`` and ``on``, the macro-F1 changes
+    (``loaded``: each run's :func:`load`)."""
     summaries = {label: s for label, (s, _, _) in loaded.items()}
     vals = {label: v for label, (_, v, _) in loaded.items()}
     first = next(iter(loaded.values()))
@@ -114,7 +115,7 @@ def study(runs: dict[str, Path], shots: int) -> tuple[str, dict]:
         if chosen is not None:
             m, label = chosen
             ours = summaries[label][target][m]
-            wins = [x for x in METRICS if ours[x]["mean"] > base[best[x]][x]["mean"]]
+            wins = _wins(ours, base, best)
             lines.append(
                 f"\nChosen on meta-validation over all runs: **{m}** ({label}, validation "
                 f"accuracy {candidates[chosen]:.3f}): {cell(ours)}, "
@@ -125,12 +126,13 @@ def study(runs: dict[str, Path], shots: int) -> tuple[str, dict]:
                 )
             )
             if len(ties) > 1:  # validation cannot tell these apart
+                tied = [(m, label, summaries[label][target][m]) for m, label in ties]
                 lines.append(
                     "Within one standard error of its validation accuracy: "
                     + ", ".join(
-                        f"{m} ({label}) {cell(summaries[label][target][m])}"
-                        + (" wins both" if _beats(summaries[label][target][m], base, best) else "")
-                        for m, label in ties
+                        f"{m} ({label}) {cell(e)}"
+                        + (" wins both" if len(_wins(e, base, best)) == 2 else "")
+                        for m, label, e in tied
                     )
                     + "."
                 )
@@ -160,7 +162,7 @@ def plot(deltas: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_runs(runs: dict[str, Path], shots: int, path: Path) -> None:
+def plot_runs(loaded: dict, shots: int, path: Path) -> None:
     """Macro-F1 of every learner in every run, one panel per target, the best baseline dashed."""
     import matplotlib
 
@@ -168,7 +170,7 @@ def plot_runs(runs: dict[str, Path], shots: int, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    loaded = {label: load(folder, shots) for label, folder in runs.items()}
+    runs = list(loaded)
     learners = list(dict.fromkeys(m for _, _, ls in loaded.values() for m in ls))
     targets = list(next(iter(loaded.values()))[0])
     fig, axes = plt.subplots(len(targets), 1, figsize=(10, 3.2 * len(targets)), squeeze=False)
@@ -215,12 +217,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     runs = parse_runs(args.runs)
-    text, deltas = study(runs, args.shots)
+    loaded = {label: load(folder, args.shots) for label, folder in runs.items()}
+    text, deltas = study(runs, loaded, args.shots)
     print(text)
     if args.png and len(runs) == 2 and deltas:
         plot(deltas, args.png)
     elif args.png:
-        plot_runs(runs, args.shots, args.png)
+        plot_runs(loaded, args.shots, args.png)
     if args.png:
         print(f"\nplot: {args.png}")
 
