@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from cropmeta.adapt.baselines import Shots, baseline_predictions
+from cropmeta.adapt.cross_validate import check_folds, cross_validate
 from cropmeta.adapt.transfer import load_pretrained
 from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import class_details, score
@@ -44,6 +45,8 @@ class AdaptResult:
     skipped_classes: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     learner: str = ""  # the meta-learner's name: its entry in ``metrics``; the others are baselines
+    cv_folds: int | None = None  # with ``cv_folds``: every method cross-validated on the support
+    cv_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "model_dir": str(self.model_dir)}, indent=2)
@@ -57,6 +60,7 @@ def adapt_region(
     seed: int = 0,
     baselines: bool = True,
     settings: dict | None = None,
+    cv_folds: int | None = None,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``; save a mappable model.
 
@@ -67,7 +71,9 @@ def adapt_region(
     source-only — all fitted on those same samples, are scored on the region's other labelled
     samples (``baselines=False``: the adapted model alone). ``settings`` replace the learner's
     adaptation settings (:data:`cropmeta.learners.registry.ADAPTATION_SETTINGS`), recorded in
-    the adapted model.
+    the adapted model. ``cv_folds`` K also cross-validates the learner and every baseline on
+    the support set in K stratified folds (:mod:`cropmeta.adapt.cross_validate`): in production,
+    the only estimate of which method suits the region.
     """
     cfg = load_config(model_dir)
     settings = check_adaptation(cfg.learner["algorithm"], settings or {})
@@ -91,6 +97,9 @@ def adapt_region(
     to_index = {int(c): i for i, c in enumerate(codes)}
     x = torch.from_numpy(cfg.normaliser(data.x))
     y = torch.tensor([to_index[int(c)] for c in data.codes[support]])
+    names = [data.class_names.get(int(c), str(c)) for c in codes]
+    if cv_folds is not None:
+        check_folds(y.numpy(), cv_folds, names, region)
     doy = torch.from_numpy(data.doy).long()
 
     torch.manual_seed(seed)
@@ -112,17 +121,30 @@ def adapt_region(
         learner=cfg.learner["algorithm"],
         seconds={cfg.learner["algorithm"]: adapt_seconds},
     )
+    pre = load_pretrained(model_dir, cfg) if baselines else None
     if len(query):
         kept = query[np.isin(data.codes[query], codes)]  # classes with a support sample
         y_true = np.array([to_index[int(c)] for c in data.codes[kept]])
         on = Shots(x[support], y, x[kept], doy, [int(c) for c in codes])
-        pre = load_pretrained(model_dir, cfg) if baselines else None
         predictions, result.notes, seconds = _predict(adapted, cfg, on, pre, baselines, data, seed)
         result.seconds |= seconds
         result.metrics = {name: score(y_true, p) for name, p in predictions.items()}
         result.details = {
             name: class_details(y_true, p, len(codes)) for name, p in predictions.items()
         }
+    if cv_folds is not None:
+        x_s, c = x[support], [int(c) for c in codes]
+
+        def fit_predict(train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+            torch.manual_seed(seed)
+            fold = learner.adapt(model, x_s[train], y[train], doy, len(c), info=info, codes=known)
+            on = Shots(x_s[train], y[train], x_s[test], doy, c)
+            predictions, notes, _ = _predict(fold, cfg, on, pre, baselines, data, seed)
+            result.notes |= notes  # what a baseline cannot do, as on the query set
+            return predictions
+
+        result.cv_folds = cv_folds
+        result.cv_metrics = cross_validate(fit_predict, y.numpy(), cv_folds, seed)
     adapted_cfg = cfg.model_copy(
         update={
             "kind": "adapted",

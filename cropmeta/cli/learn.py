@@ -132,6 +132,14 @@ def adapt(
             "fine_tune_steps, fine_tune_lr (as the learner has them).",
         ),
     ] = None,
+    cv: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Also cross-validate the learner and every baseline on the labelled fields "
+            "in this many stratified folds: which method suits the region, from its labels alone.",
+        ),
+    ] = None,
     seed: Seed = 0,
 ) -> None:
     """Adapt to a new region from K labelled fields per class; compare with baselines."""
@@ -144,12 +152,14 @@ def adapt(
         chosen = adaptation_settings(load_config(model).learner["algorithm"], settings or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
-    result = adapt_region(model, region, out, shots=shots, seed=seed, settings=chosen)
+    result = adapt_region(model, region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv)
     if as_json:
         typer.echo(result.to_json())
     else:
         if result.metrics:
             console.print(metrics_table(result))
+        if result.cv_metrics:
+            console.print(metrics_table(result, cross_validated=True))
         typer.echo(f"adapted model written: {out}")
 
 

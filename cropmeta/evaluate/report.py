@@ -7,22 +7,27 @@ from rich.table import Table
 from cropmeta.adapt.adapt import AdaptResult
 
 
-def metrics_table(result: AdaptResult) -> Table:
+def metrics_table(result: AdaptResult, cross_validated: bool = False) -> Table:
     """Methods side by side on the same query samples, best macro-F1 first; the meta-learner
-    in bold, the baselines plain.
+    in bold, the baselines plain. ``cross_validated``: the same for the out-of-fold predictions
+    of the support set (``result.cv_metrics``).
 
     The caption repeats the run's notes (a baseline omitted, or classes a baseline cannot
     predict), so a reader never compares figures without knowing what was held back.
     """
-    caption = [f"fitted on {result.n_support} fields, scored on {result.n_query} others"]
+    if cross_validated:
+        title = f"{result.region}: cross-validated on the {result.n_support} labelled fields"
+        caption = [f"{result.cv_folds} stratified folds: each method fitted on all but one"]
+        metrics = result.cv_metrics
+    else:
+        title = f"{result.region}: {len(result.classes)} classes, {result.shots} shots each"
+        caption = [f"fitted on {result.n_support} fields, scored on {result.n_query} others"]
+        metrics = result.metrics
     caption += [f"{name}: {note}" for name, note in result.notes.items()]
-    table = Table(
-        title=f"{result.region}: {len(result.classes)} classes, {result.shots} shots each",
-        caption="\n".join(caption),
-    )
+    table = Table(title=title, caption="\n".join(caption))
     for col in ("method", "overall accuracy", "macro-F1", "kappa"):
         table.add_column(col, justify="left" if col == "method" else "right")
-    ranked = sorted(result.metrics.items(), key=lambda kv: -kv[1]["macro_f1"])
+    ranked = sorted(metrics.items(), key=lambda kv: -kv[1]["macro_f1"])
     for name, m in ranked:
         table.add_row(
             name,
