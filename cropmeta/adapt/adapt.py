@@ -97,8 +97,8 @@ def adapt_region(
     to_index = {int(c): i for i, c in enumerate(codes)}
     x = torch.from_numpy(cfg.normaliser(data.x))
     y = torch.tensor([to_index[int(c)] for c in data.codes[support]])
-    names = [data.class_names.get(int(c), str(c)) for c in codes]
     if cv_folds is not None:
+        names = [data.class_names.get(int(c), str(c)) for c in codes]
         check_folds(y.numpy(), cv_folds, names, region)
     doy = torch.from_numpy(data.doy).long()
 

@@ -6,8 +6,11 @@ whether the meta-learner or a baseline (source-only, transfer, a random forest) 
 region best. Stratified K-fold cross-validation over those fields gives an estimate: each
 method is fitted K times on all folds but one and predicts the one left out, and the pooled
 out-of-fold predictions are scored (as scikit-learn's ``cross_val_predict``). With 5 fields a
-class the estimate is noisy and slightly pessimistic (each fit sees 4 of the 5): read it as a
-ranking with wide error bars, not as the accuracy of the final model.
+class the estimate is noisy; it is pessimistic for the methods that learn from the fields (each
+fit sees 4 of the 5) and not for source-only, which learns nothing from them; and it is scored
+on class-balanced fields where a region's crops rarely are. Read it as a ranking with wide
+error bars, not as the accuracy of the final model (benchmarks/cv_selection.py measures how
+often its pick is the best method on the rest of a region).
 """
 
 from __future__ import annotations
