@@ -4,10 +4,6 @@ from the user's labels alone, out of fold, and refused where a fold would lack a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,15 +80,3 @@ def test_adapt_refuses_more_folds_than_labels(cli, meta_model, regions, catalog,
     assert_one_line_error(res, out, "cross-validation in 4 folds needs 4 labelled samples")
     res = cli("adapt", "--model", meta_model, "--region", target, "--cv", "1", "--out", out)
     assert res.exit_code == 2 and not out.exists()
-
-
-def test_cv_selection_benchmark_runs_on_the_tiny_world(meta_model, regions, catalog):
-    """benchmarks/cv_selection.py: a table per target and the summary line."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cv_selection.py"
-    target = regions[catalog.targets()[0].name]
-    args = [f"{meta_model}={target}", "--shots", "3", "--draws", "2", "--folds", "3"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stderr
-    assert "| following the CV's pick |" in run.stdout
-    assert "Over 2 draws: the CV's pick was the query's best in" in run.stdout

@@ -1,0 +1,56 @@
+"""The on-demand benchmarks that evaluate a protocol still run: on the tiny world or on
+results written here (their figures are in BENCHMARKS.md, never asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_cv_selection_benchmark_runs_on_the_tiny_world(meta_model, regions, catalog):
+    """benchmarks/cv_selection.py: a table per target and the summary line."""
+    script = BENCHMARKS / "cv_selection.py"
+    target = regions[catalog.targets()[0].name]
+    args = [f"{meta_model}={target}", "--shots", "3", "--draws", "2", "--folds", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "| following the CV's pick |" in run.stdout
+    assert "Over 2 draws: the CV's pick was the query's best in" in run.stdout
+
+
+def test_seed_pool_pools_draws_over_training_seeds(tmp_path):
+    """benchmarks/seed_pool.py: means over every (seed, draw) pair; a verdict per seed and
+    pooled; runs whose settings differ are refused."""
+
+    def run(seed: int, learner: tuple[float, float], source_only: tuple[float, float]) -> Path:
+        def entry(method, figures, draw):
+            oa, f1 = figures
+            metrics = {"overall_accuracy": oa + draw / 100, "macro_f1": f1 + draw / 100}
+            learner_flag = method == "anil"
+            return {"target": "poltava", "shots": 5, "seed": seed + draw, "method": method,
+                    "learner": learner_flag, "metrics": metrics}  # fmt: skip
+
+        runs = [entry("anil", learner, d) for d in range(2)]
+        runs += [entry("source_only", source_only, d) for d in range(2)]
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        results = {"seed": seed, "config": {"learners": ["anil"]}, "runs": runs}
+        (folder / "results.json").write_text(json.dumps(results))
+        return folder
+
+    script = BENCHMARKS / "seed_pool.py"
+    # seed 1: source-only ahead; seed 2: the learner far ahead; pooled, the learner wins
+    folders = [run(1, (0.70, 0.70), (0.80, 0.80)), run(2, (0.90, 0.90), (0.60, 0.60))]
+    out = subprocess.run([sys.executable, script, *folders], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "| **anil** | 0.805 | 0.805 | 0.705, 0.905 |" in out.stdout
+    assert "| source_only | 0.705 | 0.705 | 0.805, 0.605 |" in out.stdout
+    assert "anil, pooled: wins both; both metrics in 1 of 2 seeds alone." in out.stdout
+    again = subprocess.run([sys.executable, script, folders[0], folders[0]], capture_output=True)
+    assert again.returncode != 0 and b"with a new seed" in again.stderr
