@@ -41,7 +41,9 @@ def wins(means: dict[str, dict[str, float]], learner: str) -> list[str]:
 
 
 def verdict(won: list[str]) -> str:
-    return {2: "wins both", 0: "loses both"}.get(len(won), f"wins {won[0]} only")
+    if len(won) == len(METRICS):
+        return "wins both"
+    return f"wins {won[0]} only" if won else "loses both"
 
 
 def main() -> None:

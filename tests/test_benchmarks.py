@@ -52,5 +52,7 @@ def test_seed_pool_pools_draws_over_training_seeds(tmp_path):
     assert "| **anil** | 0.805 | 0.805 | 0.705, 0.905 |" in out.stdout
     assert "| source_only | 0.705 | 0.705 | 0.805, 0.605 |" in out.stdout
     assert "anil, pooled: wins both; both metrics in 1 of 2 seeds alone." in out.stdout
+    alone = subprocess.run([sys.executable, script, folders[0]], capture_output=True, text=True)
+    assert "anil, pooled: loses both; both metrics in 0 of 1 seeds alone." in alone.stdout
     again = subprocess.run([sys.executable, script, folders[0], folders[0]], capture_output=True)
     assert again.returncode != 0 and b"with a new seed" in again.stderr
