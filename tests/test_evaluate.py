@@ -83,6 +83,9 @@ def test_report_and_figures(evaluation, catalog):
     assert "suggested vs random" in report
     assert "validation tasks from a 20% share of every source region's samples" in report
     assert "simulated regions (task augmentation): off." in report
+    threads = json.loads((out / "results.json").read_text())["environment"]["threads"]
+    assert f"is trained once (seed 0, {threads} torch threads)" in report
+    assert "not training noise" in report and "benchmarks/seed_pool.py" in report
     for heading in ("Task variability", "adaptation gain", "meta-overfitting", "Meta-underfitting"):
         assert heading in report
 

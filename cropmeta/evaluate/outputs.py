@@ -148,6 +148,19 @@ def meta_training_line(meta: dict) -> str:
     )
 
 
+def training_noise_line(results: dict) -> str:
+    """What the confidence intervals do not cover: every model is trained once."""
+    threads = results.get("environment", {}).get("threads")
+    where = f"seed {results['seed']}" + (f", {threads} torch threads" if threads else "")
+    return (
+        f"Every model (meta-learners and the baselines' source classifier) is trained once "
+        f"({where}): the confidence intervals cover the support/query draws, not training noise, "
+        "which on a shifted target can move a figure more than the draws do (another seed or "
+        "thread count, BENCHMARKS.md). Before concluding, pool runs with other `--seed`s "
+        "(`benchmarks/seed_pool.py`)."
+    )
+
+
 def write_report(results: dict, out: str | Path, sections: list[Section] | None = None) -> Path:
     """Write ``results.json``, ``report.md``, ``report.html`` and ``figures/*.png`` into ``out``.
 
@@ -168,6 +181,8 @@ def write_report(results: dict, out: str | Path, sections: list[Section] | None 
         f"{'leave-one-region-out' if cfg['loro'] else 'the catalog split'}. The held-out region "
         "is never used for meta-training, model selection or normalisation. Bold: meta-learners; "
         "the others are baselines fitted on the same support samples.",
+        "",
+        training_noise_line(results),
         "",
         meta_training_line(cfg["meta"]),
         "",
