@@ -18,9 +18,9 @@ Run (a model and region dataset per target, e.g. from a `cropmeta evaluate` outp
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
+from statistics import fmean as mean
 
 from cropmeta.adapt.adapt import AdaptResult, adapt_region
 
@@ -38,10 +38,6 @@ def draws(model: Path, region: Path, args: argparse.Namespace) -> list[AdaptResu
             adapt_region(model, region, Path(tmp) / str(d), args.shots, seed, cv_folds=args.folds)
             for d, seed in enumerate(range(args.seed, args.seed + args.draws))
         ]
-
-
-def mean(values) -> float:
-    return statistics.fmean(values)
 
 
 def target_table(runs: list[AdaptResult]) -> list[str]:
