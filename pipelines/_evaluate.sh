@@ -4,6 +4,9 @@
 #   SEED        seed of meta-training and of the first support/query draw        [0]
 #   ITERATIONS  meta-training iterations per learner and fold                    [300]
 #   SEEDS       support/query draws per K                                        [5]
+#   TRAIN_SEEDS training seeds to pool, space-separated (each replaces SEED for meta-training and
+#               the draws): one evaluation per seed in $OUT/seed-S, then
+#               benchmarks/seed_pool.py over them into $OUT/pooled.md               [unset: one run]
 #   SHOTS       labelled samples per class, space-separated                      [1 2 5 10 20]
 #   LEARNERS    meta-learners, space-separated, or `all` (the 11 below)         [maml protonet]
 #   ENCODER     temporal encoder: tempcnn, lstm, transformer, ltae              [tempcnn]
@@ -45,17 +48,44 @@ require_data() {
   done
 }
 
-# evaluate ARGS...: `cropmeta evaluate --out $OUT` with the settings above and ARGS.
+# evaluate ARGS...: `cropmeta evaluate --out $OUT` with the settings above and ARGS; with
+# TRAIN_SEEDS, once per training seed and pooled (the region datasets prepared once).
 evaluate() {
-  local args=() x start=$SECONDS
+  if [[ -z ${TRAIN_SEEDS:-} ]]; then
+    evaluate_once "$OUT" "$SEED" "$@"
+    return
+  fi
+  local s first="" dirs=() python
+  for s in $TRAIN_SEEDS; do
+    if [[ -n $first && ! -d $OUT/seed-$s/regions ]]; then
+      mkdir -p "$OUT/seed-$s" && cp -r "$first/regions" "$OUT/seed-$s/"
+    fi
+    evaluate_once "$OUT/seed-$s" "$s" "$@"
+    first=${first:-$OUT/seed-$s}
+    dirs+=("$OUT/seed-$s")
+  done
+  python=$(dirname "$(command -v "${cropmeta[0]}")")/python # cropmeta's own environment
+  [[ -x $python ]] || python=python3
+  if ! "$python" "$repo/benchmarks/seed_pool.py" "${dirs[@]}" >"$OUT/pooled.md.tmp"; then
+    rm -f "$OUT/pooled.md.tmp"
+    return 1
+  fi
+  mv "$OUT/pooled.md.tmp" "$OUT/pooled.md"
+  echo "$(basename "$0"): pooled over training seeds [$TRAIN_SEEDS]: $OUT/pooled.md"
+}
+
+# evaluate_once OUT SEED ARGS...: one `cropmeta evaluate` run.
+evaluate_once() {
+  local out=$1 seed=$2 args=() x start=$SECONDS
+  shift 2
   for x in $LEARNERS; do args+=(--learner "$x"); done
   for x in $SHOTS; do args+=(--shots "$x"); done
   if [[ -n ${TASK_WAYS:-} ]]; then args+=(--task-ways "$TASK_WAYS"); fi
   if [[ -n ${TASK_SHOTS:-} ]]; then args+=(--task-shots "$TASK_SHOTS"); fi
   if [[ -n ${TASK_QUERIES:-} ]]; then args+=(--task-queries "$TASK_QUERIES"); fi
   echo "$(basename "$0"): learners [$LEARNERS], K [$SHOTS], $SEEDS draws," \
-    "$ITERATIONS iterations -> $OUT"
-  "${cropmeta[@]}" evaluate --out "$OUT" --seeds "$SEEDS" --iterations "$ITERATIONS" \
-    --encoder "$ENCODER" --seed "$SEED" "${args[@]}" "$@"
-  echo "$(basename "$0"): done in $((SECONDS - start)) s; report: $OUT/report.md"
+    "$ITERATIONS iterations, seed $seed -> $out"
+  "${cropmeta[@]}" evaluate --out "$out" --seeds "$SEEDS" --iterations "$ITERATIONS" \
+    --encoder "$ENCODER" --seed "$seed" "${args[@]}" "$@"
+  echo "$(basename "$0"): done in $((SECONDS - start)) s; report: $out/report.md"
 }

@@ -24,6 +24,10 @@ if [[ ! -f $here/$pipeline ]]; then
   echo "$(basename "$0"): no pipeline $here/$pipeline" >&2
   exit 2
 fi
+if [[ -n ${TRAIN_SEEDS:-} ]]; then # augmentation_study.py reads one run per setting
+  echo "$(basename "$0"): TRAIN_SEEDS is for a single pipeline, not this study; unset it" >&2
+  exit 2
+fi
 OUT=${OUT:-eval-out/simulated-regions}
 SHIFT_DAYS=${SHIFT_DAYS:-45} GAIN=${GAIN:-0.1} OFFSET=${OFFSET:-0.1}
 read -ra cropmeta <<<"${CROPMETA:-cropmeta}"

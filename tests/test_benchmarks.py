@@ -40,7 +40,7 @@ def test_seed_pool_pools_draws_over_training_seeds(tmp_path):
         runs += [entry("source_only", source_only, d) for d in range(2)]
         folder = tmp_path / str(seed)
         folder.mkdir()
-        results = {"seed": seed, "config": {"learners": ["anil"]}, "runs": runs}
+        results = {"seed": seed, "config": {"learners": ["anil"], "shots": [5]}, "runs": runs}
         (folder / "results.json").write_text(json.dumps(results))
         return folder
 

@@ -126,3 +126,23 @@ def test_study_refuses_an_unknown_head_setting(tmp_path):
     expected = "study-simulated-regions.sh: HEADS takes shared and classes, not wide"
     assert proc.stderr.strip() == expected
     assert not (tmp_path / "s").exists()
+
+
+def test_training_seeds_pooled_on_the_tiny_world(tmp_path):
+    """TRAIN_SEEDS: one evaluation per training seed, the region datasets prepared once, and
+    benchmarks/seed_pool.py's table over them in pooled.md."""
+    out = tmp_path / "pooled"
+    proc = run_pipeline("evaluate-demo.sh", out, SCALE="tiny", TRAIN_SEEDS="3 4", **TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for seed in (3, 4):
+        assert_report(out / f"seed-{seed}", {"poltava", "nebraska"})
+        assert json.loads((out / f"seed-{seed}" / "results.json").read_text())["seed"] == seed
+    pooled = (out / "pooled.md").read_text()
+    assert "training seeds [3, 4]" in pooled and "pooled over the seeds" in pooled
+    assert not (out / "pooled.md.tmp").exists()
+
+
+def test_study_refuses_training_seeds(tmp_path):
+    out = tmp_path / "study"
+    proc = run_pipeline("study-simulated-regions.sh", out, TRAIN_SEEDS="1 2", **TINY)
+    assert proc.returncode == 2 and "TRAIN_SEEDS" in proc.stderr and not out.exists()
