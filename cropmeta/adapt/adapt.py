@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cropmeta.adapt.baselines import Shots, baseline_predictions
+from cropmeta.adapt.baselines import (
+    NETWORK_BASELINES,
+    TRANSFER_METHODS,
+    Shots,
+    baseline_model,
+    baseline_predictions,
+)
 from cropmeta.adapt.cross_validate import check_folds, cross_validate
 from cropmeta.adapt.transfer import load_pretrained
 from cropmeta.errors import InputError
@@ -47,6 +53,7 @@ class AdaptResult:
     learner: str = ""  # the meta-learner's name: its entry in ``metrics``; the others are baselines
     cv_folds: int | None = None  # with ``cv_folds``: every method cross-validated on the support
     cv_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    saved: str = ""  # the method whose model was saved: the learner, or a network baseline
 
     def to_json(self) -> str:
         return json.dumps({**self.__dict__, "model_dir": str(self.model_dir)}, indent=2)
@@ -61,6 +68,7 @@ def adapt_region(
     baselines: bool = True,
     settings: dict | None = None,
     cv_folds: int | None = None,
+    method: str | None = None,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``; save a mappable model.
 
@@ -73,9 +81,13 @@ def adapt_region(
     adaptation settings (:data:`cropmeta.learners.registry.ADAPTATION_SETTINGS`), recorded in
     the adapted model. ``cv_folds`` K also cross-validates the learner and every baseline on
     the support set in K stratified folds (:mod:`cropmeta.adapt.cross_validate`): in production,
-    the only estimate of which method suits the region.
+    the only estimate of which method suits the region. ``method`` names the model to save: the
+    learner (default) or a network baseline fitted on the same support set
+    (:data:`cropmeta.adapt.baselines.NETWORK_BASELINES`), e.g. the one cross-validation ranks
+    first.
     """
     cfg = load_config(model_dir)
+    method = check_method(method, cfg.learner["algorithm"])
     settings = check_adaptation(cfg.learner["algorithm"], settings or {})
     cfg = cfg.model_copy(update={"learner": {**cfg.learner, **settings}})
     learner = build_learner(cfg.learner["algorithm"], cfg.learner)
@@ -121,7 +133,9 @@ def adapt_region(
         learner=cfg.learner["algorithm"],
         seconds={cfg.learner["algorithm"]: adapt_seconds},
     )
-    pre = load_pretrained(model_dir, cfg) if baselines else None
+    pre = load_pretrained(model_dir, cfg) if baselines or method in TRANSFER_METHODS else None
+    if method in TRANSFER_METHODS and pre is None:
+        raise InputError(model_dir, f"holds no pre-trained source classifier, so no {method}")
     if len(query):
         kept = query[np.isin(data.codes[query], codes)]  # classes with a support sample
         y_true = np.array([to_index[int(c)] for c in data.codes[kept]])
@@ -145,6 +159,10 @@ def adapt_region(
 
         result.cv_folds = cv_folds
         result.cv_metrics = cross_validate(fit_predict, y.numpy(), cv_folds, seed)
+    result.saved = method
+    if method != result.learner:  # a baseline, fitted on the same support set
+        on = Shots(x[support], y, x[support], doy, [int(c) for c in codes])
+        adapted = baseline_model(method, on, cfg.encoder, seed, pre)
     adapted_cfg = cfg.model_copy(
         update={
             "kind": "adapted",
@@ -155,6 +173,16 @@ def adapt_region(
     )
     save_bundle(adapted, adapted_cfg, out)
     return result
+
+
+def check_method(method: str | None, learner: str) -> str:
+    """The method whose model ``adapt`` saves: the learner unless a network baseline is named."""
+    if method is None or method in (learner, *NETWORK_BASELINES):
+        return method or learner
+    why = "; a random forest cannot be saved without a pickle" if method == "random_forest" else ""
+    raise ValueError(
+        f"method {method!r}: the learner ({learner}) or one of {', '.join(NETWORK_BASELINES)}{why}"
+    )
 
 
 def _predict(adapted, cfg, on: Shots, pretrained, baselines: bool, data, seed: int):

@@ -80,6 +80,26 @@ class BaselineRun:
         self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
+#: Baselines that are networks, so that ``cropmeta adapt --method`` can save one as the adapted
+#: model (a random forest would need a pickle).
+NETWORK_BASELINES = ("from_scratch", *TRANSFER_METHODS)
+
+
+def baseline_model(
+    name: str, shots: Shots, encoder: EncoderConfig, seed: int, pretrained: Pretrained | None
+) -> CropClassifier:
+    """Baseline ``name`` (one of :data:`NETWORK_BASELINES`) fitted on the support set."""
+    if name == "from_scratch":
+        n = len(shots.codes)
+        return from_scratch(shots.x_support, shots.y_support, shots.doy, n, encoder, seed)
+    if pretrained is None:
+        raise ValueError(f"{name} needs the pre-trained source classifier")
+    if name == "source_only":
+        return source_only(pretrained, shots.codes)
+    fit = {"transfer_head": fine_tune_head, "transfer_all": fine_tune_all}[name]
+    return fit(pretrained, shots.x_support, shots.y_support, shots.doy, shots.codes, seed)
+
+
 def baseline_predictions(
     shots: Shots,
     encoder: EncoderConfig,
@@ -91,16 +111,12 @@ def baseline_predictions(
     run = BaselineRun()
     n = len(shots.codes)
 
-    def predict(model: CropClassifier) -> np.ndarray:
+    def predict(name: str) -> np.ndarray:
+        model = baseline_model(name, shots, encoder, seed, pretrained)
         with torch.no_grad():
             return model(shots.x_query, shots.doy).argmax(-1).numpy()
 
-    run.add(
-        "from_scratch",
-        lambda: predict(
-            from_scratch(shots.x_support, shots.y_support, shots.doy, n, encoder, seed)
-        ),
-    )
+    run.add("from_scratch", lambda: predict("from_scratch"))
     run.add(
         "random_forest",
         lambda: random_forest(shots.x_support.numpy(), shots.y_support.numpy(), seed).predict(
@@ -113,10 +129,8 @@ def baseline_predictions(
             "baselines): " + ", ".join(TRANSFER_METHODS) + " omitted"
         )
         return run
-    args = (pretrained, shots.x_support, shots.y_support, shots.doy, shots.codes, seed)
-    run.add("transfer_head", lambda: predict(fine_tune_head(*args)))
-    run.add("transfer_all", lambda: predict(fine_tune_all(*args)))
-    run.add("source_only", lambda: predict(source_only(pretrained, shots.codes)))
+    for name in TRANSFER_METHODS:
+        run.add(name, lambda name=name: predict(name))
     unknown = [
         c for c, k in zip(shots.codes, known_mask(pretrained, shots.codes), strict=True) if not k
     ]

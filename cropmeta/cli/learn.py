@@ -140,19 +140,34 @@ def adapt(
             "in this many stratified folds: which method suits the region, from its labels alone.",
         ),
     ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="The model to save: the meta-learner (default), or a network baseline fitted on "
+            "the same fields (from_scratch, transfer_head, transfer_all, source_only), e.g. the "
+            "one --cv ranks first.",
+        ),
+    ] = None,
     seed: Seed = 0,
 ) -> None:
     """Adapt to a new region from K labelled fields per class; compare with baselines."""
-    from cropmeta.adapt.adapt import adapt_region
+    from cropmeta.adapt.adapt import adapt_region, check_method
     from cropmeta.evaluate.report import metrics_table
     from cropmeta.learners.registry import adaptation_settings
     from cropmeta.models.bundle import load_config
 
+    learner = load_config(model).learner["algorithm"]
     try:
-        chosen = adaptation_settings(load_config(model).learner["algorithm"], settings or [])
+        chosen = adaptation_settings(learner, settings or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
-    result = adapt_region(model, region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv)
+    try:
+        method = check_method(method, learner)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--method") from None
+    result = adapt_region(
+        model, region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv, method=method
+    )
     if as_json:
         typer.echo(result.to_json())
     else:
@@ -160,7 +175,7 @@ def adapt(
             console.print(metrics_table(result))
         if result.cv_metrics:
             console.print(metrics_table(result, cross_validated=True))
-        typer.echo(f"adapted model written: {out}")
+        typer.echo(f"adapted model ({result.saved}) written: {out}")
 
 
 def learners_() -> None:

@@ -1,0 +1,77 @@
+"""`cropmeta adapt --method`: save a network baseline fitted on the same fields instead of the
+meta-learner (the one `--cv` ranks first, say), as a model `cropmeta map` maps like any other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from checks import assert_one_line_error
+
+from cropmeta.evaluate.metrics import score
+from cropmeta.ingest.dataset import RegionArrays
+from cropmeta.models.bundle import load_bundle, load_config
+from cropmeta.tasks.episodes import split_support_query
+
+
+def query_predictions(model_dir, region, shots: int, seed: int):
+    """The saved model's predictions of the query samples ``adapt --shots`` scored, and their
+    true class indices (the same draw: the same seed)."""
+    model, cfg = load_bundle(model_dir)
+    data = RegionArrays.load(region)
+    support, query, _ = split_support_query(data.codes, shots, np.random.default_rng(seed))
+    codes = list(np.unique(data.codes[support]))
+    kept = query[np.isin(data.codes[query], codes)]
+    x = torch.from_numpy(cfg.normaliser(data.x[kept]))
+    with torch.no_grad():
+        predicted = model(x, torch.from_numpy(data.doy).long()).argmax(-1).numpy()
+    return predicted, np.array([codes.index(c) for c in data.codes[kept]])
+
+
+@pytest.mark.parametrize("method", ["transfer_all", "source_only", "from_scratch"])
+def test_the_saved_baseline_is_the_one_scored(meta_model, regions, catalog, tmp_path, method):
+    from cropmeta.adapt.adapt import adapt_region
+
+    target = regions[catalog.targets()[0].name]
+    out = tmp_path / "adapted"
+    result = adapt_region(meta_model, target, out, shots=3, seed=5, method=method)
+    assert result.saved == method and load_config(out).kind == "adapted"
+    predicted, truth = query_predictions(out, target, shots=3, seed=5)
+    assert score(truth, predicted) == result.metrics[method]
+
+
+def test_a_saved_baseline_maps(cli, meta_model, regions, catalog, tmp_path):
+    target = catalog.targets()[0]
+    adapted = tmp_path / "adapted"
+    res = cli("adapt", "--model", meta_model, "--region", regions[target.name], "--out", adapted,
+              "--method", "source_only")  # fmt: skip
+    assert res.exit_code == 0 and "adapted model (source_only) written" in res.stdout
+    out = tmp_path / "map.tif"
+    res = cli("map", "--model", adapted, "--tiles", catalog.path(target.tiles), "--out", out)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as m:
+        assert (m.read(1) > 0).mean() > 0.5
+
+
+def test_adapt_refuses_a_method_it_cannot_save(cli, meta_model, regions, catalog, tmp_path):
+    target = regions[catalog.targets()[0].name]
+    out = tmp_path / "a"
+    for method, why in (("random_forest", "without a pickle"), ("svm", "'svm'")):
+        res = cli("adapt", "--model", meta_model, "--region", target, "--out", out,
+                  "--method", method)  # fmt: skip
+        assert res.exit_code == 2 and why in res.output and not out.exists()
+
+
+def test_transfer_needs_the_source_classifier(cli, regions, catalog, tmp_path):
+    from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
+
+    cfg = MetaTrainConfig(
+        iterations=2, n_way=3, k_shot=2, q_query=2, val_every=2, val_tasks=2, baselines=False
+    )
+    model = meta_train([regions[r.name] for r in catalog.sources()], tmp_path / "m", cfg)
+    out = tmp_path / "a"
+    target = regions[catalog.targets()[0].name]
+    res = cli("adapt", "--model", model, "--region", target, "--out", out,
+              "--method", "transfer_head")  # fmt: skip
+    assert_one_line_error(res, out, "holds no pre-trained source classifier, so no transfer_head")
