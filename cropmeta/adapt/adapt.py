@@ -95,6 +95,9 @@ def adapt_region(
     model, _ = load_bundle(model_dir, learner.state)
     if cfg.kind != "meta":
         raise InputError(model_dir, "this model is already adapted; give the meta-trained model")
+    pre = load_pretrained(model_dir, cfg) if baselines or method in TRANSFER_METHODS else None
+    if method in TRANSFER_METHODS and pre is None:  # refused before any work
+        raise InputError(model_dir, f"holds no pre-trained source classifier, so no {method}")
     data = RegionArrays.load(region)
     if reason := incompatibility(data.preparation, cfg.preparation):
         raise InputError(region, f"prepared differently from the model's training data: {reason}")
@@ -106,6 +109,7 @@ def adapt_region(
     if len(support) == 0 or len(np.unique(data.codes[support])) < 2:
         raise InputError(region, f"fewer than 2 classes have more than {shots} labelled samples")
     codes = np.unique(data.codes[support])
+    target_codes = [int(c) for c in codes]  # the labels' taxonomy codes, in label order
     to_index = {int(c): i for i, c in enumerate(codes)}
     x = torch.from_numpy(cfg.normaliser(data.x))
     y = torch.tensor([to_index[int(c)] for c in data.codes[support]])
@@ -133,13 +137,10 @@ def adapt_region(
         learner=cfg.learner["algorithm"],
         seconds={cfg.learner["algorithm"]: adapt_seconds},
     )
-    pre = load_pretrained(model_dir, cfg) if baselines or method in TRANSFER_METHODS else None
-    if method in TRANSFER_METHODS and pre is None:
-        raise InputError(model_dir, f"holds no pre-trained source classifier, so no {method}")
     if len(query):
         kept = query[np.isin(data.codes[query], codes)]  # classes with a support sample
         y_true = np.array([to_index[int(c)] for c in data.codes[kept]])
-        on = Shots(x[support], y, x[kept], doy, [int(c) for c in codes])
+        on = Shots(x[support], y, x[kept], doy, target_codes)
         predictions, result.notes, seconds = _predict(adapted, cfg, on, pre, baselines, data, seed)
         result.seconds |= seconds
         result.metrics = {name: score(y_true, p) for name, p in predictions.items()}
@@ -147,12 +148,12 @@ def adapt_region(
             name: class_details(y_true, p, len(codes)) for name, p in predictions.items()
         }
     if cv_folds is not None:
-        x_s, c = x[support], [int(c) for c in codes]
+        x_s, n = x[support], len(codes)
 
         def fit_predict(train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
             torch.manual_seed(seed)
-            fold = learner.adapt(model, x_s[train], y[train], doy, len(c), info=info, codes=known)
-            on = Shots(x_s[train], y[train], x_s[test], doy, c)
+            fold = learner.adapt(model, x_s[train], y[train], doy, n, info=info, codes=known)
+            on = Shots(x_s[train], y[train], x_s[test], doy, target_codes)
             predictions, notes, _ = _predict(fold, cfg, on, pre, baselines, data, seed)
             result.notes |= notes  # what a baseline cannot do, as on the query set
             return predictions
@@ -161,7 +162,7 @@ def adapt_region(
         result.cv_metrics = cross_validate(fit_predict, y.numpy(), cv_folds, seed)
     result.saved = method
     if method != result.learner:  # a baseline, fitted on the same support set
-        on = Shots(x[support], y, x[support], doy, [int(c) for c in codes])
+        on = Shots(x[support], y, x[support], doy, target_codes)
         adapted = baseline_model(method, on, cfg.encoder, seed, pre)
     adapted_cfg = cfg.model_copy(
         update={
