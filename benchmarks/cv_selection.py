@@ -23,13 +23,9 @@ from pathlib import Path
 from statistics import fmean as mean
 
 from cropmeta.adapt.adapt import AdaptResult, adapt_region
+from cropmeta.adapt.cross_validate import best_method as pick
 
 METRICS = ("overall_accuracy", "macro_f1")
-
-
-def pick(metrics: dict[str, dict[str, float]]) -> str:
-    """The method with the best macro-F1 (ties: the first in the run's order)."""
-    return max(metrics, key=lambda m: metrics[m]["macro_f1"])
 
 
 def draws(model: Path, region: Path, args: argparse.Namespace) -> list[AdaptResult]:

@@ -1,5 +1,6 @@
-"""`cropmeta adapt --method`: save a network baseline fitted on the same fields instead of the
-meta-learner (the one `--cv` ranks first, say), as a model `cropmeta map` maps like any other."""
+"""`cropmeta adapt --method`: save a baseline fitted on the same fields instead of the
+meta-learner (or `best`, the one `--cv` ranks first), as a model `cropmeta map` maps like any
+other."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def query_predictions(model_dir, region, shots: int, seed: int):
     return predicted, np.array([codes.index(c) for c in data.codes[kept]])
 
 
-@pytest.mark.parametrize("method", ["transfer_all", "source_only", "from_scratch"])
+@pytest.mark.parametrize("method", ["transfer_all", "source_only", "from_scratch", "random_forest"])
 def test_the_saved_baseline_is_the_one_scored(meta_model, regions, catalog, tmp_path, method):
     from cropmeta.adapt.adapt import adapt_region
 
@@ -41,12 +42,13 @@ def test_the_saved_baseline_is_the_one_scored(meta_model, regions, catalog, tmp_
     assert score(truth, predicted) == result.metrics[method]
 
 
-def test_a_saved_baseline_maps(cli, meta_model, regions, catalog, tmp_path):
+@pytest.mark.parametrize("method", ["source_only", "random_forest"])
+def test_a_saved_baseline_maps(cli, meta_model, regions, catalog, tmp_path, method):
     target = catalog.targets()[0]
     adapted = tmp_path / "adapted"
     res = cli("adapt", "--model", meta_model, "--region", regions[target.name], "--out", adapted,
-              "--method", "source_only")  # fmt: skip
-    assert res.exit_code == 0 and "adapted model (source_only) written" in res.stdout
+              "--method", method)  # fmt: skip
+    assert res.exit_code == 0 and f"adapted model ({method}) written" in res.stdout
     out = tmp_path / "map.tif"
     res = cli("map", "--model", adapted, "--tiles", catalog.path(target.tiles), "--out", out)
     assert res.exit_code == 0, res.output
@@ -57,10 +59,23 @@ def test_a_saved_baseline_maps(cli, meta_model, regions, catalog, tmp_path):
 def test_adapt_refuses_a_method_it_cannot_save(cli, meta_model, regions, catalog, tmp_path):
     target = regions[catalog.targets()[0].name]
     out = tmp_path / "a"
-    for method, why in (("random_forest", "without a pickle"), ("svm", "'svm'")):
+    for method, why in (("svm", "'svm'"), ("best", "give --cv too")):
         res = cli("adapt", "--model", meta_model, "--region", target, "--out", out,
                   "--method", method)  # fmt: skip
         assert res.exit_code == 2 and why in res.output and not out.exists()
+
+
+def test_best_saves_the_method_cross_validation_ranks_first(meta_model, regions, catalog, tmp_path):
+    from cropmeta.adapt.adapt import adapt_region
+    from cropmeta.adapt.cross_validate import best_method
+
+    target = regions[catalog.targets()[0].name]
+    out = tmp_path / "adapted"
+    result = adapt_region(meta_model, target, out, shots=3, seed=2, cv_folds=3, method="best")
+    assert result.saved == best_method(result.cv_metrics)
+    assert load_config(out).history["adaptation"]["saved"] == result.saved
+    predicted, truth = query_predictions(out, target, shots=3, seed=2)
+    assert score(truth, predicted) == result.metrics[result.saved]
 
 
 def test_transfer_needs_the_source_classifier(cli, regions, catalog, tmp_path):

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 
 from cropmeta.adapt.baselines import (
-    NETWORK_BASELINES,
+    BASELINES,
     TRANSFER_METHODS,
     Shots,
     baseline_model,
     baseline_predictions,
 )
-from cropmeta.adapt.cross_validate import check_folds, cross_validate
+from cropmeta.adapt.cross_validate import BEST, best_method, check_folds, cross_validate
 from cropmeta.adapt.transfer import load_pretrained
 from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import class_details, score
@@ -82,12 +82,12 @@ def adapt_region(
     the adapted model. ``cv_folds`` K also cross-validates the learner and every baseline on
     the support set in K stratified folds (:mod:`cropmeta.adapt.cross_validate`): in production,
     the only estimate of which method suits the region. ``method`` names the model to save: the
-    learner (default) or a network baseline fitted on the same support set
-    (:data:`cropmeta.adapt.baselines.NETWORK_BASELINES`), e.g. the one cross-validation ranks
-    first.
+    learner (default), a baseline fitted on the same support set
+    (:data:`cropmeta.adapt.baselines.BASELINES`), or ``"best"``: whichever cross-validation ranks
+    first (:func:`cropmeta.adapt.cross_validate.best_method`; needs ``cv_folds``).
     """
     cfg = load_config(model_dir)
-    method = check_method(method, cfg.learner["algorithm"])
+    method = check_method(method, cfg.learner["algorithm"], cv_folds)
     settings = check_adaptation(cfg.learner["algorithm"], settings or {})
     cfg = cfg.model_copy(update={"learner": {**cfg.learner, **settings}})
     learner = build_learner(cfg.learner["algorithm"], cfg.learner)
@@ -160,6 +160,8 @@ def adapt_region(
 
         result.cv_folds = cv_folds
         result.cv_metrics = cross_validate(fit_predict, y.numpy(), cv_folds, seed)
+        if method == BEST:
+            method = best_method(result.cv_metrics)
     result.saved = method
     if method != result.learner:  # a baseline, fitted on the same support set
         on = Shots(x[support], y, x[support], doy, target_codes)
@@ -176,13 +178,15 @@ def adapt_region(
     return result
 
 
-def check_method(method: str | None, learner: str) -> str:
-    """The method whose model ``adapt`` saves: the learner unless a network baseline is named."""
-    if method is None or method in (learner, *NETWORK_BASELINES):
+def check_method(method: str | None, learner: str, cv_folds: int | None = None) -> str:
+    """The method whose model ``adapt`` saves: the learner unless a baseline or ``best`` (the
+    cross-validation's pick, so only with ``cv_folds``) is named."""
+    if method == BEST and cv_folds is None:
+        raise ValueError("method 'best' is the one cross-validation ranks first: give --cv too")
+    if method is None or method in (learner, *BASELINES, BEST):
         return method or learner
-    why = "; a random forest cannot be saved without a pickle" if method == "random_forest" else ""
     raise ValueError(
-        f"method {method!r}: the learner ({learner}) or one of {', '.join(NETWORK_BASELINES)}{why}"
+        f"method {method!r}: the learner ({learner}), one of {', '.join(BASELINES)}, or {BEST}"
     )
 
 

@@ -25,6 +25,7 @@ from cropmeta.adapt.transfer import (
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.models.fit import fit_on_shots
+from cropmeta.models.forest import ForestClassifier
 
 TRANSFER_METHODS = ("transfer_head", "transfer_all", "source_only")
 
@@ -45,10 +46,13 @@ def from_scratch(
     return fit_on_shots(model, lambda: model(x, doy), y, epochs, lr, weight_decay=1e-4)
 
 
-def random_forest(x: np.ndarray, y: np.ndarray, seed: int) -> RandomForestClassifier:
-    """A random forest on the flattened series — the workhorse of operational crop mapping."""
+def random_forest(x: torch.Tensor, y: torch.Tensor, n_classes: int, seed: int) -> ForestClassifier:
+    """A random forest on the flattened series — the workhorse of operational crop mapping —
+    fitted by scikit-learn and held as tensors (:mod:`cropmeta.models.forest`), so it predicts,
+    saves and maps like the networks."""
     rf = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
-    return rf.fit(x.reshape(len(x), -1), y)
+    rf.fit(x.numpy().reshape(len(x), -1), y.numpy())
+    return ForestClassifier.from_sklearn(rf, n_classes)
 
 
 @dataclass
@@ -80,18 +84,20 @@ class BaselineRun:
         self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
-#: Baselines that are networks, so that ``cropmeta adapt --method`` can save one as the adapted
-#: model (a random forest would need a pickle).
-NETWORK_BASELINES = ("from_scratch", *TRANSFER_METHODS)
+#: Every baseline, in report order; ``cropmeta adapt --method`` saves any of them as the adapted
+#: model (the transfer methods need the meta-model's pre-trained source classifier).
+BASELINES = ("from_scratch", "random_forest", *TRANSFER_METHODS)
 
 
 def baseline_model(
     name: str, shots: Shots, encoder: EncoderConfig, seed: int, pretrained: Pretrained | None
-) -> CropClassifier:
-    """Baseline ``name`` (one of :data:`NETWORK_BASELINES`) fitted on the support set."""
+) -> CropClassifier | ForestClassifier:
+    """Baseline ``name`` (one of :data:`BASELINES`) fitted on the support set."""
+    n = len(shots.codes)
     if name == "from_scratch":
-        n = len(shots.codes)
         return from_scratch(shots.x_support, shots.y_support, shots.doy, n, encoder, seed)
+    if name == "random_forest":
+        return random_forest(shots.x_support, shots.y_support, n, seed)
     if pretrained is None:
         raise ValueError(f"{name} needs the pre-trained source classifier")
     if name == "source_only":
@@ -117,12 +123,7 @@ def baseline_predictions(
             return model(shots.x_query, shots.doy).argmax(-1).numpy()
 
     run.add("from_scratch", lambda: predict("from_scratch"))
-    run.add(
-        "random_forest",
-        lambda: random_forest(shots.x_support.numpy(), shots.y_support.numpy(), seed).predict(
-            shots.x_query.numpy().reshape(len(shots.x_query), -1)
-        ),
-    )
+    run.add("random_forest", lambda: predict("random_forest"))
     if pretrained is None:
         run.notes["transfer"] = (
             "the meta-model holds no pre-trained source classifier (meta-trained without "

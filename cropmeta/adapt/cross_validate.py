@@ -24,6 +24,9 @@ from sklearn.model_selection import StratifiedKFold
 from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import score
 
+#: ``cropmeta adapt --method best``: save the method cross-validation ranks first.
+BEST = "best"
+
 #: ``(train, test) -> {method: predicted class indices of test}``; indices into the labels.
 FitPredict = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
@@ -51,3 +54,9 @@ def cross_validate(
         for name, predicted in fit_predict(train, test).items():
             pooled.setdefault(name, np.full(len(y), -1))[test] = predicted
     return {name: score(y, predicted) for name, predicted in pooled.items()}
+
+
+def best_method(cv_metrics: dict[str, dict[str, float]]) -> str:
+    """The method with the best cross-validated macro-F1 (ties: the first in the run's order,
+    the learner's before the baselines')."""
+    return max(cv_metrics, key=lambda m: cv_metrics[m]["macro_f1"])

@@ -143,9 +143,9 @@ def adapt(
     method: Annotated[
         str | None,
         typer.Option(
-            help="The model to save: the meta-learner (default), or a network baseline fitted on "
-            "the same fields (from_scratch, transfer_head, transfer_all, source_only), e.g. the "
-            "one --cv ranks first.",
+            help="The model to save: the meta-learner (default), a baseline fitted on the same "
+            "fields (from_scratch, random_forest, transfer_head, transfer_all, source_only), or "
+            "'best': the one --cv ranks first.",
         ),
     ] = None,
     seed: Seed = 0,
@@ -162,7 +162,7 @@ def adapt(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
     try:
-        method = check_method(method, learner)
+        method = check_method(method, learner, cv)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--method") from None
     result = adapt_region(

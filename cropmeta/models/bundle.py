@@ -13,6 +13,7 @@ from cropmeta.errors import InputError, atomic_output
 from cropmeta.ingest.prepare import Normaliser, Preparation
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
+from cropmeta.models.forest import ForestClassifier
 from cropmeta.models.heads import HeadConfig, LinearHeadConfig
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -54,7 +55,10 @@ class BundleConfig(BaseModel):
         return max(1, len(self.classes))
 
 
-def build_model(cfg: BundleConfig) -> CropClassifier:
+def build_model(cfg: BundleConfig) -> CropClassifier | ForestClassifier:
+    """The network (or, for a saved random forest baseline, the forest) ``cfg`` describes."""
+    if cfg.head.kind == "forest":
+        return ForestClassifier(cfg.head)
     n_steps = len(cfg.preparation.grid)
     return CropClassifier(
         len(cfg.preparation.bands), n_steps, cfg.encoder, cfg.n_classes, head=cfg.head
@@ -73,7 +77,7 @@ def save_bundle(
     ``parts`` stores further modules in the same file, each under its name as a prefix (the
     transfer baselines' source classifier as ``transfer.*``); :func:`load_part` reads one back.
     """
-    if isinstance(model, CropClassifier):  # the config describes the head the weights are for
+    if isinstance(model, CropClassifier | ForestClassifier):  # the head the weights are for
         cfg = cfg.model_copy(update={"head": model.head.cfg})
     with atomic_output(out) as tmp:
         tmp.mkdir()
@@ -104,7 +108,7 @@ def load_config(path: str | Path) -> BundleConfig:
 
 def load_bundle(
     path: str | Path, extra: torch.nn.Module | None = None
-) -> tuple[CropClassifier, BundleConfig]:
+) -> tuple[CropClassifier | ForestClassifier, BundleConfig]:
     """Model and config; a learner's tensors are loaded into ``extra`` when it is given."""
     p = Path(path)
     cfg = load_config(p)

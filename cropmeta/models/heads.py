@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from cropmeta.models.encoders import LayerNorm
+from cropmeta.models.forest import ForestHeadConfig
 
 Memory = dict[str, torch.Tensor]
 
@@ -55,7 +56,7 @@ class SnailHeadConfig(SupportHeadConfig):
 
 
 HeadConfig = Annotated[
-    LinearHeadConfig | MatchingHeadConfig | RelationHeadConfig | SnailHeadConfig,
+    LinearHeadConfig | MatchingHeadConfig | RelationHeadConfig | SnailHeadConfig | ForestHeadConfig,
     Field(discriminator="kind"),
 ]
 
