@@ -230,3 +230,22 @@ def test_the_learner_chosen_on_meta_validation(val_acc, chosen, verdict):
     text = validation_choice(summary, training, ["maml", "protonet"], 5)
     assert verdict in text
     assert chosen is None or f"**{chosen}**" in text
+
+
+@pytest.mark.parametrize(
+    "forest_f1, verdict",
+    [
+        (0.50, "maml is clearly better: use it."),
+        (0.68, "no clear winner"),
+        (0.90, "`cropmeta adapt --method random_forest` saves it as the model to map"),
+    ],
+)
+def test_the_recommendation_says_what_to_map(forest_f1, verdict):
+    """Where a baseline is clearly better, the report says how to save that baseline."""
+    from cropmeta.evaluate.report import recommendation
+
+    summary = {
+        "maml": {"5": {"macro_f1": _entry(0.70)}},
+        "random_forest": {"5": {"macro_f1": _entry(forest_f1)}},
+    }
+    assert verdict in recommendation(summary, ["maml"], 5)

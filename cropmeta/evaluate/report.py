@@ -88,7 +88,10 @@ def recommendation(summary: dict, learners: list[str], k: int) -> str:
     if f1["low"] > r["high"]:
         return text + f"{best} is clearly better: use it."
     if f1["high"] < r["low"]:
-        return text + f"{rival} is clearly better: meta-learning does not pay off here."
+        return text + (
+            f"{rival} is clearly better: meta-learning does not pay off here "
+            f"(`cropmeta adapt --method {rival}` saves it as the model to map)."
+        )
     return text + "Their confidence intervals overlap: no clear winner at this K."
 
 
