@@ -34,6 +34,7 @@ def test_probabilities_equal_sklearns_bit_for_bit(seed):
         predicted = model(torch.from_numpy(query)).argmax(-1).numpy()
     assert np.array_equal(proba, rf.predict_proba(flat))
     assert np.array_equal(predicted, rf.predict(flat))
+    assert model(torch.from_numpy(query[:0])).shape == (0, 6)  # a block without valid pixels
 
 
 def test_classes_missing_from_the_fit_get_zero_probability():

@@ -61,7 +61,10 @@ class ForestHead(nn.Module):
         """
         chunk = max(1, WALK_PAIRS // max(1, len(self.roots)))
         x = flat.to(torch.float32)
-        return torch.cat([self._walk(x[i : i + chunk]) for i in range(0, len(x), chunk)])
+        parts = [self._walk(x[i : i + chunk]) for i in range(0, len(x), chunk)]
+        return (
+            torch.cat(parts) if parts else torch.zeros(0, self.value.shape[1], dtype=torch.float64)
+        )
 
     def _walk(self, x: torch.Tensor) -> torch.Tensor:
         """Every (sample, tree) pair walks ``depth`` steps in one flat index space: a gather of
@@ -103,7 +106,7 @@ class ForestClassifier(nn.Module):
     def forward(self, x: torch.Tensor, doy: torch.Tensor | None = None) -> torch.Tensor:
         """Log-probabilities of series ``x`` (sample, step, band); ``doy`` is not read (the
         forest sees the steps of the bundle's fixed temporal grid)."""
-        return self.head(x.reshape(len(x), -1)).log().to(torch.float32)
+        return self.head(x.flatten(1)).log().to(torch.float32)
 
     @classmethod
     def from_sklearn(cls, forest, n_classes: int) -> ForestClassifier:
