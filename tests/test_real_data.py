@@ -105,8 +105,9 @@ def test_mato_grosso_points_do_not_overlap_the_sinop_cube(cli, tmp_path):
 
 def test_mato_grosso_table_model_adapts_to_and_maps_the_sinop_cube(cli, tmp_path):
     """Meta-train on the Mato Grosso table (NDVI, EVI); adapt once to Sinop's 12 labelled
-    points and once to all Mato Grosso samples; map the cube with each: the COGs keep the cube's
-    custom sinusoidal CRS (WKT, no EPSG code) and its transform exactly."""
+    points and once to all Mato Grosso samples, and fit the random forest baseline to those as
+    the saved model; map the cube with each: the COGs keep the cube's custom sinusoidal CRS
+    (WKT, no EPSG code) and its transform exactly."""
     mt, sinop = tmp_path / "mt.zarr", tmp_path / "sinop.zarr"
     for region, out in (("mato-grosso-ndvi-evi", mt), ("sinop", sinop)):
         res = cli("preprocess", "--catalog", CATALOG, "--region", region, "--out", out)
@@ -129,11 +130,13 @@ def test_mato_grosso_table_model_adapts_to_and_maps_the_sinop_cube(cli, tmp_path
     )
     assert res.exit_code == 0, res.output
     reference = SHARED / "sinop-modis-cube" / "MODIS_Sinop_NDVI_2014-01-01.tif"
-    for region in (sinop, mt):
-        adapted = tmp_path / f"a-{region.stem}"
-        res = cli("adapt", "--model", model, "--region", region, "--out", adapted)
+    # the meta-learner adapted to each; and the random forest, held as tensors, on Mato Grosso
+    for region, method in ((sinop, "maml"), (mt, "maml"), (mt, "random_forest")):
+        adapted = tmp_path / f"a-{region.stem}-{method}"
+        res = cli("adapt", "--model", model, "--region", region, "--out", adapted,
+                  "--method", method)  # fmt: skip
         assert res.exit_code == 0, res.output
-        crop_map = tmp_path / f"sinop-by-{region.stem}.tif"
+        crop_map = tmp_path / f"sinop-by-{region.stem}-{method}.tif"
         res = cli(
             "map",
             "--model",
