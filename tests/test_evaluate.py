@@ -249,3 +249,52 @@ def test_the_recommendation_says_what_to_map(forest_f1, verdict):
         "random_forest": {"5": {"macro_f1": _entry(forest_f1)}},
     }
     assert verdict in recommendation(summary, ["maml"], 5)
+
+
+def test_evaluate_cv_measures_adapt_method_best(cli, world, evaluation, tmp_path):
+    """`evaluate --cv 3`: on each draw at the headline K the CV's pick among the learner chosen
+    on meta-validation and every baseline, scored on the protocol's own query sets."""
+    import shutil
+
+    from cropmeta.adapt.cross_validate import best_method
+    from cropmeta.evaluate.report import validation_pick
+
+    earlier, _ = evaluation
+    out = tmp_path / "cv"
+    for part in ("regions", "models"):  # the same settings: the models are reused, not retrained
+        shutil.copytree(earlier / part, out / part)
+    res = cli(
+        "evaluate", "--catalog", world, "--out", out, "--learner", "maml", "--learner",
+        "protonet", "--shots", "1", "--shots", "3", "--seeds", "2", "--iterations", "15",
+        "--task-ways", "3", "--task-shots", "2", "--task-queries", "3", "--cv", "3",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    assert "### Following `cropmeta adapt --cv 3 --method best` (K = 3)" in report
+    runs = {
+        (r["target"], r["seed"], r["method"]): r["metrics"]
+        for r in results["runs"]
+        if "metrics" in r and r["shots"] == 3
+    }
+    for target, choice in results["cv_choice"].items():
+        learner, _ = validation_pick(results["training"][target], ["maml", "protonet"])
+        assert choice["learner"] == learner and choice["draws"]
+        for d in choice["draws"]:
+            assert d["pick"] == best_method(d["cv"]) and set(d["cv"]) == set(d["query"])
+            assert learner in d["query"] and "random_forest" in d["query"]
+            for method, metrics in d["query"].items():  # the protocol's own draw, the same scores
+                assert metrics == runs[(target, d["seed"], method)]
+
+
+def test_evaluate_cv_needs_folds_the_draws_can_fill():
+    from cropmeta.evaluate.cv_choice import cv_section
+
+    results = {
+        "config": {"learners": ["maml"], "seeds": 1},
+        "summary": {"t": {"maml": {"3": {}}}},
+        "training": {"t": {"maml": {"history": {"best_val_acc": 0.8}}}},
+    }
+    lines = cv_section(results, 5)("t", None)
+    assert "3 labelled samples a class cannot fill 5 folds." in lines
+    assert results["cv_choice"]["t"]["draws"] == []

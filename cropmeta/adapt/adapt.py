@@ -69,6 +69,7 @@ def adapt_region(
     settings: dict | None = None,
     cv_folds: int | None = None,
     method: str | None = None,
+    source: str | Path | None = None,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``; save a mappable model.
 
@@ -84,7 +85,9 @@ def adapt_region(
     the only estimate of which method suits the region. ``method`` names the model to save: the
     learner (default), a baseline fitted on the same support set
     (:data:`cropmeta.adapt.baselines.BASELINES`), or ``"best"``: whichever cross-validation ranks
-    first (:func:`cropmeta.adapt.cross_validate.best_method`; needs ``cv_folds``).
+    first (:func:`cropmeta.adapt.cross_validate.best_method`; needs ``cv_folds``). ``source``
+    is the meta-model bundle whose stored source classifier the transfer baselines use (default:
+    ``model_dir``'s; `cropmeta evaluate` stores it with its first learner only).
     """
     cfg = load_config(model_dir)
     method = check_method(method, cfg.learner["algorithm"], cv_folds)
@@ -95,9 +98,11 @@ def adapt_region(
     model, _ = load_bundle(model_dir, learner.state)
     if cfg.kind != "meta":
         raise InputError(model_dir, "this model is already adapted; give the meta-trained model")
-    pre = load_pretrained(model_dir, cfg) if baselines or method in TRANSFER_METHODS else None
+    source = source or model_dir
+    wanted = baselines or method in TRANSFER_METHODS
+    pre = load_pretrained(source, load_config(source)) if wanted else None
     if method in TRANSFER_METHODS and pre is None:  # refused before any work
-        raise InputError(model_dir, f"holds no pre-trained source classifier, so no {method}")
+        raise InputError(source, f"holds no pre-trained source classifier, so no {method}")
     data = RegionArrays.load(region)
     if reason := incompatibility(data.preparation, cfg.preparation):
         raise InputError(region, f"prepared differently from the model's training data: {reason}")

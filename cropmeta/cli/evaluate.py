@@ -63,6 +63,14 @@ def evaluate(
     augment_baselines: AugmentBaselines = False,
     val_region: ValRegions = None,
     settings: Settings = None,
+    cv: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Also measure `adapt --cv N --method best` on the headline K's draws: the "
+            "method that N-fold cross-validation on each support set ranks first.",
+        ),
+    ] = None,
     seed: Seed = 0,
 ) -> None:
     """Which learner, with how many labels, how sure: few-shot evaluation on held-out regions.
@@ -84,6 +92,7 @@ def evaluate(
         regions=region or None,
         targets=target or None,
         loro=loro,
+        cv_folds=cv,
         meta=MetaTrainConfig(
             learner=learner_options(learners, settings),
             encoder=EncoderConfig(name=encoder.value),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cropmeta.adapt.adapt import adapt_region
 from cropmeta.catalog import RasterSpec, load_catalog
+from cropmeta.evaluate.cv_choice import cv_section
 from cropmeta.evaluate.outputs import Section, write_report
 from cropmeta.evaluate.plots import preview_map
 from cropmeta.evaluate.protocol import EvaluationConfig, Progress, run_evaluation
@@ -220,8 +221,10 @@ def evaluate_catalog(
     returns the path of ``report.md``."""
     catalog, out = Path(catalog), Path(out)
     results = run_evaluation(catalog, out, cfg, seed=seed, progress=progress)
+    cfg = cfg or EvaluationConfig()
     sections = [
         diagnostics_section(results),
+        *([cv_section(results, cfg.cv_folds)] if cfg.cv_folds else []),
         map_section(catalog, results, out),
         label_budget_section(results, out),
         published_section(catalog, results),

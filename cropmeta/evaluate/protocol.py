@@ -54,6 +54,11 @@ class EvaluationConfig(BaseModel):
     targets: list[str] | None = Field(None, description="held-out regions (default: the split)")
     loro: bool = Field(False, description="leave-one-region-out instead of the catalog split")
     baselines: bool = True
+    cv_folds: int | None = Field(
+        None,
+        ge=2,
+        description="also measure `adapt --cv N --method best` on the headline K's draws",
+    )
 
 
 @dataclass(frozen=True)

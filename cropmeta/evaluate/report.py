@@ -95,28 +95,35 @@ def recommendation(summary: dict, learners: list[str], k: int) -> str:
     return text + "Their confidence intervals overlap: no clear winner at this K."
 
 
+def validation_pick(training: dict, learners: list[str]) -> tuple[str, float] | None:
+    """The learner with the best meta-validation accuracy among ``learners`` (``training``:
+    learner → its record with the meta-training ``history``), and that accuracy; None when
+    none has validation scores."""
+    scored = {m: training[m]["history"].get("best_val_acc") for m in learners if m in training}
+    scored = {m: acc for m, acc in scored.items() if acc is not None and acc >= 0}
+    if not scored:
+        return None
+    chosen = max(scored, key=scored.get)
+    return chosen, scored[chosen]
+
+
 def validation_choice(summary: dict, training: dict, learners: list[str], k: int) -> str:
     """The learner a user would pick without any target label — the best meta-validation
     accuracy (tasks from held-out samples, or held-out regions, of the sources) — and how it
     fares at K against the best baseline in both metrics: the honest counterpart of picking on
     the target's scores."""
     at_k = {m: by_k[str(k)] for m, by_k in summary.items() if str(k) in by_k}
-    scored = {
-        m: training[m]["history"].get("best_val_acc", -1.0)
-        for m in learners
-        if m in at_k and m in training
-    }
-    scored = {m: acc for m, acc in scored.items() if acc is not None and acc >= 0}
-    if not scored:
+    pick = validation_pick(training, [m for m in learners if m in at_k])
+    if pick is None:
         return (
             "No learner has meta-validation scores (the sources' held-out samples are too few "
             "for validation tasks), so none can be chosen without the target's labels."
         )
-    chosen = max(scored, key=scored.get)
+    chosen, accuracy = pick
     ours = at_k[chosen]
     text = (
         f"Chosen without the target's labels (best meta-validation accuracy, "
-        f"{scored[chosen]:.3f}): **{chosen}**, macro-F1 {_ci(ours['macro_f1'])}, overall "
+        f"{accuracy:.3f}): **{chosen}**, macro-F1 {_ci(ours['macro_f1'])}, overall "
         f"accuracy {_ci(ours['overall_accuracy'])}"
     )
     base = [m for m in at_k if m not in learners]
