@@ -53,10 +53,15 @@ class AdaptResult:
     learner: str = ""  # the meta-learner's name: its entry in ``metrics``; the others are baselines
     cv_folds: int | None = None  # with ``cv_folds``: every method cross-validated on the support
     cv_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    saved: str = ""  # the method whose model was saved: the learner, or a network baseline
+    saved: str = ""  # the method whose model was saved: the learner, or a baseline
+    # with ``shots``: the adapted learner's class probabilities of the query samples and their
+    # true classes, for scoring ensembles (:mod:`cropmeta.adapt.ensemble`); not in the JSON
+    query_proba: torch.Tensor | None = field(default=None, repr=False)
+    query_truth: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps({**self.__dict__, "model_dir": str(self.model_dir)}, indent=2)
+        kept = {k: v for k, v in self.__dict__.items() if not k.startswith("query_")}
+        return json.dumps({**kept, "model_dir": str(self.model_dir)}, indent=2)
 
 
 def adapt_region(
@@ -147,6 +152,9 @@ def adapt_region(
         y_true = np.array([to_index[int(c)] for c in data.codes[kept]])
         on = Shots(x[support], y, x[kept], doy, target_codes)
         predictions, result.notes, seconds = _predict(adapted, cfg, on, pre, baselines, data, seed)
+        with torch.no_grad():
+            result.query_proba = adapted(on.x_query, on.doy).softmax(-1)
+        result.query_truth = y_true
         result.seconds |= seconds
         result.metrics = {name: score(y_true, p) for name, p in predictions.items()}
         result.details = {

@@ -114,7 +114,13 @@ def meta_train(
 
 @one_line_errors
 def adapt(
-    model: Annotated[Path, typer.Option(help="Meta-trained model folder.")],
+    model: Annotated[
+        list[Path],
+        typer.Option(
+            help="Meta-trained model folder; repeated, the models adapt on the same fields and "
+            "are saved as one ensemble (the mean of their class probabilities)."
+        ),
+    ],
     region: Annotated[Path, typer.Option(help="Target region dataset (.zarr).")],
     out: Annotated[Path, typer.Option(help="Adapted model folder to write.")],
     shots: Annotated[
@@ -156,18 +162,27 @@ def adapt(
     from cropmeta.learners.registry import adaptation_settings
     from cropmeta.models.bundle import load_config
 
-    learner = load_config(model).learner["algorithm"]
-    try:
-        chosen = adaptation_settings(learner, settings or [])
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--set") from None
-    try:
-        method = check_method(method, learner, cv)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--method") from None
-    result = adapt_region(
-        model, region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv, method=method
-    )
+    if len(model) > 1:
+        from cropmeta.adapt.ensemble import adapt_ensemble
+
+        for given, hint in ((settings, "--set"), (cv, "--cv"), (method, "--method")):
+            if given:
+                raise typer.BadParameter("not with an ensemble (several --model)", param_hint=hint)
+        result = adapt_ensemble(model, region, out, shots=shots, seed=seed)
+    else:
+        learner = load_config(model[0]).learner["algorithm"]
+        try:
+            chosen = adaptation_settings(learner, settings or [])
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--set") from None
+        try:
+            method = check_method(method, learner, cv)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--method") from None
+        result = adapt_region(
+            model[0], region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv,
+            method=method,
+        )  # fmt: skip
     if as_json:
         typer.echo(result.to_json())
     else:

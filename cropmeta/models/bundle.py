@@ -13,6 +13,7 @@ from cropmeta.errors import InputError, atomic_output
 from cropmeta.ingest.prepare import Normaliser, Preparation
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
+from cropmeta.models.ensemble import EnsembleClassifier, EnsembleHeadConfig
 from cropmeta.models.forest import ForestClassifier
 from cropmeta.models.heads import HeadConfig, LinearHeadConfig
 
@@ -55,10 +56,16 @@ class BundleConfig(BaseModel):
         return max(1, len(self.classes))
 
 
-def build_model(cfg: BundleConfig) -> CropClassifier | ForestClassifier:
-    """The network (or, for a saved random forest baseline, the forest) ``cfg`` describes."""
+Model = CropClassifier | ForestClassifier | EnsembleClassifier
+
+
+def build_model(cfg: BundleConfig) -> Model:
+    """The network (or a saved random forest baseline, or an ensemble) ``cfg`` describes."""
     if cfg.head.kind == "forest":
         return ForestClassifier(cfg.head)
+    if cfg.head.kind == "ensemble":
+        members = [build_model(BundleConfig.model_validate(m)) for m in cfg.head.members]
+        return EnsembleClassifier(cfg.head, members, cfg.normaliser)
     n_steps = len(cfg.preparation.grid)
     return CropClassifier(
         len(cfg.preparation.bands), n_steps, cfg.encoder, cfg.n_classes, head=cfg.head
@@ -79,6 +86,8 @@ def save_bundle(
     """
     if isinstance(model, CropClassifier | ForestClassifier):  # the head the weights are for
         cfg = cfg.model_copy(update={"head": model.head.cfg})
+    elif isinstance(model, EnsembleClassifier):
+        cfg = cfg.model_copy(update={"head": model.cfg})
     with atomic_output(out) as tmp:
         tmp.mkdir()
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -108,7 +117,7 @@ def load_config(path: str | Path) -> BundleConfig:
 
 def load_bundle(
     path: str | Path, extra: torch.nn.Module | None = None
-) -> tuple[CropClassifier | ForestClassifier, BundleConfig]:
+) -> tuple[Model, BundleConfig]:
     """Model and config; a learner's tensors are loaded into ``extra`` when it is given."""
     p = Path(path)
     cfg = load_config(p)
@@ -135,3 +144,19 @@ def load_part(path: str | Path, name: str) -> dict[str, torch.Tensor]:
         raise InputError(p, f"unreadable weights ({str(exc)[:80]})") from None
     prefix = f"{name}."
     return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def ensemble_of(members: list[tuple[Model, BundleConfig]], names: list[str]) -> EnsembleClassifier:
+    """One model averaging the probabilities of adapted ``members`` (model, config) — named by
+    their method in ``names`` — which must share their data preparation and classes (each may
+    have its own standardisation statistics: the first member's become the ensemble's)."""
+    first = members[0][1]
+    for _, cfg in members[1:]:
+        if (cfg.preparation, cfg.classes) != (first.preparation, first.classes):
+            raise ValueError("ensemble members must share data preparation and classes")
+    configs = [  # each member's config describes its own head; histories stay out
+        cfg.model_copy(update={"head": model.head.cfg, "history": {}}).model_dump(mode="json")
+        for model, cfg in members
+    ]
+    head = EnsembleHeadConfig(members=configs, names=names)
+    return EnsembleClassifier(head, [model for model, _ in members], first.normaliser)

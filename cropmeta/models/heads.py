@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from cropmeta.models.encoders import LayerNorm
+from cropmeta.models.ensemble import EnsembleHeadConfig
 from cropmeta.models.forest import ForestHeadConfig
 
 Memory = dict[str, torch.Tensor]
@@ -56,7 +57,12 @@ class SnailHeadConfig(SupportHeadConfig):
 
 
 HeadConfig = Annotated[
-    LinearHeadConfig | MatchingHeadConfig | RelationHeadConfig | SnailHeadConfig | ForestHeadConfig,
+    LinearHeadConfig
+    | MatchingHeadConfig
+    | RelationHeadConfig
+    | SnailHeadConfig
+    | ForestHeadConfig
+    | EnsembleHeadConfig,
     Field(discriminator="kind"),
 ]
 

@@ -1,0 +1,84 @@
+"""Adapt several meta-trained models on the same labelled fields and save them as one ensemble.
+
+`cropmeta adapt --model A --model B ...` (and `cropmeta evaluate --ensemble M`, which takes the
+M learners with the best meta-validation accuracy): each model adapts with its own learner and
+settings, the mean of their class probabilities is the ensemble's prediction
+(:mod:`cropmeta.models.ensemble`), and the ensemble is scored beside each member and the
+baselines on the same query samples.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from cropmeta.adapt.adapt import AdaptResult, adapt_region
+from cropmeta.errors import InputError
+from cropmeta.evaluate.metrics import class_details, score
+from cropmeta.models.bundle import ensemble_of, load_bundle, load_config, save_bundle
+from cropmeta.models.ensemble import mean_log_probability
+
+#: The ensemble's entry in an adaptation's metrics (its members keep their learners' names).
+ENSEMBLE = "ensemble"
+
+
+def adapt_ensemble(
+    model_dirs: list[str | Path],
+    region: str | Path,
+    out: str | Path,
+    shots: int | None = None,
+    seed: int = 0,
+    baselines: bool = True,
+) -> AdaptResult:
+    """Adapt every model of ``model_dirs`` to ``region`` as :func:`adapt_region` does (the same
+    support set: the same ``shots`` and ``seed``) and save the ensemble of the adapted models
+    into ``out``. With ``shots``, the metrics hold the ensemble's, each member's and (the first
+    model's bundle holding the source classifier) every baseline's."""
+    if len(model_dirs) < 2:
+        raise ValueError("an ensemble needs at least two meta-trained models")
+    first = load_config(model_dirs[0])
+    for model_dir in model_dirs[1:]:  # refused before any adaptation
+        cfg = load_config(model_dir)
+        if cfg.preparation != first.preparation:
+            raise InputError(
+                model_dir, f"prepared differently from {model_dirs[0]}: it cannot join its ensemble"
+            )
+    runs, members = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, model_dir in enumerate(model_dirs):
+            run = adapt_region(
+                model_dir, region, Path(tmp) / str(i), shots, seed, baselines and i == 0
+            )
+            runs.append(run)
+            members.append(load_bundle(run.model_dir))
+    names = member_names([run.learner for run in runs])
+    first = runs[0]  # its bundle holds the source classifier the baselines use
+    result = replace(first, model_dir=Path(out), learner=ENSEMBLE, saved=ENSEMBLE)
+    result.seconds = {ENSEMBLE: sum(run.seconds[run.learner] for run in runs)}
+    result.seconds |= {k: v for k, v in first.seconds.items() if k != first.learner}
+    if first.query_truth is not None:
+        log_p = mean_log_probability([run.query_proba for run in runs])
+        predicted, n = log_p.argmax(-1).numpy(), int(log_p.shape[1])
+        base = [k for k in first.metrics if k != first.learner]
+        result.metrics = {ENSEMBLE: score(first.query_truth, predicted)}
+        result.details = {ENSEMBLE: class_details(first.query_truth, predicted, n)}
+        for name, run in zip(names, runs, strict=True):
+            result.metrics[name] = run.metrics[run.learner]
+            result.details[name] = run.details[run.learner]
+        result.metrics |= {k: first.metrics[k] for k in base}
+        result.details |= {k: first.details[k] for k in base}
+        result.query_proba = log_p.exp()
+    history = {"adaptation": {**json.loads(result.to_json()), "members": names}}
+    update = {"learner": {"algorithm": ENSEMBLE, "members": names}, "history": history}
+    save_bundle(ensemble_of(members, names), members[0][1].model_copy(update=update), out)
+    return result
+
+
+def member_names(learners: list[str]) -> list[str]:
+    """Each member's name: its learner, numbered where two members share one."""
+    return [
+        f"{name}-{learners[:i].count(name) + 1}" if learners.count(name) > 1 else name
+        for i, name in enumerate(learners)
+    ]
