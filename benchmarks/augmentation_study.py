@@ -23,6 +23,8 @@ import argparse
 import json
 from pathlib import Path
 
+from cropmeta.evaluate.report import scored_learners
+
 METRICS = ("overall_accuracy", "macro_f1")
 
 
@@ -50,7 +52,7 @@ def load(folder: Path, shots: int) -> tuple[dict, dict, list[str]]:
     }
     training = next(iter(results["training"].values()))  # every fold: the same sources
     val = {m: r["history"].get("best_val_acc") for m, r in training.items()}
-    return summary, val, results["config"]["learners"]
+    return summary, val, scored_learners(results)
 
 
 def cell(entry: dict | None) -> str:

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cropmeta.evaluate.report import results_table
+from cropmeta.evaluate.report import results_table, scored_learners
 
 
 def main() -> None:
@@ -19,7 +19,7 @@ def main() -> None:
     args = parser.parse_args()
     for path in args.results:
         results = json.loads(path.read_text())
-        learners = results["config"]["learners"]
+        learners = scored_learners(results)
         for target, summary in results["summary"].items():
             fold = next(f for f in results["folds"] if f["target"] == target)
             print(f"**{target}** (sources: {', '.join(fold['sources'])}; {path.parent.name})\n")

@@ -71,6 +71,14 @@ def evaluate(
             "method that N-fold cross-validation on each support set ranks first.",
         ),
     ] = None,
+    ensemble: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also score the ensemble of the N learners with the best meta-validation "
+            "accuracy (the mean of their class probabilities; `adapt --model A --model B`).",
+        ),
+    ] = 0,
     seed: Seed = 0,
 ) -> None:
     """Which learner, with how many labels, how sure: few-shot evaluation on held-out regions.
@@ -93,6 +101,7 @@ def evaluate(
         targets=target or None,
         loro=loro,
         cv_folds=cv,
+        ensemble=ensemble,
         meta=MetaTrainConfig(
             learner=learner_options(learners, settings),
             encoder=EncoderConfig(name=encoder.value),

@@ -16,7 +16,7 @@ from cropmeta.evaluate.cv_choice import cv_section
 from cropmeta.evaluate.outputs import Section, write_report
 from cropmeta.evaluate.plots import preview_map
 from cropmeta.evaluate.protocol import EvaluationConfig, Progress, run_evaluation
-from cropmeta.evaluate.report import headline_shots
+from cropmeta.evaluate.report import headline_shots, scored_learners
 from cropmeta.mapping.crop_map import map_region
 
 
@@ -171,7 +171,8 @@ def diagnostics_section(results: dict) -> Section:
         k = str(chosen[1])
         fold = next(f for f in results["folds"] if f["target"] == target)
         learners = [m for m in results["config"]["learners"] if k in summary.get(m, {})]
-        baselines = {m: by_k[k] for m, by_k in summary.items() if m not in learners and k in by_k}
+        ours = scored_learners(results)
+        baselines = {m: by_k[k] for m, by_k in summary.items() if m not in ours and k in by_k}
         model = results["models"][target][learners[0]]
         regions = {
             name: RegionArrays.load(results["regions"][name]) for name in [*fold["sources"], target]

@@ -16,9 +16,11 @@ from markdown_it import MarkdownIt
 from cropmeta.errors import atomic_output
 from cropmeta.evaluate.plots import plot_confusions, plot_shots, plot_training
 from cropmeta.evaluate.report import (
+    ensemble_line,
     headline_shots,
     recommendation,
     results_table,
+    scored_learners,
     validation_choice,
 )
 
@@ -67,7 +69,7 @@ def _confusions(results: dict, target: str, k: int, methods: list[str]):
 
 def _fold_section(results: dict, target: str, figures: Path) -> list[str]:
     cfg = results["config"]
-    learners = cfg["learners"]
+    learners = scored_learners(results)
     summary = results["summary"].get(target, {})
     fold = next(f for f in results["folds"] if f["target"] == target)
     lines = [f"## Held-out region: {target}", "", f"Sources: {', '.join(fold['sources'])}.", ""]
@@ -84,6 +86,9 @@ def _fold_section(results: dict, target: str, figures: Path) -> list[str]:
     lines += [recommendation(summary, learners, k), ""]
     training = results.get("training", {}).get(target, {})
     lines += [validation_choice(summary, training, learners, k), ""]
+    members = results.get("ensembles", {}).get(target, [])
+    if line := ensemble_line(summary, members, learners, k):
+        lines += [line, ""]
     best = max(
         summary, key=lambda m: summary[m].get(str(k), {}).get("macro_f1", {}).get("mean", -1)
     )

@@ -30,9 +30,11 @@ import torch
 from pydantic import BaseModel, Field, ValidationError
 from scipy import stats
 
-from cropmeta.adapt.adapt import adapt_region
+from cropmeta.adapt.adapt import AdaptResult, adapt_region
+from cropmeta.adapt.ensemble import ENSEMBLE, adapt_ensemble
 from cropmeta.catalog import load_catalog
 from cropmeta.errors import InputError
+from cropmeta.evaluate.report import validation_ranking
 from cropmeta.ingest.preprocess import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.learners.registry import own_settings
@@ -54,6 +56,12 @@ class EvaluationConfig(BaseModel):
     targets: list[str] | None = Field(None, description="held-out regions (default: the split)")
     loro: bool = Field(False, description="leave-one-region-out instead of the catalog split")
     baselines: bool = True
+    ensemble: int = Field(
+        0,
+        ge=0,
+        description="also score the ensemble of the learners with the best meta-validation "
+        "accuracy, this many of them (0: none)",
+    )
     cv_folds: int | None = Field(
         None,
         ge=2,
@@ -186,6 +194,7 @@ def run_evaluation(
     training: dict = {}
     models: dict = {}
     trained: dict[tuple[str, ...], dict[str, str]] = {}  # sources → learner → model's target
+    ensembles: dict[str, list[str]] = {}
     draws = len(cfg.shots) * cfg.seeds
     for fold in folds:
         for i, learner in enumerate(cfg.learners):
@@ -216,6 +225,9 @@ def run_evaluation(
             if progress:
                 progress(f"meta-train ({fold.target})", i + 1, len(cfg.learners))
         scratch = out / "scratch"
+        members = ensemble_members(training[fold.target], cfg)
+        if members:
+            ensembles[fold.target] = members
         for d, (k, s) in enumerate((k, s) for k in cfg.shots for s in range(cfg.seeds)):
             for i, learner in enumerate(cfg.learners):
                 try:
@@ -231,29 +243,26 @@ def run_evaluation(
                     runs.append({"target": fold.target, "shots": k, "seed": seed + s,
                                  "method": learner, "skipped": exc.problem})  # fmt: skip
                     continue
-                for method, metrics in res.metrics.items():
-                    runs.append(
-                        {
-                            "target": fold.target,
-                            "sources": list(fold.sources),
-                            "shots": k,
-                            "seed": seed + s,
-                            "method": method,
-                            "learner": method == res.learner,
-                            "metrics": metrics,
-                            "details": res.details[method],
-                            "seconds": res.seconds.get(method, math.nan),
-                            "classes": res.classes,
-                            "n_support": res.n_support,
-                            "n_query": res.n_query,
-                            "notes": res.notes.get(method, ""),
-                        }
+                runs += _records(res, fold, k, seed + s, keep=res.metrics)
+            if members:  # the ensemble of the best-validated learners, on the same draw
+                try:
+                    res = adapt_ensemble(
+                        [models[fold.target][m] for m in members],
+                        paths[fold.target],
+                        scratch / "ensemble",
+                        shots=k,
+                        seed=seed + s,
+                        baselines=False,
                     )
+                    runs += _records(res, fold, k, seed + s, keep=[ENSEMBLE])
+                except InputError:  # the draw its members could not make either
+                    pass
             if progress:
                 progress(f"adapt ({fold.target})", d + 1, draws)
         shutil.rmtree(scratch, ignore_errors=True)
     scored = [r for r in runs if "metrics" in r]
     return {
+        "ensembles": ensembles,  # target → the ensemble's members, best-validated first
         "config": cfg.model_dump(mode="json"),
         "seed": seed,
         "folds": [{"target": f.target, "sources": list(f.sources)} for f in folds],
@@ -265,3 +274,32 @@ def run_evaluation(
         # training's float sums, hence every figure, are reproducible at the same thread count
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()},
     }
+
+
+def ensemble_members(training: dict, cfg: EvaluationConfig) -> list[str]:
+    """The ``cfg.ensemble`` learners with the best meta-validation accuracy (none when fewer
+    than two have validation scores, or no ensemble is asked for)."""
+    members = [m for m, _ in validation_ranking(training, cfg.learners)][: cfg.ensemble]
+    return members if cfg.ensemble >= 2 and len(members) >= 2 else []
+
+
+def _records(res: AdaptResult, fold: Fold, k: int, seed: int, keep) -> list[dict]:
+    """The runs of one adaptation: a record per method of ``keep`` (all, or the ensemble's)."""
+    return [
+        {
+            "target": fold.target,
+            "sources": list(fold.sources),
+            "shots": k,
+            "seed": seed,
+            "method": method,
+            "learner": method == res.learner,
+            "metrics": res.metrics[method],
+            "details": res.details[method],
+            "seconds": res.seconds.get(method, math.nan),
+            "classes": res.classes,
+            "n_support": res.n_support,
+            "n_query": res.n_query,
+            "notes": res.notes.get(method, ""),
+        }
+        for method in keep
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from cropmeta.adapt.adapt import AdaptResult
+from cropmeta.adapt.ensemble import ENSEMBLE
 
 
 def metrics_table(result: AdaptResult, cross_validated: bool = False) -> Table:
@@ -95,16 +96,25 @@ def recommendation(summary: dict, learners: list[str], k: int) -> str:
     return text + "Their confidence intervals overlap: no clear winner at this K."
 
 
-def validation_pick(training: dict, learners: list[str]) -> tuple[str, float] | None:
-    """The learner with the best meta-validation accuracy among ``learners`` (``training``:
-    learner → its record with the meta-training ``history``), and that accuracy; None when
-    none has validation scores."""
+def scored_learners(results: dict) -> list[str]:
+    """The meta-learners of an evaluation's results, and its ensemble of them when it has one:
+    every method that is not a baseline."""
+    return [*results["config"]["learners"], *([ENSEMBLE] if results.get("ensembles") else [])]
+
+
+def validation_ranking(training: dict, learners: list[str]) -> list[tuple[str, float]]:
+    """``learners`` with meta-validation scores, best first, with their accuracy (``training``:
+    learner → its record with the meta-training ``history``); ties keep the given order."""
     scored = {m: training[m]["history"].get("best_val_acc") for m in learners if m in training}
     scored = {m: acc for m, acc in scored.items() if acc is not None and acc >= 0}
-    if not scored:
-        return None
-    chosen = max(scored, key=scored.get)
-    return chosen, scored[chosen]
+    return sorted(scored.items(), key=lambda kv: -kv[1])
+
+
+def validation_pick(training: dict, learners: list[str]) -> tuple[str, float] | None:
+    """The learner with the best meta-validation accuracy among ``learners``, and that
+    accuracy; None when none has validation scores."""
+    ranking = validation_ranking(training, learners)
+    return ranking[0] if ranking else None
 
 
 def validation_choice(summary: dict, training: dict, learners: list[str], k: int) -> str:
@@ -126,9 +136,15 @@ def validation_choice(summary: dict, training: dict, learners: list[str], k: int
         f"{accuracy:.3f}): **{chosen}**, macro-F1 {_ci(ours['macro_f1'])}, overall "
         f"accuracy {_ci(ours['overall_accuracy'])}"
     )
+    return text + against_baselines(ours, at_k, learners)
+
+
+def against_baselines(ours: dict, at_k: dict, learners: list[str]) -> str:
+    """ ": above every baseline in both metrics (means of the draws)." and the like: how the
+    summary entry ``ours`` compares with every method of ``at_k`` not in ``learners``."""
     base = [m for m in at_k if m not in learners]
     if not base:
-        return text + "."
+        return "."
     wins = [
         metric
         for metric in ("macro_f1", "overall_accuracy")
@@ -140,4 +156,19 @@ def validation_choice(summary: dict, training: dict, learners: list[str], k: int
         "only",
         0: "not above every baseline in either metric",
     }[len(wins)]
-    return text + f": {verdict} (means of the draws)."
+    return f": {verdict} (means of the draws)."
+
+
+def ensemble_line(summary: dict, members: list[str], learners: list[str], k: int) -> str:
+    """The ensemble of the best-validated learners (chosen without target labels as well) at K,
+    against the baselines."""
+    ours = summary.get(ENSEMBLE, {}).get(str(k))
+    if not members or ours is None:
+        return ""
+    at_k = {m: by_k[str(k)] for m, by_k in summary.items() if str(k) in by_k}
+    text = (
+        f"Ensemble of the {len(members)} best-validated learners ({', '.join(members)}; the mean "
+        f"of their class probabilities): macro-F1 {_ci(ours['macro_f1'])}, overall accuracy "
+        f"{_ci(ours['overall_accuracy'])}"
+    )
+    return text + against_baselines(ours, at_k, learners)
