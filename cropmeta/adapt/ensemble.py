@@ -38,10 +38,9 @@ def adapt_ensemble(
     model's bundle holding the source classifier) every baseline's."""
     if len(model_dirs) < 2:
         raise ValueError("an ensemble needs at least two meta-trained models")
-    first = load_config(model_dirs[0])
+    reference = load_config(model_dirs[0]).preparation
     for model_dir in model_dirs[1:]:  # refused before any adaptation
-        cfg = load_config(model_dir)
-        if cfg.preparation != first.preparation:
+        if load_config(model_dir).preparation != reference:
             raise InputError(
                 model_dir, f"prepared differently from {model_dirs[0]}: it cannot join its ensemble"
             )
