@@ -335,3 +335,9 @@ def test_evaluate_cv_needs_folds_the_draws_can_fill():
     lines = cv_section(results, 5)("t", None)
     assert "3 labelled samples a class cannot fill 5 folds." in lines
     assert results["cv_choice"]["t"]["draws"] == []
+
+
+def test_an_ensemble_needs_two_learners(cli, world, tmp_path):
+    out = tmp_path / "e"
+    res = cli("evaluate", "--catalog", world, "--out", out, "--ensemble", "1")
+    assert res.exit_code == 2 and "--ensemble" in res.output and not out.exists()

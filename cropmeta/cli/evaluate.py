@@ -72,13 +72,13 @@ def evaluate(
         ),
     ] = None,
     ensemble: Annotated[
-        int,
+        int | None,
         typer.Option(
-            min=0,
+            min=2,
             help="Also score the ensemble of the N learners with the best meta-validation "
             "accuracy (the mean of their class probabilities; `adapt --model A --model B`).",
         ),
-    ] = 0,
+    ] = None,
     seed: Seed = 0,
 ) -> None:
     """Which learner, with how many labels, how sure: few-shot evaluation on held-out regions.

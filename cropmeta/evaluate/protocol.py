@@ -56,11 +56,11 @@ class EvaluationConfig(BaseModel):
     targets: list[str] | None = Field(None, description="held-out regions (default: the split)")
     loro: bool = Field(False, description="leave-one-region-out instead of the catalog split")
     baselines: bool = True
-    ensemble: int = Field(
-        0,
-        ge=0,
+    ensemble: int | None = Field(
+        None,
+        ge=2,
         description="also score the ensemble of the learners with the best meta-validation "
-        "accuracy, this many of them (0: none)",
+        "accuracy, this many of them",
     )
     cv_folds: int | None = Field(
         None,
@@ -279,8 +279,10 @@ def run_evaluation(
 def ensemble_members(training: dict, cfg: EvaluationConfig) -> list[str]:
     """The ``cfg.ensemble`` learners with the best meta-validation accuracy (none when fewer
     than two have validation scores, or no ensemble is asked for)."""
+    if not cfg.ensemble:
+        return []
     members = [m for m, _ in validation_ranking(training, cfg.learners)][: cfg.ensemble]
-    return members if cfg.ensemble >= 2 and len(members) >= 2 else []
+    return members if len(members) >= 2 else []
 
 
 def _records(res: AdaptResult, fold: Fold, k: int, seed: int, keep) -> list[dict]:
