@@ -124,7 +124,7 @@ def test_members_with_their_own_statistics_see_the_series_as_they_adapted(
     doy = torch.from_numpy(data.doy).long()
     with torch.no_grad():
         member = ensemble.members[1]
-        a, b = ensemble.rescale[1]
+        a, b = ensemble.scale[1], ensemble.shift[1]
         seen = member(torch.from_numpy(ecfg.normaliser(data.x)) * a + b, doy).softmax(-1)
         own = alone(torch.from_numpy(pcfg.normaliser(data.x)), doy).softmax(-1)
     assert ecfg.normaliser != pcfg.normaliser

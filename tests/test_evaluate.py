@@ -251,6 +251,21 @@ def test_the_recommendation_says_what_to_map(forest_f1, verdict):
     assert verdict in recommendation(summary, ["maml"], 5)
 
 
+def test_the_recommendation_says_how_to_save_an_ensemble():
+    from cropmeta.evaluate.report import recommendation
+
+    summary = {
+        "ensemble": {"5": {"macro_f1": _entry(0.80)}},
+        "maml": {"5": {"macro_f1": _entry(0.70)}},
+        "random_forest": {"5": {"macro_f1": _entry(0.50)}},
+    }
+    text = recommendation(summary, ["maml", "ensemble"], 5)
+    assert (
+        "ensemble is clearly better: use it (`cropmeta adapt` with one `--model` per member)"
+        in text
+    )
+
+
 @pytest.fixture(scope="module")
 def rerun(cli, world, evaluation, tmp_path_factory):
     """The evaluation again with `--cv 3 --ensemble 2`, its models reused (the same settings)."""

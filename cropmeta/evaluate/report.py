@@ -87,7 +87,8 @@ def recommendation(summary: dict, learners: list[str], k: int) -> str:
     if f1["n"] < 2:
         return text + "One draw only: no confidence interval, so no verdict (use more seeds)."
     if f1["low"] > r["high"]:
-        return text + f"{best} is clearly better: use it."
+        how = " (`cropmeta adapt` with one `--model` per member)" if best == ENSEMBLE else ""
+        return text + f"{best} is clearly better: use it{how}."
     if f1["high"] < r["low"]:
         return text + (
             f"{rival} is clearly better: meta-learning does not pay off here "

@@ -44,18 +44,26 @@ class EnsembleClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.members = nn.ModuleList(members)
-        self.rescale = []  # per member: (scale, shift) per band, x_member = x * scale + shift
+        ref_mean, ref_std = (torch.tensor(v, dtype=torch.float64) for v in _stats(normaliser))
+        scale, shift = [], []  # per member and band: x_member = x * scale + shift
         for member in cfg.members:
-            own = Normaliser.model_validate(member["normaliser"])
-            mean, std = (torch.tensor(v, dtype=torch.float64) for v in (own.mean, own.std))
-            mean0, std0 = (
-                torch.tensor(v, dtype=torch.float64) for v in (normaliser.mean, normaliser.std)
-            )
-            self.rescale.append(((std0 / std).float(), ((mean0 - mean) / std).float()))
+            mean, std = (torch.tensor(v, dtype=torch.float64) for v in _stats(member["normaliser"]))
+            scale.append(ref_std / std)
+            shift.append((ref_mean - mean) / std)
+        # not saved: the configs hold the statistics; buffers move with the model's device
+        self.register_buffer("scale", torch.stack(scale).float(), persistent=False)
+        self.register_buffer("shift", torch.stack(shift).float(), persistent=False)
 
     def forward(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
-        pairs = zip(self.members, self.rescale, strict=True)
-        return mean_log_probability([m(x * a + b, doy).softmax(-1) for m, (a, b) in pairs])
+        members = enumerate(self.members)
+        return mean_log_probability(
+            [m(x * self.scale[i] + self.shift[i], doy).softmax(-1) for i, m in members]
+        )
+
+
+def _stats(normaliser: Normaliser | dict) -> tuple[list[float], list[float]]:
+    n = Normaliser.model_validate(normaliser) if isinstance(normaliser, dict) else normaliser
+    return n.mean, n.std
 
 
 def mean_log_probability(probabilities: list[torch.Tensor]) -> torch.Tensor:
