@@ -103,11 +103,13 @@ def adapt_region(
     model, _ = load_bundle(model_dir, learner.state)
     if cfg.kind != "meta":
         raise InputError(model_dir, "this model is already adapted; give the meta-trained model")
-    source = source or model_dir
-    wanted = baselines or method in TRANSFER_METHODS
-    pre = load_pretrained(source, load_config(source)) if wanted else None
+    pre = None
+    if baselines or method in TRANSFER_METHODS:  # another bundle's source classifier: its config
+        pre = load_pretrained(source or model_dir, load_config(source) if source else cfg)
     if method in TRANSFER_METHODS and pre is None:  # refused before any work
-        raise InputError(source, f"holds no pre-trained source classifier, so no {method}")
+        raise InputError(
+            source or model_dir, f"holds no pre-trained source classifier, so no {method}"
+        )
     data = RegionArrays.load(region)
     if reason := incompatibility(data.preparation, cfg.preparation):
         raise InputError(region, f"prepared differently from the model's training data: {reason}")
@@ -151,9 +153,9 @@ def adapt_region(
         kept = query[np.isin(data.codes[query], codes)]  # classes with a support sample
         y_true = np.array([to_index[int(c)] for c in data.codes[kept]])
         on = Shots(x[support], y, x[kept], doy, target_codes)
-        predictions, result.notes, seconds = _predict(adapted, cfg, on, pre, baselines, data, seed)
-        with torch.no_grad():
-            result.query_proba = adapted(on.x_query, on.doy).softmax(-1)
+        predictions, result.notes, seconds, result.query_proba = _predict(
+            adapted, cfg, on, pre, baselines, data, seed
+        )
         result.query_truth = y_true
         result.seconds |= seconds
         result.metrics = {name: score(y_true, p) for name, p in predictions.items()}
@@ -167,7 +169,7 @@ def adapt_region(
             torch.manual_seed(seed)
             fold = learner.adapt(model, x_s[train], y[train], doy, n, info=info, codes=known)
             on = Shots(x_s[train], y[train], x_s[test], doy, target_codes)
-            predictions, notes, _ = _predict(fold, cfg, on, pre, baselines, data, seed)
+            predictions, notes, _, _ = _predict(fold, cfg, on, pre, baselines, data, seed)
             result.notes |= notes  # what a baseline cannot do, as on the query set
             return predictions
 
@@ -205,11 +207,12 @@ def check_method(method: str | None, learner: str, cv_folds: int | None = None) 
 
 def _predict(adapted, cfg, on: Shots, pretrained, baselines: bool, data, seed: int):
     """Query predictions of the adapted model and (``baselines``) of every baseline fitted on
-    the same support set, the notes on what a baseline could not do, and the baselines'
-    fitting times."""
+    the same support set, the notes on what a baseline could not do, the baselines' fitting
+    times, and the adapted model's class probabilities of the query samples."""
     with torch.no_grad():
-        predictions = {cfg.learner["algorithm"]: adapted(on.x_query, on.doy).argmax(-1).numpy()}
+        logits = adapted(on.x_query, on.doy)
+    predictions = {cfg.learner["algorithm"]: logits.argmax(-1).numpy()}
     if not baselines:
-        return predictions, {}, {}
+        return predictions, {}, {}, logits.softmax(-1)
     run = baseline_predictions(on, cfg.encoder, seed, pretrained, data.class_names)
-    return predictions | run.predictions, run.notes, run.seconds
+    return predictions | run.predictions, run.notes, run.seconds, logits.softmax(-1)

@@ -69,7 +69,7 @@ def adapt_ensemble(
         result.metrics |= {k: first.metrics[k] for k in base}
         result.details |= {k: first.details[k] for k in base}
         result.query_proba = log_p.exp()
-    history = {"adaptation": {**json.loads(result.to_json()), "members": names}}
+    history = {"adaptation": json.loads(result.to_json())}  # members: learner, head.names
     update = {"learner": {"algorithm": ENSEMBLE, "members": names}, "history": history}
     save_bundle(ensemble_of(members, names), members[0][1].model_copy(update=update), out)
     return result

@@ -61,18 +61,18 @@ class ForestHead(nn.Module):
         """
         chunk = max(1, WALK_PAIRS // max(1, len(self.roots)))
         x = flat.to(torch.float32)
-        parts = [self._walk(x[i : i + chunk]) for i in range(0, len(x), chunk)]
+        leaf = self.branches[:, 0] == torch.arange(len(self.branches))
+        parts = [self._walk(x[i : i + chunk], leaf) for i in range(0, len(x), chunk)]
         return (
             torch.cat(parts) if parts else torch.zeros(0, self.value.shape[1], dtype=torch.float64)
         )
 
-    def _walk(self, x: torch.Tensor) -> torch.Tensor:
+    def _walk(self, x: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         """Every (sample, tree) pair walks ``depth`` steps in one flat index space: a gather of
         the split feature's value, a comparison, and a gather of the child. Every third step
         the pairs that reached a leaf are set aside (a third less time on the demo's forests)."""
         n, n_trees = len(x), len(self.roots)
         values, branches = x.reshape(-1), self.branches.reshape(-1)
-        leaf = self.branches[:, 0] == torch.arange(len(self.branches))
         missing = bool(x.isnan().any())
         node = self.roots.repeat(n)
         pair = torch.arange(len(node))  # the pairs still walking, their nodes and row offsets
