@@ -15,6 +15,13 @@ every method alike (it is reported in the header). Also reports the model FLOPs 
 (torch.utils.flop_counter, counted on the plain loop; recomputation is not counted) per second as
 a share of this machine's float32 matmul peak, measured in the same run with the same threads.
 
+With more than one thread it also measures the ceiling that running work side by side can give
+on this machine: the fastest one-core arrangements of the step (cropmeta's vmap over the
+meta-batch, and the plain per-task loop) at one thread, times the number of threads. Every
+method runs the same model's kernels, so a faster kernel would speed ``higher`` as much; what
+the engine can add is spreading the tasks over the cores. The plain loop with a worker thread
+per core shows how close to that ceiling a per-task loop comes at per-task memory.
+
 Setup (benchmark-only package): .venv/bin/pip install --no-deps higher
 Run:   .venv/bin/python benchmarks/maml_speed.py --steps 3 --repeats 3
 """
@@ -121,14 +128,55 @@ class _TaskModel(torch.nn.Module):
         return self.head(self.encoder(x, doy))
 
 
-def run_method(method: str, model, batch, doy) -> None:
+def step_plain_workers(model, batch, doy, workers: int):
+    """The plain loop with the tasks dealt to ``workers`` threads, one core's thread each.
+
+    Each worker runs :func:`step_plain` on its tasks with its own copy of the model (parameters
+    swapped in by ``functional_call`` are module state, not thread-safe), so one task's graph
+    per worker is alive at a time. The copies' gradients are summed, weighted by their share of
+    the tasks, in a fixed order: the same meta-gradient as one plain loop.
+    """
+    import copy
+    import threading
+
+    shares = [list(range(w, len(batch.x_s), workers)) for w in range(workers)]
+    copies = [copy.deepcopy(model) for _ in shares]
+    threads = [
+        threading.Thread(target=step_plain, args=(m, _tasks(batch, ids), doy))
+        for m, ids in zip(copies, shares, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p, *grads in zip(model.parameters(), *(m.parameters() for m in copies), strict=True):
+        if grads[0].grad is not None:
+            total = sum(
+                g.grad * len(ids) / len(batch.x_s) for g, ids in zip(grads, shares, strict=True)
+            )
+            p.grad = total if p.grad is None else p.grad + total
+
+
+def _tasks(batch, ids: list[int]):
+    from cropmeta.tasks.episodes import TaskBatch
+
+    return TaskBatch(batch.x_s[ids], batch.y_s[ids], batch.x_q[ids], batch.y_q[ids])
+
+
+def run_method(method: str, model, batch, doy, threads: int = 1) -> None:
     if method in CROPMETA:
         step_cropmeta(model, batch, doy, CROPMETA[method])
+    elif method == WORKERS:
+        step_plain_workers(model, batch, doy, threads)
     else:
         {"higher": step_higher, "plain loop": step_plain}[method](model, batch, doy)
 
 
 METHODS = [*CROPMETA, "higher", "plain loop"]
+#: the ceiling's arms: the fastest one-core arrangements (vmap over the meta-batch, a per-task
+#: loop), and the per-task loop spread over the cores by threads (inter-op, not intra-op)
+ONE_CORE = ("cropmeta", "plain loop")
+WORKERS = "plain loop, a worker per core"
 
 
 def _memory(field: str) -> int:
@@ -146,18 +194,21 @@ def _reset_peak() -> int:
 
 
 def _run(method: str, steps: int, threads: int, hidden: int, queue) -> None:
+    workers = threads
+    if method == WORKERS:
+        threads = 1  # each worker thread runs its ops on one core
     torch.set_num_threads(threads)
     start = _memory("VmRSS")
-    tiny = setup(hidden=4, n_steps=3, tasks=1)  # every method's code loaded, in every process
-    for other in METHODS:
-        run_method(other, *tiny)
+    tiny = setup(hidden=4, n_steps=3, tasks=2)  # every method's code loaded, in every process
+    for other in (*METHODS, WORKERS):
+        run_method(other, *tiny, threads=workers)
     model, batch, doy = setup(hidden=hidden)
     base = _reset_peak()
     times = []
     for _ in range(steps + 1):  # the first step warms up
         model.zero_grad()
         begin = time.perf_counter()
-        run_method(method, model, batch, doy)
+        run_method(method, model, batch, doy, threads=workers)
         times.append(time.perf_counter() - begin)
     grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     queue.put((times[1:], _memory("VmHWM") - base, base - start, grad.norm().item()))
@@ -215,26 +266,46 @@ def main() -> None:
         f"model FLOPs per meta-step: {flops / 1e9:.2f} GFLOP ({flops / BATCH / 1e9:.2f} per "
         f"task); float32 matmul peak: {peak / 1e9:.1f} GFLOP/s"
     )
+    arms = {m: (m, args.threads) for m in METHODS}
+    if args.threads > 1:  # the ceiling that spreading work over the cores can give
+        arms |= {f"{m}, 1 thread": (m, 1) for m in ONE_CORE} | {WORKERS: (WORKERS, args.threads)}
     rates, memory, loading, norms = {}, {}, [], {}
     for _ in range(args.repeats):  # interleaved, so machine noise hits every method alike
-        for method in METHODS:
-            times, mem, load, norm = measure(method, args.steps, args.threads, args.hidden)
-            rates.setdefault(method, []).append(BATCH / statistics.median(times))
-            memory.setdefault(method, []).append(mem)
+        for arm, (method, threads) in arms.items():
+            times, mem, load, norm = measure(method, args.steps, threads, args.hidden)
+            rates.setdefault(arm, []).append(BATCH / statistics.median(times))
+            memory.setdefault(arm, []).append(mem)
             loading.append(load)
-            norms[method] = norm
+            norms[arm] = norm
     print(f"one-off library loading before the meta-steps (excluded): +{_mib(loading):.0f} MiB")
-    higher_rate, higher_mem = (statistics.median(d["higher"]) for d in (rates, memory))
-    for method in METHODS:
-        rate, mem = statistics.median(rates[method]), statistics.median(memory[method])
+    rate = {
+        arm: statistics.median(r) / statistics.median(rates["higher"]) for arm, r in rates.items()
+    }
+    mem = {
+        arm: statistics.median(m) / statistics.median(memory["higher"]) for arm, m in memory.items()
+    }
+    for arm in arms:
+        tasks = statistics.median(rates[arm])
         print(
-            f"{method:>34}: {rate:6.2f} tasks/s ({rate / higher_rate:4.2f}x higher), peak memory "
-            f"+{mem / 2**20:4.0f} MiB ({mem / higher_mem:4.2f}x higher), "
-            f"{flops / BATCH * rate / peak:5.1%} of matmul peak, |meta-grad| {norms[method]:.6f}"
+            f"{arm:>34}: {tasks:6.2f} tasks/s ({rate[arm]:4.2f}x higher), peak memory "
+            f"+{_mib(memory[arm]):4.0f} MiB ({mem[arm]:4.2f}x higher), "
+            f"{flops / BATCH * tasks / peak:5.1%} of matmul peak, |meta-grad| {norms[arm]:.6f}"
         )
-    ratio = statistics.median(rates["cropmeta"]) / higher_rate
-    mem_ratio = statistics.median(memory["cropmeta"]) / higher_mem
-    print(f"cropmeta / higher: {ratio:.2f}x tasks per second at {mem_ratio:.2f}x the peak memory")
+    if args.threads > 1:
+        one_core = max(rate[f"{m}, 1 thread"] for m in ONE_CORE)
+        print(
+            f"ceiling from the cores: {args.threads} x the fastest one-core arm = "
+            f"{args.threads * one_core:.2f}x higher (a worker per core reaches "
+            f"{rate[WORKERS]:.2f}x at {mem[WORKERS]:.2f}x its memory)"
+        )
+    within = [a for a in CROPMETA if mem[a] <= 1]
+    if within:
+        best = max(within, key=rate.get)
+        print(f"cropmeta at no more memory than higher: {rate[best]:.2f}x ({best})")
+    print(
+        f"cropmeta / higher: {rate['cropmeta']:.2f}x tasks per second at "
+        f"{mem['cropmeta']:.2f}x the peak memory"
+    )
 
 
 def _mib(values: list[int]) -> float:
