@@ -33,6 +33,7 @@ import gc
 import multiprocessing as mp
 import statistics
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -128,13 +129,14 @@ class _TaskModel(torch.nn.Module):
         return self.head(self.encoder(x, doy))
 
 
-def step_plain_workers(model, batch, doy, workers: int):
-    """The plain loop with the tasks dealt to ``workers`` threads, one core's thread each.
+def step_workers(model, batch, doy, workers: int, step=None):
+    """``step`` (default: the plain loop) with the tasks dealt to ``workers`` threads, one
+    core's thread each.
 
-    Each worker runs :func:`step_plain` on its tasks with its own copy of the model (parameters
-    swapped in by ``functional_call`` are module state, not thread-safe), so one task's graph
-    per worker is alive at a time. The copies' gradients are summed, weighted by their share of
-    the tasks, in a fixed order: the same meta-gradient as one plain loop.
+    Each worker runs ``step`` on its tasks with its own copy of the model (parameters swapped in
+    by ``functional_call`` are module state, not thread-safe), so the plain loop keeps one
+    task's graph per worker alive at a time. The copies' gradients are summed, weighted by their
+    share of the tasks, in a fixed order: the same meta-gradient as one step over all tasks.
     """
     import copy
     import threading
@@ -142,7 +144,7 @@ def step_plain_workers(model, batch, doy, workers: int):
     shares = [list(range(w, len(batch.x_s), workers)) for w in range(workers)]
     copies = [copy.deepcopy(model) for _ in shares]
     threads = [
-        threading.Thread(target=step_plain, args=(m, _tasks(batch, ids), doy))
+        threading.Thread(target=step or step_plain, args=(m, _tasks(batch, ids), doy))
         for m, ids in zip(copies, shares, strict=True)
     ]
     for t in threads:
@@ -166,8 +168,8 @@ def _tasks(batch, ids: list[int]):
 def run_method(method: str, model, batch, doy, threads: int = 1) -> None:
     if method in CROPMETA:
         step_cropmeta(model, batch, doy, CROPMETA[method])
-    elif method == WORKERS:
-        step_plain_workers(model, batch, doy, threads)
+    elif method in WORKERS:
+        step_workers(model, batch, doy, threads, WORKERS[method])
     else:
         {"higher": step_higher, "plain loop": step_plain}[method](model, batch, doy)
 
@@ -176,7 +178,16 @@ METHODS = [*CROPMETA, "higher", "plain loop"]
 #: the ceiling's arms: the fastest one-core arrangements (vmap over the meta-batch, a per-task
 #: loop), and the per-task loop spread over the cores by threads (inter-op, not intra-op)
 ONE_CORE = ("cropmeta", "plain loop")
-WORKERS = "plain loop, a worker per core"
+#: the arms whose memory can fit within higher's: the plain loop (one task's graph per worker)
+#: and cropmeta checkpointed (one inner step's graph, for the tasks of a worker or of its chunk)
+WORKERS = {
+    "plain loop, a worker per core": None,
+    "cropmeta, checkpoint, a worker per core": partial(step_cropmeta, options={"checkpoint": True}),
+    "cropmeta, checkpoint, task_chunk 2, a worker per core": partial(
+        step_cropmeta, options={"checkpoint": True, "task_chunk": 2}
+    ),
+}
+PLAIN_WORKERS = next(iter(WORKERS))
 
 
 def _memory(field: str) -> int:
@@ -195,12 +206,12 @@ def _reset_peak() -> int:
 
 def _run(method: str, steps: int, threads: int, hidden: int, queue) -> None:
     workers = threads
-    if method == WORKERS:
+    if method in WORKERS:
         threads = 1  # each worker thread runs its ops on one core
     torch.set_num_threads(threads)
     start = _memory("VmRSS")
     tiny = setup(hidden=4, n_steps=3, tasks=2)  # every method's code loaded, in every process
-    for other in (*METHODS, WORKERS):
+    for other in (*METHODS, *WORKERS):
         run_method(other, *tiny, threads=workers)
     model, batch, doy = setup(hidden=hidden)
     base = _reset_peak()
@@ -268,7 +279,9 @@ def main() -> None:
     )
     arms = {m: (m, args.threads) for m in METHODS}
     if args.threads > 1:  # the ceiling that spreading work over the cores can give
-        arms |= {f"{m}, 1 thread": (m, 1) for m in ONE_CORE} | {WORKERS: (WORKERS, args.threads)}
+        arms |= {f"{m}, 1 thread": (m, 1) for m in ONE_CORE} | {
+            w: (w, args.threads) for w in WORKERS
+        }
     rates, memory, loading, norms = {}, {}, [], {}
     for _ in range(args.repeats):  # interleaved, so machine noise hits every method alike
         for arm, (method, threads) in arms.items():
@@ -284,10 +297,11 @@ def main() -> None:
     mem = {
         arm: statistics.median(m) / statistics.median(memory["higher"]) for arm, m in memory.items()
     }
+    width = max(map(len, arms))
     for arm in arms:
         tasks = statistics.median(rates[arm])
         print(
-            f"{arm:>34}: {tasks:6.2f} tasks/s ({rate[arm]:4.2f}x higher), peak memory "
+            f"{arm:>{width}}: {tasks:6.2f} tasks/s ({rate[arm]:4.2f}x higher), peak memory "
             f"+{_mib(memory[arm]):4.0f} MiB ({mem[arm]:4.2f}x higher), "
             f"{flops / BATCH * tasks / peak:5.1%} of matmul peak, |meta-grad| {norms[arm]:.6f}"
         )
@@ -296,9 +310,9 @@ def main() -> None:
         print(
             f"ceiling from the cores: {args.threads} x the fastest one-core arm = "
             f"{args.threads * one_core:.2f}x higher (a worker per core reaches "
-            f"{rate[WORKERS]:.2f}x at {mem[WORKERS]:.2f}x its memory)"
+            f"{rate[PLAIN_WORKERS]:.2f}x at {mem[PLAIN_WORKERS]:.2f}x its memory)"
         )
-    within = [a for a in CROPMETA if mem[a] <= 1]
+    within = [a for a in rates if a.startswith("cropmeta") and mem[a] <= 1]
     if within:
         best = max(within, key=rate.get)
         print(f"cropmeta at no more memory than higher: {rate[best]:.2f}x ({best})")

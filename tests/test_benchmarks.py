@@ -59,8 +59,8 @@ def test_seed_pool_pools_draws_over_training_seeds(tmp_path):
 
 
 def test_speed_benchmark_arms_take_the_same_meta_gradient():
-    """benchmarks/maml_speed.py: the plain loop with a worker thread per core (the ceiling's
-    arm) and cropmeta's engine give the plain loop's meta-gradient (``higher``, a
+    """benchmarks/maml_speed.py: the arms with a worker thread per core and cropmeta's engine
+    give the plain loop's meta-gradient (``higher``, a
     benchmark-only package, is compared there)."""
     import importlib.util
 
@@ -70,10 +70,11 @@ def test_speed_benchmark_arms_take_the_same_meta_gradient():
     speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(speed)
     grads = {}
-    for arm in ("plain loop", speed.WORKERS, "cropmeta"):
+    arms = ("plain loop", *speed.WORKERS, "cropmeta")
+    for arm in arms:
         model, batch, doy = speed.setup(hidden=8, tasks=3)  # hidden 4: the loss explodes
         speed.run_method(arm, model, batch, doy, threads=2)
         grads[arm] = torch.cat([p.grad.flatten() for p in model.parameters()])
-    for arm in (speed.WORKERS, "cropmeta"):
+    for arm in arms[1:]:
         torch.testing.assert_close(grads[arm], grads["plain loop"], rtol=1e-4, atol=1e-6)
     assert grads["plain loop"].abs().sum() > 0
