@@ -19,8 +19,9 @@ With more than one thread it also measures the ceiling that running work side by
 on this machine: the fastest one-core arrangements of the step (cropmeta's vmap over the
 meta-batch, and the plain per-task loop) at one thread, times the number of threads. Every
 method runs the same model's kernels, so a faster kernel would speed ``higher`` as much; what
-the engine can add is spreading the tasks over the cores. The plain loop with a worker thread
-per core shows how close to that ceiling a per-task loop comes at per-task memory.
+the engine can add is spreading the tasks over the cores. Arms with a worker thread per core
+(the plain loop; cropmeta checkpointed, whole or in chunks of 2) show how close to that ceiling
+designs come whose memory can fit within higher's.
 
 Setup (benchmark-only package): .venv/bin/pip install --no-deps higher
 Run:   .venv/bin/python benchmarks/maml_speed.py --steps 3 --repeats 3
@@ -139,18 +140,17 @@ def step_workers(model, batch, doy, workers: int, step=None):
     share of the tasks, in a fixed order: the same meta-gradient as one step over all tasks.
     """
     import copy
-    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     shares = [list(range(w, len(batch.x_s), workers)) for w in range(workers)]
     copies = [copy.deepcopy(model) for _ in shares]
-    threads = [
-        threading.Thread(target=step or step_plain, args=(m, _tasks(batch, ids), doy))
-        for m, ids in zip(copies, shares, strict=True)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(workers) as pool:  # a worker's error is raised here
+        runs = [
+            pool.submit(step or step_plain, m, _tasks(batch, ids), doy)
+            for m, ids in zip(copies, shares, strict=True)
+        ]
+        for run in runs:
+            run.result()
     for p, *grads in zip(model.parameters(), *(m.parameters() for m in copies), strict=True):
         if grads[0].grad is not None:
             total = sum(
@@ -175,11 +175,12 @@ def run_method(method: str, model, batch, doy, threads: int = 1) -> None:
 
 
 METHODS = [*CROPMETA, "higher", "plain loop"]
-#: the ceiling's arms: the fastest one-core arrangements (vmap over the meta-batch, a per-task
-#: loop), and the per-task loop spread over the cores by threads (inter-op, not intra-op)
+#: the ceiling's arms, run at one thread: the fastest one-core arrangements (vmap over the
+#: meta-batch, a per-task loop)
 ONE_CORE = ("cropmeta", "plain loop")
-#: the arms whose memory can fit within higher's: the plain loop (one task's graph per worker)
-#: and cropmeta checkpointed (one inner step's graph, for the tasks of a worker or of its chunk)
+#: arms spread over the cores by threads (inter-op, not intra-op) whose memory can fit within
+#: higher's: the plain loop (one task's graph per worker) and cropmeta checkpointed (one inner
+#: step's graph, for the tasks of a worker or of its chunk)
 WORKERS = {
     "plain loop, a worker per core": None,
     "cropmeta, checkpoint, a worker per core": partial(step_cropmeta, options={"checkpoint": True}),

@@ -60,8 +60,8 @@ def test_seed_pool_pools_draws_over_training_seeds(tmp_path):
 
 def test_speed_benchmark_arms_take_the_same_meta_gradient():
     """benchmarks/maml_speed.py: the arms with a worker thread per core and cropmeta's engine
-    give the plain loop's meta-gradient (``higher``, a
-    benchmark-only package, is compared there)."""
+    give the plain loop's meta-gradient (``higher``, a benchmark-only package, is compared
+    there)."""
     import importlib.util
 
     import torch
