@@ -211,8 +211,8 @@ def _predict(adapted, cfg, on: Shots, pretrained, baselines: bool, data, seed: i
     times, and the adapted model's class probabilities of the query samples."""
     with torch.no_grad():
         logits = adapted(on.x_query, on.doy)
-    predictions = {cfg.learner["algorithm"]: logits.argmax(-1).numpy()}
+    predictions, proba = {cfg.learner["algorithm"]: logits.argmax(-1).numpy()}, logits.softmax(-1)
     if not baselines:
-        return predictions, {}, {}, logits.softmax(-1)
+        return predictions, {}, {}, proba
     run = baseline_predictions(on, cfg.encoder, seed, pretrained, data.class_names)
-    return predictions | run.predictions, run.notes, run.seconds, logits.softmax(-1)
+    return predictions | run.predictions, run.notes, run.seconds, proba
