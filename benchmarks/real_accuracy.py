@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from cropmeta.adapt.adapt import adapt_region
+from cropmeta.adapt.names import BASELINES
 from cropmeta.catalog import CATALOG_DIR
 from cropmeta.ingest.preprocess import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
@@ -59,7 +60,6 @@ PUBLISHED = {
     "B": {"RD-1": 0.554, "RD-2": 0.411, "SSMA": 0.627, "KEMA": 0.631},
     "C": {"RD-1": 0.293, "RD-2": 0.281, "SSMA": 0.376, "KEMA": 0.532},
 }
-BASELINES = ("from_scratch", "random_forest", "transfer_head", "transfer_all", "source_only")
 # Two complementary source pairs: each target gets one validation domain (see select).
 TWO_PAIRS = [("EU11", "SA11"), ("NA11", "EU03")]
 N_WAYS = (3, 5)

@@ -141,6 +141,11 @@ class RegionEntry(BaseModel):
     x_column: str | None = Field(None, description="point labels in a CSV: x / longitude")
     y_column: str | None = Field(None, description="point labels in a CSV: y / latitude")
     labels_crs: str = Field("EPSG:4326", description="CRS of x/y in a CSV of points")
+    drop_unknown: bool = Field(
+        False,
+        description="drop labels the taxonomy does not know (counted in the summary) instead "
+        "of refusing the region",
+    )
     table: TableSpec | None = None
     season: dict | None = Field(
         None, description="temporal grid: start_doy, end_doy, step (default: the tool's)"
@@ -155,6 +160,12 @@ class RegionEntry(BaseModel):
         if self.raster is not None:
             return self.raster
         return RasterSpec(path=self.tiles) if self.tiles else None
+
+    def input_paths(self) -> list[str]:
+        """The files and folders this region is read from, as written in the catalog."""
+        raster = self.raster_spec()
+        paths = [raster.path if raster else None, self.labels, self.table and self.table.path]
+        return [p for p in paths if p]
 
 
 class Catalog(BaseModel):
@@ -178,6 +189,12 @@ class Catalog(BaseModel):
     def load_taxonomy(self) -> Taxonomy:
         local = self.root / self.taxonomy
         return load_taxonomy(local if local.exists() else CATALOG_DIR / self.taxonomy)
+
+    def inputs(self, names: list[str] | None = None) -> list[Path]:
+        """Every file a command reads through this catalog for the regions ``names`` (default:
+        all): outputs must never land on them."""
+        chosen = [r for r in self.regions if names is None or r.name in names]
+        return [self.path(p) for r in chosen for p in r.input_paths()]
 
     def sources(self) -> list[RegionEntry]:
         return [r for r in self.regions if r.role == "source"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from cropmeta.ingest.preprocess import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.mapping.crop_map import map_region
 from cropmeta.models.bundle import load_bundle
+from cropmeta.ownership import claim, output_folder
 from cropmeta.synth import make_world
 
 #: Task shapes that the regions of each world scale can fill.
@@ -21,14 +23,28 @@ TASKS = {"demo": dict(n_way=5, k_shot=5, q_query=10), "tiny": dict(n_way=4, k_sh
 
 
 def run_demo(
-    out: str | Path, seed: int = 0, scale: str = "demo", iterations: int = 300, shots: int = 5
+    out: str | Path,
+    seed: int = 0,
+    scale: str = "demo",
+    iterations: int = 300,
+    shots: int = 5,
+    overwrite: bool = False,
 ) -> dict:
     """synth → preprocess every region → meta-train on the sources → adapt to each target with
     ``shots`` labelled fields per class (beside the baselines) → map the first target.
 
-    Returns a summary (metrics per target, output paths, seconds per stage).
+    Returns a summary (metrics per target, output paths, seconds per stage), also written to
+    ``out/summary.json``. ``out`` must be a demo folder (or new, or empty) unless ``overwrite``.
     """
     out = Path(out)
+    claim(out, "demo", overwrite=overwrite, in_place=True)
+    with output_folder(out, "demo"):
+        summary = _run(out, seed, scale, iterations, shots)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _run(out: Path, seed: int, scale: str, iterations: int, shots: int) -> dict:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 

@@ -8,9 +8,10 @@ name and renamed when complete, so an output path never holds a partial result.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -41,22 +42,48 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its ancestors that do not exist yet, innermost first."""
+    missing = []
+    while not (path.exists() or path.is_symlink()) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _unused(final: Path, what: str) -> Path:
+    """A hidden sibling of ``final`` that does not exist (keeping ``final``'s suffix)."""
+    while True:
+        candidate = final.with_name(f".{final.name}.{what}-{secrets.token_hex(4)}{final.suffix}")
+        if not (candidate.exists() or candidate.is_symlink()):
+            return candidate
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success rename it to ``path``.
+    """Yield a temporary sibling of ``path``; on success it replaces ``path``.
 
-    Works for files and directories (Zarr stores, model bundles). On any error the
-    temporary output is removed and ``path`` is left as it was.
+    Works for files and directories (Zarr stores, model bundles). On any error the temporary
+    output, and any folder made for it, is removed and ``path`` is left as it was. Whether
+    ``path`` may be replaced is decided before any work, by :func:`cropmeta.ownership.claim`;
+    a folder being replaced is first moved aside, so it is never half gone.
     """
     final = Path(path)
+    made = missing_folders(final.parent)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}{final.suffix}")  # keeps the type
-    _remove(tmp)
+    tmp = _unused(final, "tmp")
     try:
         yield tmp
     except BaseException:
         _remove(tmp)
+        for folder in made:  # innermost first; only if still empty
+            with suppress(OSError):
+                folder.rmdir()
         raise
-    if final.exists():
-        _remove(final)
-    os.replace(tmp, final)
+    if final.is_dir() and not final.is_symlink():
+        old = _unused(final, "old")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)

@@ -58,7 +58,8 @@ evaluate() {
   local s first="" dirs=() python
   for s in $TRAIN_SEEDS; do
     if [[ -n $first && ! -d $OUT/seed-$s/regions ]]; then
-      mkdir -p "$OUT/seed-$s" && cp -r "$first/regions" "$OUT/seed-$s/"
+      # an evaluation folder that starts with the first run's region datasets (and its marker)
+      mkdir -p "$OUT/seed-$s" && cp -r "$first/regions" "$first/.cropmeta-output.json" "$OUT/seed-$s/"
     fi
     evaluate_once "$OUT/seed-$s" "$s" "$@"
     first=${first:-$OUT/seed-$s}

@@ -31,4 +31,10 @@ else
   "${cropmeta[@]}" synth --out "$OUT/world" --seed "$SEED" --scale "$SCALE"
   echo "$stamp" >"$OUT/world.stamp"
 fi
+# `cropmeta evaluate` fills $OUT in place and its first run marks it as an evaluation folder;
+# until then $OUT holds only what this script wrote (the world and its stamp): --overwrite
+# lets the evaluation use it (nothing of it is replaced: an evaluation never removes files).
+if [[ ! -f $OUT/.cropmeta-output.json && -z $(ls -A "$OUT" | grep -vxE 'world|world\.stamp') ]]; then
+  set -- --overwrite "$@"
+fi
 evaluate --catalog "$OUT/world/catalog.yaml" "$@"

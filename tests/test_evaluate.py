@@ -275,6 +275,7 @@ def rerun(cli, world, evaluation, tmp_path_factory):
     out = tmp_path_factory.mktemp("rerun")
     for part in ("regions", "models"):
         shutil.copytree(earlier / part, out / part)
+    shutil.copy(earlier / ".cropmeta-output.json", out)  # an evaluation folder, seeded
     res = cli(
         "evaluate", "--catalog", world, "--out", out, "--learner", "maml", "--learner",
         "protonet", "--shots", "1", "--shots", "3", "--seeds", "2", "--iterations", "15",

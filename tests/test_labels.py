@@ -77,7 +77,7 @@ def sinusoidal(lon: float, lat: float) -> tuple[float, float]:
 def test_vector_formats(tmp_path, name):
     src = fields(points=not name.endswith(".shp"))  # a Shapefile holds one geometry type
     path = write(src, tmp_path / name)
-    out = read(path, id_column="fid_")
+    out = read(path, id_column="fid_", drop_unknown=True)  # 'rice' is not in the taxonomy
     assert list(out.columns) == ["field_id", "label", "code", "geometry"]
     assert out.crs.equals(gpd.GeoSeries(crs=SINUSOIDAL).crs)
     known = src[src.crop != "rice"]
@@ -94,7 +94,7 @@ def test_vector_formats(tmp_path, name):
 def test_reprojection_is_exact(tmp_path):
     src = fields()
     path = write(src, tmp_path / "f.gpkg")
-    out = read(path)
+    out = read(path, drop_unknown=True)
     lonlat = src.to_crs("EPSG:4326").geometry
     for got, want in zip(out.geometry[out.geom_type == "Point"], lonlat[5:], strict=True):
         x, y = sinusoidal(want.x, want.y)
@@ -103,7 +103,7 @@ def test_reprojection_is_exact(tmp_path):
 
 
 def test_bowtie_is_repaired_into_polygons(tmp_path):
-    out = read(write(fields(), tmp_path / "f.gpkg"), crs=UTM)
+    out = read(write(fields(), tmp_path / "f.gpkg"), crs=UTM, drop_unknown=True)
     repaired = out.geometry[out.field_id == 5].iloc[0]  # ids number the file's features
     assert repaired.geom_type == "MultiPolygon" and repaired.is_valid
     assert repaired.area == pytest.approx(2 * 100 * 50 / 2)  # two triangles
@@ -118,7 +118,7 @@ def test_empty_null_and_collapsed_geometries_are_dropped_and_counted(tmp_path):
         crs=UTM,
     )
     path = write(pd.concat([src, extra], ignore_index=True), tmp_path / "f.gpkg")
-    report = read(path).attrs["label_report"]
+    report = read(path, drop_unknown=True).attrs["label_report"]
     assert report["empty_dropped"] == 2 and report["collapsed_dropped"] == 1
     assert report["repaired"] == 2 and report["kept"] == 6
 
@@ -131,18 +131,19 @@ def test_geopackage_layers(tmp_path):
         read(path)
     with pytest.raises(InputError, match=r"no layer 'nope'"):
         read(path, layer="nope")
-    assert len(read(path, layer="fields")) == 6
+    assert len(read(path, layer="fields", drop_unknown=True)) == 6
     assert len(read(path, layer="other")) == 2
 
 
 def test_csv_points_with_detected_columns(tmp_path):
-    df = pd.DataFrame(
-        {"ID": [1, 2, 3], "Lon": [-55.7, -55.6, None], "Lat": [-11.8, -11.7, -11.6]}
-    ).assign(crop=["maize", "soja", "soy"])
+    lon = [-55.7, -55.6, None] + [-55.5 + i / 100 for i in range(7)]
+    lat, crop = [-11.8, -11.7] + [-11.6] * 8, ["maize", "soja"] + ["soy"] * 8
+    df = pd.DataFrame({"ID": range(1, 11), "Lon": lon, "Lat": lat, "crop": crop})
     df.to_csv(tmp_path / "s.csv", sep=";", index=False)
     out = read(tmp_path / "s.csv")
-    assert list(out.field_id) == [1, 2]  # row without a longitude dropped
-    assert out.attrs["label_report"]["empty_dropped"] == 1
+    assert list(out.field_id) == [1, 2, *range(4, 11)]  # row without a longitude dropped
+    report = out.attrs["label_report"]
+    assert report["empty_dropped"] == report["bad_coordinates"] == 1  # 10 %: still accepted
     x, y = sinusoidal(-55.6, -11.7)
     assert out.geometry[1].x == pytest.approx(x, abs=0.01)
     assert out.geometry[1].y == pytest.approx(y, abs=0.01)
@@ -192,7 +193,7 @@ def test_real_sinop_samples_into_the_cube_crs():
     with rasterio.open(next(samples.parent.glob("*.tif"))) as src:
         crs, bounds = src.crs, src.bounds
     assert crs.to_epsg() is None  # a custom sinusoidal WKT
-    out = read_labels(samples, "label", TAXONOMY, crs)
+    out = read_labels(samples, "label", TAXONOMY, crs, drop_unknown=True)  # Forest, Cerrado
     table = pd.read_csv(samples)
     known = table[table.label.isin(["Pasture", "Soy_Corn"])]
     assert list(out.field_id) == list(known.id)
@@ -209,7 +210,7 @@ def test_real_sinop_samples_into_the_cube_crs():
 
 def test_real_mato_grosso_long_table():
     samples = _real("mato-grosso-modis/samples_mt_9classes.csv")
-    out = read_labels(samples, "label", TAXONOMY, SINUSOIDAL, "sample_id")
+    out = read_labels(samples, "label", TAXONOMY, SINUSOIDAL, "sample_id", drop_unknown=True)
     firsts = pd.read_csv(samples).drop_duplicates("sample_id")
     known = firsts[firsts.label.isin(["Pasture", "Soy_Corn"])]
     assert list(out.field_id) == list(known.sample_id) and out.field_id.is_unique

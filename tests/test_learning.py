@@ -13,7 +13,7 @@ from cropmeta.models.bundle import load_bundle
 
 def test_meta_model_bundle(meta_model):
     files = sorted(p.name for p in meta_model.iterdir())
-    assert files == ["config.json", "model.safetensors"]
+    assert files == [".cropmeta-output.json", "config.json", "model.safetensors"]
     cfg = json.loads((meta_model / "config.json").read_text())
     assert cfg["kind"] == "meta" and cfg["learner"]["algorithm"] == "maml"
     assert cfg["preparation"]["bands"][0] == "B02" and len(cfg["normaliser"]["mean"]) == 10
@@ -163,7 +163,7 @@ def test_adapt_too_many_shots(cli, meta_model, regions, catalog, tmp_path):
         "--region",
         regions[catalog.targets()[0].name],
         "--shots",
-        "100000",
+        "5000",
         "--out",
         out,
     )

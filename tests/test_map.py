@@ -161,7 +161,7 @@ def test_a_datacube_of_the_same_acquisitions_maps_to_the_same_bytes(adapted, cat
     )
     cube.to_zarr(tmp_path / "cube.zarr", mode="w", consolidated=False)
 
-    by_tiles = map_region(adapted, tiles, tmp_path / "a.tif", workers=1).path
+    by_tiles = map_region(adapted, tiles, tmp_path / "a" / "map.tif", workers=1).path
     spec = RasterSpec(layout="datacube", path=str(tmp_path / "cube.zarr"))
-    by_cube = map_region(adapted, spec, tmp_path / "b.tif", workers=1).path
+    by_cube = map_region(adapted, spec, tmp_path / "b" / "map.tif", workers=1).path
     assert by_tiles.read_bytes() == by_cube.read_bytes()

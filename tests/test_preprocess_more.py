@@ -83,10 +83,9 @@ def _rewrite(path, **changes):
         dst.descriptions = names[:count]
 
 
-def _run(cli, tiles, labels, col, out):
-    return cli(
-        "preprocess", "--tiles", tiles, "--labels", labels, "--label-column", col, "--out", out
-    )
+def _run(cli, tiles, labels, col, out, *more):
+    args = ("--tiles", tiles, "--labels", labels, "--label-column", col, "--out", out)
+    return cli("preprocess", *args, *more)
 
 
 def test_crs_differs_between_dates(cli, copied, tmp_path):
@@ -120,14 +119,15 @@ def test_all_masked_series(cli, copied, tmp_path):
     assert_one_line_error(_run(cli, tiles, labels, col, out), out, "masked")
 
 
-def test_unknown_labels_are_dropped_and_listed(cli, copied, tmp_path, caplog):
+def test_unknown_labels_are_refused_or_dropped_and_listed(cli, copied, tmp_path, caplog):
     tiles, labels, col, _ = copied
     fields = gpd.read_file(labels)
     fields.loc[fields.index[:3], col] = "Unobtainium"
     odd = tmp_path / "odd.gpkg"
     fields.to_file(odd, layer="fields")
     out = tmp_path / "r.zarr"
-    res = _run(cli, tiles, odd, col, out)
+    assert_one_line_error(_run(cli, tiles, odd, col, out), out, "'Unobtainium' (3)")
+    res = _run(cli, tiles, odd, col, out, "--drop-unknown")
     assert res.exit_code == 0, res.output
     summary = json.loads(xr.open_zarr(out).attrs["summary"])
     assert summary["labels"]["unknown_labels"] == {"Unobtainium": 3}

@@ -188,12 +188,12 @@ def _adapted_copy(meta_model, tmp_path):
     [
         ("missing fields", "fields file not found"),
         ("points", "fields must be polygons"),
-        ("budget 0", "must be at least 1"),
+        ("budget 0", "--budget: Input should be greater than or equal to 1"),
         ("budget too large", "exceeds the number of fields"),
         ("adapted model", "not a meta-trained model"),
         ("no overlap", "no field polygon overlaps the raster"),
         ("missing tiles", "tile folder not found"),
-        ("unknown method", "unknown method"),
+        ("unknown method", "--method: 'entropy' is not one of 'kcenter', 'kmeans'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(cli, meta_model, target, tmp_path, case, fragment):

@@ -212,7 +212,10 @@ def test_cloud_pixels_are_brighter_than_clear_pixels(stacks: dict[str, dict]) ->
 def test_tile_size_switch_and_replacing_out(tmp_path: Path) -> None:
     out = tmp_path / "w"
     out.mkdir()
-    (out / "stale.txt").write_text("from an earlier run")
+    (out / "stale.txt").write_text("not written by cropmeta")
+    with pytest.raises(InputError, match="give --overwrite"):  # not a world cropmeta wrote
+        make_world(out, seed=3, regions=["poltava"], tile_size=200)
+    assert (out / "stale.txt").read_text() == "not written by cropmeta"
     calls = []
     path = make_world(
         out,
@@ -220,8 +223,10 @@ def test_tile_size_switch_and_replacing_out(tmp_path: Path) -> None:
         regions=["poltava"],
         tile_size=200,
         progress=lambda stage, done, total: calls.append((stage, done, total)),
+        overwrite=True,
     )
     assert path == out / "catalog.yaml" and not (out / "stale.txt").exists()
+    make_world(out, seed=3, regions=["poltava"], tile_size=200)  # its own world: replaced
     catalog = load_catalog(path)
     assert [r.name for r in catalog.regions] == ["poltava"]
     for f in _tiles(catalog, "poltava"):

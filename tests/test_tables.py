@@ -4,7 +4,7 @@ tables of ``../shared/data`` through ``data_catalog/shared-data.yaml``."""
 from __future__ import annotations
 
 import json
-import warnings
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -116,18 +116,19 @@ def test_samples_below_the_valid_fraction_are_dropped_and_counted(tmp_path):
     assert list(kept["field_id"].values) == [7, 8, 9]
 
 
-def test_unknown_labels_are_dropped_with_a_warning(tmp_path):
+def test_unknown_labels_are_dropped_with_a_warning_when_asked(tmp_path, caplog):
     frame = long_frame()
     frame.loc[frame.sample_id == 8, "label"] = "Eucalyptus"
     frame.to_csv(tmp_path / "t.csv", index=False)
-    with pytest.warns(UserWarning, match="'Eucalyptus' \\(1\\)"):
-        ds = run(long_spec(tmp_path / "t.csv"))
+    with caplog.at_level(logging.WARNING, logger="cropmeta.ingest.tables"):
+        ds = run(long_spec(tmp_path / "t.csv"), drop_unknown=True)
+    assert "'Eucalyptus' (1)" in caplog.text
     assert list(ds["field_id"].values) == [7, 9]
     assert json.loads(ds.attrs["summary"])["unknown_label"] == 1
     frame["label"] = "Eucalyptus"
     frame.to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(InputError, match="no label is in the taxonomy: Eucalyptus"):
-        run(long_spec(tmp_path / "t.csv"))
+        run(long_spec(tmp_path / "t.csv"), drop_unknown=True)
 
 
 def test_region_column_selects_one_region(tmp_path):
@@ -140,7 +141,7 @@ def test_region_column_selects_one_region(tmp_path):
         run(long_spec(tmp_path / "t.parquet", region_column="tile", region_value="3"))
 
 
-def test_numeric_labels_resolve_per_data_set_tag(tmp_path):
+def test_numeric_labels_resolve_per_data_set_tag(tmp_path, caplog):
     assert [normalise_label(v) for v in ["1.200e+01", "12.0", " 3 ", "2.50", "Soy_Corn", 7.0]] == [
         "12",
         "12",
@@ -153,11 +154,11 @@ def test_numeric_labels_resolve_per_data_set_tag(tmp_path):
     (tmp_path / "t.txt").write_text("\n".join(lines) + "\n")
     spec = TableSpec(format="wide", path="t.txt", start_date="2014-01-01", step_days=16)
     grid = TemporalGrid(start_doy=1, end_doy=353, step=16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with caplog.at_level(logging.WARNING, logger="cropmeta.ingest.tables"):
         tiselac = run(spec, grid=grid, root=tmp_path, label_names="tiselac")
-    with pytest.warns(UserWarning, match="'7' \\(1\\)"):
-        amazon = run(spec, grid=grid, root=tmp_path, label_names="amazon")
+        assert not caplog.records
+        amazon = run(spec, grid=grid, root=tmp_path, label_names="amazon", drop_unknown=True)
+    assert "'7' (1)" in caplog.text
     assert [TAXONOMY.by_code(c).name for c in tiselac["code"].values] == [
         "urban",
         "urban",
@@ -245,7 +246,11 @@ def test_bad_long_tables(tmp_path, content, spec, problem):
             {"start_date": "2014-01-01", "step_days": 16},
             "line 2 has 1 values",
         ),
-        ("1 0.1 x\n", {"start_date": "2014-01-01", "step_days": 16}, "line 1: 'x' is not a number"),
+        (
+            "1 0.1 x\n",
+            {"start_date": "2014-01-01", "step_days": 16},
+            "line 1, column 3 (value 2, 2014-01-17): 'x' is not a number",
+        ),
     ],
 )
 def test_bad_wide_tables(tmp_path, content, spec, problem):

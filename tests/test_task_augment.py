@@ -129,7 +129,7 @@ def test_evaluate_passes_the_augmentation_and_validation_regions_on(cli, world, 
 
     seen = {}
 
-    def capture(catalog, out, cfg, seed, progress):
+    def capture(catalog, out, cfg, seed, progress, overwrite=False):
         seen["meta"] = cfg.meta
         return out / "report.md"
 

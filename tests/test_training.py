@@ -64,7 +64,7 @@ def test_interrupted_run_resumes_to_the_same_weights(sources, tmp_path, stop):
         meta_train(sources, tmp_path / "cut", cfg, seed=1, progress=stop_at(stop), run=run)
     assert not (tmp_path / "cut").exists()
     left = sorted(p.name for p in (tmp_path / "cut.checkpoints").iterdir())
-    assert left == ["ckpt-0000004.json", "ckpt-0000004.safetensors"]
+    assert left == [".cropmeta-output.json", "ckpt-0000004.json", "ckpt-0000004.safetensors"]
     seen = []
     resumed = meta_train(
         sources,
@@ -93,7 +93,7 @@ def test_checkpoint_is_json_and_safetensors_only(sources, tmp_path):
     cfg = MetaTrainConfig(iterations=3, **TINY)
     cfg.baselines = False
     meta_train(sources, tmp_path / "m", cfg, run=RunOptions(checkpoint_every=2))
-    files = sorted(p.name for p in (tmp_path / "m.checkpoints").iterdir())
+    files = sorted(p.name for p in (tmp_path / "m.checkpoints").glob("ckpt-*"))
     assert files == ["ckpt-0000003.json", "ckpt-0000003.safetensors"]  # the final one only
     record = json.loads((tmp_path / "m.checkpoints" / files[0]).read_text())
     assert record["iteration"] == 3 and record["fingerprint"]["config"]["iterations"] == 3

@@ -10,27 +10,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cropmeta.adapt.baselines import (
-    BASELINES,
-    TRANSFER_METHODS,
-    Shots,
-    baseline_model,
-    baseline_predictions,
-)
-from cropmeta.adapt.cross_validate import BEST, best_method, check_folds, cross_validate
+from cropmeta.adapt.baselines import Shots, baseline_model, baseline_predictions
+from cropmeta.adapt.cross_validate import best_method, check_folds, cross_validate
+from cropmeta.adapt.names import BASELINES, BEST, TRANSFER_METHODS
 from cropmeta.adapt.transfer import load_pretrained
 from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import class_details, score
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import incompatibility
-from cropmeta.learners.registry import build_learner, check_adaptation
+from cropmeta.learners.registry import build_learner, check_adaptation, recorded_learner
 from cropmeta.models.bundle import (
+    CONFIG,
     ClassInfo,
     build_model,
     load_bundle,
     load_config,
     save_bundle,
 )
+from cropmeta.ownership import claim
 from cropmeta.tasks.episodes import split_support_query
 from cropmeta.tasks.task_info import region_info
 
@@ -75,6 +72,7 @@ def adapt_region(
     cv_folds: int | None = None,
     method: str | None = None,
     source: str | Path | None = None,
+    overwrite: bool = False,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``; save a mappable model.
 
@@ -89,12 +87,16 @@ def adapt_region(
     the support set in K stratified folds (:mod:`cropmeta.adapt.cross_validate`): in production,
     the only estimate of which method suits the region. ``method`` names the model to save: the
     learner (default), a baseline fitted on the same support set
-    (:data:`cropmeta.adapt.baselines.BASELINES`), or ``"best"``: whichever cross-validation ranks
+    (:data:`cropmeta.adapt.names.BASELINES`), or ``"best"``: whichever cross-validation ranks
     first (:func:`cropmeta.adapt.cross_validate.best_method`; needs ``cv_folds``). ``source``
     is the meta-model bundle whose stored source classifier the transfer baselines use (default:
-    ``model_dir``'s; `cropmeta evaluate` stores it with its first learner only).
+    ``model_dir``'s; `cropmeta evaluate` stores it with its first learner only). ``out`` must
+    not be an input, nor an existing path that is not an adapted model cropmeta wrote, unless
+    ``overwrite`` (:func:`cropmeta.ownership.claim`).
     """
+    claim(out, "adapted-model", inputs=[model_dir, region, source], overwrite=overwrite)
     cfg = load_config(model_dir)
+    recorded_learner(cfg.learner, Path(model_dir) / CONFIG)
     method = check_method(method, cfg.learner["algorithm"], cv_folds)
     settings = check_adaptation(cfg.learner["algorithm"], settings or {})
     cfg = cfg.model_copy(update={"learner": {**cfg.learner, **settings}})

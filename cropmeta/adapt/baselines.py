@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from sklearn.ensemble import RandomForestClassifier
 
+from cropmeta.adapt.names import TRANSFER_METHODS
 from cropmeta.adapt.transfer import (
     Pretrained,
     fine_tune_all,
@@ -26,8 +27,6 @@ from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.models.fit import fit_on_shots
 from cropmeta.models.forest import ForestClassifier
-
-TRANSFER_METHODS = ("transfer_head", "transfer_all", "source_only")
 
 
 def from_scratch(
@@ -84,15 +83,11 @@ class BaselineRun:
         self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
-#: Every baseline, in report order; ``cropmeta adapt --method`` saves any of them as the adapted
-#: model (the transfer methods need the meta-model's pre-trained source classifier).
-BASELINES = ("from_scratch", "random_forest", *TRANSFER_METHODS)
-
-
 def baseline_model(
     name: str, shots: Shots, encoder: EncoderConfig, seed: int, pretrained: Pretrained | None
 ) -> CropClassifier | ForestClassifier:
-    """Baseline ``name`` (one of :data:`BASELINES`) fitted on the support set."""
+    """Baseline ``name`` (one of :data:`~cropmeta.adapt.names.BASELINES`) fitted on the support
+    set."""
     n = len(shots.codes)
     if name == "from_scratch":
         return from_scratch(shots.x_support, shots.y_support, shots.doy, n, encoder, seed)

@@ -24,9 +24,6 @@ from sklearn.model_selection import StratifiedKFold
 from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import score
 
-#: ``cropmeta adapt --method best``: save the method cross-validation ranks first.
-BEST = "best"
-
 #: ``(train, test) -> {method: predicted class indices of test}``; indices into the labels.
 FitPredict = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 

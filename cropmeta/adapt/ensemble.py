@@ -19,6 +19,7 @@ from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import class_details, score
 from cropmeta.models.bundle import ensemble_of, load_bundle, load_config, save_bundle
 from cropmeta.models.ensemble import mean_log_probability
+from cropmeta.ownership import claim
 
 #: The ensemble's entry in an adaptation's metrics (its members keep their learners' names).
 ENSEMBLE = "ensemble"
@@ -31,6 +32,7 @@ def adapt_ensemble(
     shots: int | None = None,
     seed: int = 0,
     baselines: bool = True,
+    overwrite: bool = False,
 ) -> AdaptResult:
     """Adapt every model of ``model_dirs`` to ``region`` as :func:`adapt_region` does (the same
     support set: the same ``shots`` and ``seed``) and save the ensemble of the adapted models
@@ -38,6 +40,7 @@ def adapt_ensemble(
     model's bundle holding the source classifier) every baseline's."""
     if len(model_dirs) < 2:
         raise ValueError("an ensemble needs at least two meta-trained models")
+    claim(out, "adapted-model", inputs=[*model_dirs, region], overwrite=overwrite)
     reference = load_config(model_dirs[0]).preparation
     for model_dir in model_dirs[1:]:  # refused before any adaptation
         if load_config(model_dir).preparation != reference:

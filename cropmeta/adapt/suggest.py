@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from rasterio.transform import array_bounds
 
+from cropmeta.adapt.names import SUGGEST_METHODS
 from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError, atomic_output
 from cropmeta.ingest.aggregate import Statistic, field_statistics
@@ -59,8 +60,9 @@ from cropmeta.ingest.preprocess import burn_fields
 from cropmeta.ingest.sources import RasterStack, open_raster
 from cropmeta.models.bundle import BundleConfig, load_bundle, load_config
 from cropmeta.models.classifier import CropClassifier
+from cropmeta.ownership import TAG, claim
 
-METHODS: tuple[str, ...] = ("kcenter", "kmeans")
+METHODS = SUGGEST_METHODS
 Progress = Callable[[int, int], None]
 
 #: A field's date counts as observed when at least this share of its pixels is valid; the value
@@ -277,6 +279,7 @@ def suggest_labels(
     statistic: Statistic = "mean",
     min_pixels: int = 4,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> gpd.GeoDataFrame:
     """The ``budget`` fields of ``fields`` to label first, in priority order (saved if ``out``).
 
@@ -293,7 +296,8 @@ def suggest_labels(
     itself included), ``coverage_radius`` (the largest embedding distance among those),
     ``distance_to_nearest_chosen`` (embedding distance to the nearest other suggestion; NaN
     for a budget of 1) and ``pixels``. Bad input raises :class:`InputError` before anything is
-    written; ``out`` appears only when complete.
+    written; ``out`` appears only when complete, and must not be an input, nor an existing file
+    that is not a cropmeta label suggestion file, unless ``overwrite``.
     """
     from cropmeta.mapping.fields import check_overlap, read_polygons
 
@@ -301,8 +305,11 @@ def suggest_labels(
         raise InputError("--method", f"unknown method {method!r} (known: {', '.join(METHODS)})")
     if budget < 1:
         raise InputError("--budget", f"must be at least 1 (got {budget})")
-    model, cfg = load_meta_model(model_dir)
     spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
+    if out is not None:
+        inputs = [model_dir, fields, spec.path]
+        claim(out, "label-suggestions", inputs=inputs, overwrite=overwrite)
+    model, cfg = load_meta_model(model_dir)
     stack = open_raster(spec)
     check_rasters(cfg, stack, Path(spec.path))
     fields = Path(fields)
@@ -342,5 +349,5 @@ def suggest_labels(
     result.attrs["method"] = method
     if out is not None:
         with atomic_output(out) as tmp:
-            result.to_file(tmp, driver="GPKG", layer=LAYER)
+            result.to_file(tmp, driver="GPKG", layer=LAYER, metadata={TAG: "label-suggestions"})
     return result

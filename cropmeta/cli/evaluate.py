@@ -15,14 +15,17 @@ from cropmeta.cli.options import (
     Init,
     InitOption,
     Offset,
+    Overwrite,
     Seed,
     Settings,
     ShiftDays,
     ValRegions,
     augment_options,
+    count,
     learner_options,
 )
 from cropmeta.cli.progress import one_line_errors, progress_bar
+from cropmeta.learners.names import ALGORITHMS
 
 
 @one_line_errors
@@ -38,9 +41,9 @@ def evaluate(
     ] = None,
     shots: Annotated[
         list[int] | None,
-        typer.Option(help="Labelled samples per class K (repeatable; default: 1 2 5 10 20)."),
+        count("Labelled samples per class K (repeatable; default: 1 2 5 10 20).", hi=10_000),
     ] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Support/query draws per K.")] = 5,
+    seeds: Annotated[int, count("Support/query draws per K.", hi=1000)] = 5,
     region: Annotated[
         list[str] | None, typer.Option(help="Catalog regions to use (repeatable; default: all).")
     ] = None,
@@ -52,10 +55,10 @@ def evaluate(
         bool, typer.Option(help="Leave-one-region-out over the regions instead of the split.")
     ] = False,
     encoder: Annotated[Encoder, typer.Option(help="Temporal encoder.")] = "tempcnn",
-    iterations: Annotated[int, typer.Option(help="Meta-training iterations.")] = 300,
-    task_ways: Annotated[int, typer.Option(help="Meta-training classes per task.")] = 5,
-    task_shots: Annotated[int, typer.Option(help="Meta-training support per class.")] = 5,
-    task_queries: Annotated[int, typer.Option(help="Meta-training queries per class.")] = 10,
+    iterations: Annotated[int, count("Meta-training iterations.")] = 300,
+    task_ways: Annotated[int, count("Meta-training classes per task.", lo=2, hi=100)] = 5,
+    task_shots: Annotated[int, count("Meta-training support per class.", hi=1000)] = 5,
+    task_queries: Annotated[int, count("Meta-training queries per class.", hi=1000)] = 10,
     init: InitOption = "random",
     task_shift_days: ShiftDays = 0,
     task_gain: Gain = 0.0,
@@ -65,20 +68,23 @@ def evaluate(
     settings: Settings = None,
     cv: Annotated[
         int | None,
-        typer.Option(
-            min=2,
-            help="Also measure `adapt --cv N --method best` on the headline K's draws: the "
-            "method that N-fold cross-validation on each support set ranks first.",
+        count(
+            "Also measure `adapt --cv N --method best` on the headline K's draws: the method "
+            "that N-fold cross-validation on each support set ranks first.",
+            lo=2,
+            hi=100,
         ),
     ] = None,
     ensemble: Annotated[
         int | None,
-        typer.Option(
-            min=2,
-            help="Also score the ensemble of the N learners with the best meta-validation "
-            "accuracy (the mean of their class probabilities; `adapt --model A --model B`).",
+        count(
+            "Also score the ensemble of the N learners with the best meta-validation accuracy "
+            "(the mean of their class probabilities; `adapt --model A --model B`).",
+            lo=2,
+            hi=len(ALGORITHMS),
         ),
     ] = None,
+    overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
     """Which learner, with how many labels, how sure: few-shot evaluation on held-out regions.
@@ -115,5 +121,7 @@ def evaluate(
         ),
     )
     with progress_bar("evaluate") as bar:
-        report = evaluate_catalog(catalog, out, cfg, seed=seed, progress=lambda _, d, t: bar(d, t))
+        report = evaluate_catalog(
+            catalog, out, cfg, seed=seed, progress=lambda _, d, t: bar(d, t), overwrite=overwrite
+        )
     typer.echo(f"report written: {report}")

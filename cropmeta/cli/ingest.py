@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from cropmeta.cli.options import (
+    MANY,
     LayoutOpt,
     OffsetOpt,
+    Overwrite,
     PatternOpt,
     QualityOpt,
     SamplingChoice,
@@ -18,22 +20,40 @@ from cropmeta.cli.options import (
     StatisticChoice,
     TableFormat,
     ValidRangeOpt,
+    WorldScale,
+    count,
     raster_spec,
+    real,
 )
 from cropmeta.cli.progress import one_line_errors, progress_bar
 
 
+def integer_list(value: str | None) -> str | None:
+    """Option callback: a comma-separated list of integers, e.g. ``3,8,9,10``."""
+    if value is not None:
+        for item in value.split(","):
+            if item.strip() and not item.strip().lstrip("-").isdigit():
+                raise typer.BadParameter(f"{item.strip()!r} is not an integer (e.g. '3,8,9,10')")
+    return value
+
+
 @one_line_errors
 def synth(
-    out: Annotated[Path, typer.Option(help="Folder to write the world into (replaced).")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder to write the world into (a world written before is replaced)."),
+    ],
     seed: Seed = 0,
     scale: Annotated[
-        str, typer.Option(help="'demo', 'tiny' (for tests) or 'bench' (24 dates).")
+        WorldScale, typer.Option(help="demo, tiny (for tests) or bench (24 dates).")
     ] = "demo",
-    tile_size: Annotated[int | None, typer.Option(help="Force every tile to N×N pixels.")] = None,
+    tile_size: Annotated[
+        int | None, count("Force every tile to N×N pixels.", lo=16, hi=16384)
+    ] = None,
     region: Annotated[
         list[str] | None, typer.Option(help="Only these regions (repeatable).")
     ] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write the synthetic multi-region Sentinel-2 world: per-date GeoTIFFs + field GeoPackages."""
     from cropmeta.synth import make_world
@@ -44,8 +64,9 @@ def synth(
             seed=seed,
             regions=region,
             tile_size=tile_size,
-            scale=scale,
+            scale=WorldScale(scale).value,
             progress=lambda _d, i, n: bar(i, n),
+            overwrite=overwrite,
         )
     typer.echo(f"world written; catalog: {catalog}")
 
@@ -64,7 +85,7 @@ def preprocess(
         list[str] | None,
         typer.Option(help="Region name in the catalog; repeat it for several (--out: a folder)."),
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes for several regions.")] = None,
+    workers: Annotated[int | None, count("Processes for several regions.", hi=1024)] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address for several regions.")
     ] = None,
@@ -73,27 +94,32 @@ def preprocess(
         TableFormat, typer.Option(help="long: a row per sample and date; wide: a line per sample.")
     ] = "long",
     start_date: Annotated[str | None, typer.Option(help="wide: date of the first value.")] = None,
-    step_days: Annotated[int | None, typer.Option(help="wide: days between values.")] = None,
+    step_days: Annotated[int | None, count("wide: days between values.", hi=366)] = None,
     band: Annotated[str, typer.Option(help="wide: name of the single band.")] = "ndvi",
     label_names: Annotated[
         str | None, typer.Option(help="Taxonomy tag of numeric labels (e.g. tiselac).")
     ] = None,
     grid_start: Annotated[
-        int | None, typer.Option(help="First day of year of the grid [catalog season or 60].")
+        int | None, count("First day of year of the grid [catalog season or 60].", hi=366)
     ] = None,
     grid_end: Annotated[
-        int | None, typer.Option(help="Last day of year of the grid [catalog season or 300].")
+        int | None,
+        count(
+            "Last day of year of the grid [catalog season or 300]; below the start, the season "
+            "crosses New Year.",
+            hi=366,
+        ),
     ] = None,
-    grid_step: Annotated[int | None, typer.Option(help="Grid step in days [10].")] = None,
+    grid_step: Annotated[int | None, count("Grid step in days [10].", hi=120)] = None,
     statistic: Annotated[StatisticChoice, typer.Option(help="Per-field statistic.")] = "mean",
     sampling: Annotated[
         SamplingChoice, typer.Option(help="One sample per field, or random pixels of each field.")
     ] = "field",
-    pixels_per_field: Annotated[int, typer.Option(help="With --sampling pixels.")] = 10,
-    buffer: Annotated[float, typer.Option(help="Shrink polygons by this many metres.")] = 0.0,
-    min_pixels: Annotated[int, typer.Option(help="Drop polygons with fewer pixels.")] = 4,
+    pixels_per_field: Annotated[int, count("With --sampling pixels.", hi=100_000)] = 10,
+    buffer: Annotated[float, real("Shrink polygons by this many metres.", 0, 100_000)] = 0.0,
+    min_pixels: Annotated[int, count("Drop polygons with fewer pixels.", hi=MANY)] = 4,
     min_valid_fraction: Annotated[
-        float, typer.Option(help="Drop samples with a smaller share of valid acquisitions.")
+        float, real("Drop samples with a smaller share of valid acquisitions.", 0, 1)
     ] = 0.2,
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer label file.")] = None,
     x_column: Annotated[str | None, typer.Option(help="CSV points: x/longitude column.")] = None,
@@ -105,9 +131,20 @@ def preprocess(
     offset: OffsetOpt = None,
     quality_band: QualityOpt = None,
     mask_values: Annotated[
-        str | None, typer.Option(help="Quality-band values to mask, e.g. '3,8,9,10' [SCL's].")
+        str | None,
+        typer.Option(
+            help="Quality-band values to mask, e.g. '3,8,9,10' [SCL's].", callback=integer_list
+        ),
     ] = None,
     valid_range: ValidRangeOpt = None,
+    drop_unknown: Annotated[
+        bool,
+        typer.Option(
+            help="Drop labels the taxonomy does not know (listed with their counts in the "
+            "summary) instead of refusing the label file."
+        ),
+    ] = False,
+    overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
     """Tiles + labelled fields (or a catalog region, rasters or a pre-extracted table) → a
@@ -127,6 +164,8 @@ def preprocess(
         min_pixels=min_pixels,
         min_valid_fraction=min_valid_fraction,
         seed=seed,
+        overwrite=overwrite,
+        drop_unknown=drop_unknown,
     )
     if mask_values:
         options["invalid_classes"] = [int(v) for v in mask_values.split(",") if v.strip()]
@@ -170,6 +209,8 @@ def preprocess(
                 taxonomy=load_taxonomy(),
                 grid=grid or TemporalGrid(),
                 min_valid_fraction=min_valid_fraction,
+                overwrite=overwrite,
+                drop_unknown=drop_unknown,
             )
         elif tiles is None or labels is None or label_column is None:
             raise typer.BadParameter(

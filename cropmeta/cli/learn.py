@@ -15,13 +15,16 @@ from cropmeta.cli.options import (
     Gain,
     Init,
     InitOption,
+    Method,
     Offset,
+    Overwrite,
     Schedule,
     Seed,
     Settings,
     ShiftDays,
     ValRegions,
     augment_options,
+    count,
     learner_options,
 )
 from cropmeta.cli.progress import console, one_line_errors, progress_bar
@@ -34,28 +37,24 @@ def meta_train(
     out: Annotated[Path, typer.Option(help="Model folder to write.")],
     algorithm: Annotated[Algorithm, typer.Option(help="Meta-learner.")] = "maml",
     encoder: Annotated[Encoder, typer.Option(help="Temporal encoder.")] = "tempcnn",
-    iterations: Annotated[int, typer.Option(help="Meta-training iterations.")] = 300,
-    ways: Annotated[int, typer.Option(help="Classes per task (n-way).")] = 5,
-    shots: Annotated[int, typer.Option(help="Support samples per class (k-shot).")] = 5,
-    queries: Annotated[int, typer.Option(help="Query samples per class.")] = 10,
-    meta_batch: Annotated[int, typer.Option(help="Tasks per meta-update.")] = 4,
+    iterations: Annotated[int, count("Meta-training iterations.")] = 300,
+    ways: Annotated[int, count("Classes per task (n-way).", lo=2, hi=100)] = 5,
+    shots: Annotated[int, count("Support samples per class (k-shot).", hi=1000)] = 5,
+    queries: Annotated[int, count("Query samples per class.", hi=1000)] = 10,
+    meta_batch: Annotated[int, count("Tasks per meta-update.", hi=1024)] = 4,
     schedule: Annotated[Schedule, typer.Option(help="Meta learning-rate schedule.")] = "cosine",
-    warmup: Annotated[
-        int, typer.Option(min=0, help="Iterations of linear learning-rate warm-up.")
-    ] = 0,
+    warmup: Annotated[int, count("Iterations of linear learning-rate warm-up.", lo=0)] = 0,
     val_every: Annotated[
-        int, typer.Option(min=1, help="Score the held-out validation tasks every N iterations.")
+        int, count("Score the held-out validation tasks every N iterations.")
     ] = 50,
     patience: Annotated[
-        int | None,
-        typer.Option(min=1, help="Stop after N validations without improvement (default: never)."),
+        int | None, count("Stop after N validations without improvement (default: never).")
     ] = None,
     device: Annotated[
         str, typer.Option(help="cpu, cuda, cuda:N, or auto (cuda when available).")
     ] = "cpu",
     checkpoint_every: Annotated[
-        int,
-        typer.Option(min=0, help="Checkpoint every N iterations and at the end (0: never)."),
+        int, count("Checkpoint every N iterations and at the end (0: never).", lo=0)
     ] = 50,
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folder [OUT.checkpoints].")
@@ -73,6 +72,7 @@ def meta_train(
     augment_baselines: AugmentBaselines = False,
     val_region: ValRegions = None,
     settings: Settings = None,
+    overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
     """Meta-train an encoder over n-way k-shot tasks drawn across source regions.
@@ -107,7 +107,7 @@ def meta_train(
         resume=resume,
     )
     with progress_bar(f"meta-train {Algorithm(algorithm).value}") as bar:
-        meta_train(paths, out, cfg, seed=seed, progress=bar, run=run)
+        meta_train(paths, out, cfg, seed=seed, progress=bar, run=run, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, from the writer
         typer.echo(f"model written: {out}")
 
@@ -125,8 +125,9 @@ def adapt(
     out: Annotated[Path, typer.Option(help="Adapted model folder to write.")],
     shots: Annotated[
         int | None,
-        typer.Option(
-            help="Labelled samples per class; the rest evaluate. Without it: adapt on all labels."
+        count(
+            "Labelled samples per class; the rest evaluate. Without it: adapt on all labels.",
+            hi=10_000,
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
@@ -140,37 +141,38 @@ def adapt(
     ] = None,
     cv: Annotated[
         int | None,
-        typer.Option(
-            min=2,
-            help="Also cross-validate the learner and every baseline on the labelled fields "
-            "in this many stratified folds: which method suits the region, from its labels alone.",
+        count(
+            "Also cross-validate the learner and every baseline on the labelled fields in this "
+            "many stratified folds: which method suits the region, from its labels alone.",
+            lo=2,
+            hi=100,
         ),
     ] = None,
     method: Annotated[
-        str | None,
+        Method | None,
         typer.Option(
             help="The model to save: the meta-learner (default), a baseline fitted on the same "
-            "fields (from_scratch, random_forest, transfer_head, transfer_all, source_only), or "
-            "'best': the one --cv ranks first.",
+            "fields, or 'best': the one --cv ranks first.",
         ),
     ] = None,
+    overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
     """Adapt to a new region from K labelled fields per class; compare with baselines."""
     from cropmeta.adapt.adapt import adapt_region, check_method
     from cropmeta.evaluate.report import metrics_table
-    from cropmeta.learners.registry import adaptation_settings
-    from cropmeta.models.bundle import load_config
+    from cropmeta.learners.registry import adaptation_settings, algorithm_of
 
+    method = None if method is None else Method(method).value
     if len(model) > 1:
         from cropmeta.adapt.ensemble import adapt_ensemble
 
         for given, hint in ((settings, "--set"), (cv, "--cv"), (method, "--method")):
             if given:
                 raise typer.BadParameter("not with an ensemble (several --model)", param_hint=hint)
-        result = adapt_ensemble(model, region, out, shots=shots, seed=seed)
+        result = adapt_ensemble(model, region, out, shots=shots, seed=seed, overwrite=overwrite)
     else:
-        learner = load_config(model[0]).learner["algorithm"]
+        learner = algorithm_of(model[0])
         try:
             chosen = adaptation_settings(learner, settings or [])
         except ValueError as exc:
@@ -181,7 +183,7 @@ def adapt(
             raise typer.BadParameter(str(exc), param_hint="--method") from None
         result = adapt_region(
             model[0], region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv,
-            method=method,
+            method=method, overwrite=overwrite,
         )  # fmt: skip
     if as_json:
         typer.echo(result.to_json())

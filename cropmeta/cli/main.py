@@ -5,7 +5,7 @@ registered here in the order of the workflow; ``demo`` runs them all on the synt
 
 from __future__ import annotations
 
-import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +15,11 @@ from cropmeta.cli.evaluate import evaluate
 from cropmeta.cli.ingest import preprocess, synth
 from cropmeta.cli.learn import adapt, learners_, meta_train
 from cropmeta.cli.mapping import map_, preview, suggest_labels
-from cropmeta.cli.options import Seed
-from cropmeta.cli.progress import one_line_errors, setup_logging
+from cropmeta.cli.options import Overwrite, Seed, count
+from cropmeta.cli.progress import OneLineErrors, one_line_errors, setup_logging
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Few-shot crop-type mapping: preprocess → meta-train → adapt → map.",
     no_args_is_help=True,
     add_completion=False,
@@ -31,21 +32,25 @@ def _main() -> None:
     setup_logging()
 
 
+DemoScale = Enum("DemoScale", {k: k for k in ("demo", "tiny")}, type=str)
+
+
 @one_line_errors
 def demo(
     out: Annotated[
         Path, typer.Option(help="Folder for the world, datasets, models and map.")
     ] = Path("demo-out"),
     seed: Seed = 0,
-    scale: Annotated[str, typer.Option(help="'demo' or 'tiny'.")] = "demo",
-    iterations: Annotated[int, typer.Option(help="Meta-training iterations.")] = 300,
-    shots: Annotated[int, typer.Option(help="Labelled fields per class in the target.")] = 5,
+    scale: Annotated[DemoScale, typer.Option(help="demo or tiny.")] = "demo",
+    iterations: Annotated[int, count("Meta-training iterations.")] = 300,
+    shots: Annotated[int, count("Labelled fields per class in the target.", hi=1000)] = 5,
+    overwrite: Overwrite = False,
 ) -> None:
     """The whole chain on the synthetic world: synth → preprocess → meta-train → adapt → map."""
     from cropmeta.demo import run_demo
 
-    summary = run_demo(out, seed=seed, scale=scale, iterations=iterations, shots=shots)
-    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    scale = DemoScale(scale).value
+    run_demo(out, seed=seed, scale=scale, iterations=iterations, shots=shots, overwrite=overwrite)
 
 
 app.command()(synth)

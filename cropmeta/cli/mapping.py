@@ -8,15 +8,19 @@ from typing import Annotated
 import typer
 
 from cropmeta.cli.options import (
+    MANY,
     LayoutOpt,
     OffsetOpt,
+    Overwrite,
     PatternOpt,
     ScaleOpt,
     Seed,
+    SuggestMethod,
+    Uncertainty,
+    count,
     raster_spec,
 )
 from cropmeta.cli.progress import one_line_errors, progress_bar
-from cropmeta.errors import InputError
 
 
 @one_line_errors
@@ -24,12 +28,12 @@ def suggest_labels(
     model: Annotated[Path, typer.Option(help="Meta-trained model folder (not an adapted one).")],
     fields: Annotated[Path, typer.Option(help="The region's field polygons (no labels needed).")],
     tiles: Annotated[Path, typer.Option(help="The region's rasters (see --layout).")],
-    budget: Annotated[int, typer.Option(help="How many fields to propose for labelling.")],
+    budget: Annotated[int, count("How many fields to propose for labelling.", hi=MANY)],
     out: Annotated[Path, typer.Option(help="GeoPackage of the proposed fields to write.")],
     method: Annotated[
-        str,
+        SuggestMethod,
         typer.Option(
-            help="'kcenter' (farthest-first coverage; nested priority) or 'kmeans' (the field "
+            help="kcenter (farthest-first coverage; nested priority) or kmeans (the field "
             "nearest each k-means centre, largest cluster first)."
         ),
     ] = "kcenter",
@@ -37,6 +41,7 @@ def suggest_labels(
     pattern: PatternOpt = None,
     scale: ScaleOpt = None,
     offset: OffsetOpt = None,
+    overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
     """Propose which fields to label first: the meta-model embeds every field's series, and
@@ -44,8 +49,12 @@ def suggest_labels(
     from cropmeta.adapt.suggest import suggest_labels as suggest
 
     spec = raster_spec(tiles, layout, pattern, scale, offset)
+    method = SuggestMethod(method).value
     with progress_bar("suggest-labels") as bar:
-        chosen = suggest(model, fields, spec, budget, out, seed=seed, method=method, progress=bar)
+        chosen = suggest(
+            model, fields, spec, budget, out, seed=seed, method=method, progress=bar,
+            overwrite=overwrite,
+        )  # fmt: skip
     typer.echo(f"{len(chosen)} fields to label first ({method}), priority 1..{len(chosen)}: {out}")
 
 
@@ -54,15 +63,13 @@ def map_(
     model: Annotated[Path, typer.Option(help="Adapted model folder.")],
     tiles: Annotated[Path, typer.Option(help="Rasters to classify (see --layout).")],
     out: Annotated[Path, typer.Option(help="Crop-map GeoTIFF (COG) to write.")],
-    block: Annotated[int, typer.Option(help="Block size in pixels (the unit of work).")] = 256,
+    block: Annotated[int, count("Block size in pixels (the unit of work).", 16, 8192)] = 256,
     probabilities: Annotated[
         bool, typer.Option(help="Also write OUT.probabilities.tif: one band per class, percent.")
     ] = False,
     uncertainty: Annotated[
-        str,
-        typer.Option(
-            help="Also write an uncertainty band: 'entropy' or 'margin' (OUT.<kind>.tif)."
-        ),
+        Uncertainty,
+        typer.Option(help="Also write an uncertainty band: entropy or margin (OUT.<kind>.tif)."),
     ] = "none",
     aoi: Annotated[
         Path | None,
@@ -75,8 +82,7 @@ def map_(
         ),
     ] = None,
     workers: Annotated[
-        int | None,
-        typer.Option(help="Local Dask worker processes (default: all cores; 1 = no Dask)."),
+        int | None, count("Local Dask worker processes (default: all cores; 1 = no Dask).", hi=1024)
     ] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running Dask scheduler (e.g. tcp://host:8786).")
@@ -85,6 +91,7 @@ def map_(
     pattern: PatternOpt = None,
     scale: ScaleOpt = None,
     offset: OffsetOpt = None,
+    overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
     """Classify every pixel of a raster time series → COG crop map, legend, optional layers.
@@ -92,24 +99,19 @@ def map_(
     An interrupted run re-run with the same arguments resumes: only unfinished blocks are
     computed again.
     """
-    from pydantic import ValidationError
-
     from cropmeta.mapping.crop_map import map_region
     from cropmeta.mapping.options import MapOptions
 
-    try:
-        options = MapOptions(
-            block=block,
-            probabilities=probabilities,
-            uncertainty=uncertainty,
-            aoi=aoi,
-            fields=fields,
-            workers=workers,
-            scheduler=scheduler,
-        )
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError(str(err["loc"][0]), err["msg"]) from None
+    options = MapOptions(
+        block=block,
+        probabilities=probabilities,
+        uncertainty=Uncertainty(uncertainty).value,
+        aoi=aoi,
+        fields=fields,
+        workers=workers,
+        scheduler=scheduler,
+        overwrite=overwrite,
+    )
     spec = raster_spec(tiles, layout, pattern, scale, offset)
     with progress_bar("map") as bar:
         result = map_region(model, spec, out, options, progress=bar)
@@ -126,6 +128,7 @@ def preview(
     out: Annotated[
         Path | None, typer.Option(help="PNG to write (default: next to the map).")
     ] = None,
+    overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
     """Render a crop map with its colours and class legend as a PNG."""
@@ -133,4 +136,5 @@ def preview(
     from cropmeta.evaluate.plots import preview_map
 
     require_exists(crop_map, "crop map")
-    typer.echo(f"preview written: {preview_map(crop_map, out or crop_map.with_suffix('.png'))}")
+    png = preview_map(crop_map, out or crop_map.with_suffix(".png"), overwrite=overwrite)
+    typer.echo(f"preview written: {png}")

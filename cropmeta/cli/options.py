@@ -1,19 +1,60 @@
-"""Option types and helpers the commands share."""
+"""Option types and helpers the commands share.
+
+Every numeric option declares its range (``--help`` shows it) and a float option refuses NaN
+and infinities, so a bad number is refused by the option parser with one line before any
+work starts (tests/test_cli_bounds.py checks every numeric option of every command).
+"""
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cropmeta.adapt.names import BASELINES, BEST, SUGGEST_METHODS
 from cropmeta.learners.names import ALGORITHMS
 
-Seed = Annotated[int, typer.Option(help="Random seed: same inputs + seed → same outputs.")]
+SEED_MAX = 2**32 - 1
+MANY = 1_000_000  # the upper bound of counts that have no natural one (iterations, budgets)
+
+
+def finite(value):
+    """Option callback: refuse NaN and infinities, which a float range lets through."""
+    for v in value if isinstance(value, list | tuple) else [value]:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise typer.BadParameter(f"{v} is not a finite number")
+    return value
+
+
+def count(help: str, lo: int = 1, hi: int = MANY, **kwargs):
+    """An integer option from ``lo`` to ``hi``."""
+    return typer.Option(min=lo, max=hi, help=help, **kwargs)
+
+
+def real(help: str, lo: float, hi: float, **kwargs):
+    """A finite float option from ``lo`` to ``hi``."""
+    return typer.Option(min=lo, max=hi, callback=finite, help=help, **kwargs)
+
+
+Seed = Annotated[int, count("Random seed: same inputs + seed → same outputs.", lo=0, hi=SEED_MAX)]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        help="Replace an existing output that cropmeta did not write, or wrote as another kind "
+        "of output (never one of the command's inputs).",
+    ),
+]
 StatisticChoice = Enum("StatisticChoice", {"mean": "mean", "median": "median"}, type=str)
 SamplingChoice = Enum("SamplingChoice", {"field": "field", "pixels": "pixels"}, type=str)
 Algorithm = Enum("Algorithm", {k: k for k in ALGORITHMS}, type=str)  # every registered learner
+#: What `adapt --method` saves: a learner (the model's own), a baseline, or cross-validation's pick.
+Method = Enum("Method", {k: k for k in (*ALGORITHMS, *BASELINES, BEST)}, type=str)
+SuggestMethod = Enum("SuggestMethod", {k: k for k in SUGGEST_METHODS}, type=str)
+WorldScale = Enum("WorldScale", {k: k for k in ("demo", "tiny", "bench")}, type=str)
+Uncertainty = Enum("Uncertainty", {k: k for k in ("none", "entropy", "margin")}, type=str)
 Encoder = Enum("Encoder", {k: k for k in ("tempcnn", "lstm", "transformer", "ltae")}, type=str)
 TableFormat = Enum("TableFormat", {"long": "long", "wide": "wide"}, type=str)
 Layout = Enum(
@@ -23,14 +64,14 @@ LayoutOpt = Annotated[Layout, typer.Option(help="How --tiles is organised.")]
 PatternOpt = Annotated[
     str | None, typer.Option(help="band-date-pattern: regex with groups 'band' and 'date'.")
 ]
-ScaleOpt = Annotated[float | None, typer.Option(help="Scale factor (overrides the files').")]
-OffsetOpt = Annotated[float | None, typer.Option(help="Offset (overrides the files').")]
+ScaleOpt = Annotated[float | None, real("Scale factor (overrides the files').", lo=-1e9, hi=1e9)]
+OffsetOpt = Annotated[float | None, real("Offset (overrides the files').", lo=-1e9, hi=1e9)]
 QualityOpt = Annotated[
     str | None, typer.Option(help="Quality/classification band [SCL when present].")
 ]
 ValidRangeOpt = Annotated[
     tuple[float, float] | None,
-    typer.Option(help="Mask pixels with a scaled value outside MIN MAX (valid-range rule)."),
+    real("Mask pixels with a scaled value outside MIN MAX (valid-range rule).", -1e9, 1e9),
 ]
 
 
@@ -38,6 +79,8 @@ def raster_spec(tiles: Path, layout, pattern, scale, offset, quality=None, valid
     """The raster options of `preprocess` and `map` as the catalog's raster description."""
     from cropmeta.catalog import RasterSpec
 
+    if valid_range is not None and not valid_range[0] < valid_range[1]:
+        raise typer.BadParameter("MIN must be below MAX", param_hint="--valid-range")
     return RasterSpec(
         path=str(tiles),
         layout=Layout(layout).value,
@@ -72,25 +115,19 @@ Settings = Annotated[
 # simulated regions in meta-training (cropmeta.tasks.augment.TaskAugmentation)
 ShiftDays = Annotated[
     int,
-    typer.Option(
-        min=0,
-        max=183,
-        help="Simulated regions: shift each meta-training task's phenology by up to ± this "
-        "many days (0: off).",
+    count(
+        "Simulated regions: shift each meta-training task's phenology by up to ± this many "
+        "days (0: off).",
+        lo=0,
+        hi=183,
     ),
 ]
 Gain = Annotated[
-    float,
-    typer.Option(
-        min=0, max=0.99, help="Simulated regions: scale each task's bands by 1 ± up to this."
-    ),
+    float, real("Simulated regions: scale each task's bands by 1 ± up to this.", 0, 0.99)
 ]
 Offset = Annotated[
     float,
-    typer.Option(
-        min=0,
-        help="Simulated regions: move each task's bands by up to ± this (source std. devs).",
-    ),
+    real("Simulated regions: move each task's bands by up to ± this (source std. devs).", 0, 10),
 ]
 
 

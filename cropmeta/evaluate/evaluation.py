@@ -12,12 +12,14 @@ from pathlib import Path
 
 from cropmeta.adapt.adapt import adapt_region
 from cropmeta.catalog import RasterSpec, load_catalog
+from cropmeta.errors import InputError
 from cropmeta.evaluate.cv_choice import cv_section
 from cropmeta.evaluate.outputs import Section, write_report
 from cropmeta.evaluate.plots import preview_map
 from cropmeta.evaluate.protocol import EvaluationConfig, Progress, run_evaluation
 from cropmeta.evaluate.report import headline_shots, scored_learners
 from cropmeta.mapping.crop_map import map_region
+from cropmeta.ownership import claim, output_folder
 
 
 def best_learner(results: dict, target: str) -> tuple[str, int] | None:
@@ -217,17 +219,28 @@ def evaluate_catalog(
     cfg: EvaluationConfig | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Evaluate the catalog's regions as ``cfg`` says and write the report into ``out``;
-    returns the path of ``report.md``."""
+    returns the path of ``report.md``.
+
+    ``out`` must not hold an input, nor be an existing folder that is not a cropmeta evaluation
+    (unless ``overwrite``); an evaluation folder is reused (:func:`run_evaluation`). A run that
+    fails on bad input removes the folder when it created it.
+    """
     catalog, out = Path(catalog), Path(out)
-    results = run_evaluation(catalog, out, cfg, seed=seed, progress=progress)
     cfg = cfg or EvaluationConfig()
-    sections = [
-        diagnostics_section(results),
-        *([cv_section(results, cfg.cv_folds)] if cfg.cv_folds else []),
-        map_section(catalog, results, out),
-        label_budget_section(results, out),
-        published_section(catalog, results),
-    ]
-    return write_report(results, out, sections)
+    inputs = [catalog, *load_catalog(catalog).inputs(cfg.regions)]
+    if missing := [p for p in inputs if not p.exists()]:
+        raise InputError(missing[0], f"not found (named by the catalog {catalog})")
+    claim(out, "evaluation", inputs=inputs, overwrite=overwrite, in_place=True)
+    with output_folder(out, "evaluation"):
+        results = run_evaluation(catalog, out, cfg, seed=seed, progress=progress)
+        sections = [
+            diagnostics_section(results),
+            *([cv_section(results, cfg.cv_folds)] if cfg.cv_folds else []),
+            map_section(catalog, results, out),
+            label_budget_section(results, out),
+            published_section(catalog, results),
+        ]
+        return write_report(results, out, sections)

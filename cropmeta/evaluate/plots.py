@@ -13,10 +13,14 @@ from matplotlib.ticker import NullLocator
 from rasterio.errors import RasterioIOError
 
 from cropmeta.errors import InputError, atomic_output
+from cropmeta.ownership import PNG_KEY, claim
 
 
-def preview_map(crop_map: str | Path, out: str | Path) -> Path:
-    """Render a crop-map GeoTIFF with its own colour table and a legend of the class names."""
+def preview_map(crop_map: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Render a crop-map GeoTIFF with its own colour table and a legend of the class names
+    (``out`` must not be the map, nor an existing file that is not a cropmeta preview, unless
+    ``overwrite``)."""
+    claim(out, "preview", inputs=[crop_map], overwrite=overwrite)
     try:
         src = rasterio.open(crop_map)
     except RasterioIOError:
@@ -42,7 +46,7 @@ def preview_map(crop_map: str | Path, out: str | Path) -> Path:
     ax.legend(
         handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False
     )
-    return _save(fig, out)
+    return _save(fig, out, "preview")
 
 
 def plot_training(history: dict, out: str | Path) -> Path:
@@ -60,10 +64,12 @@ def plot_training(history: dict, out: str | Path) -> Path:
     return _save(fig, out)
 
 
-def _save(fig: Figure, out: str | Path) -> Path:
+def _save(fig: Figure, out: str | Path, kind: str | None = None) -> Path:
+    """Save ``fig`` as a PNG at ``out``, marked as a cropmeta output of ``kind`` when given."""
     fig.tight_layout()
     with atomic_output(out) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+        marker = {PNG_KEY: kind} if kind else {}
+        fig.savefig(tmp, format="png", bbox_inches="tight", metadata=marker)
     return Path(out)
 
 

@@ -42,6 +42,7 @@ import cropmeta
 from cropmeta.catalog import Taxonomy
 from cropmeta.errors import InputError, atomic_output
 from cropmeta.ingest.prepare import Preparation
+from cropmeta.ownership import ZARR_ATTR
 
 REQUIRED = ("x", "code", "label", "field_id")
 
@@ -136,8 +137,9 @@ def build_region_dataset(
 
 def save_region(ds: xr.Dataset, path: str | Path) -> Path:
     """Write atomically: the store appears at ``path`` only when complete."""
+    marked = ds.assign_attrs({ZARR_ATTR: "region-dataset"})
     with atomic_output(path) as tmp:
-        ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+        marked.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
     return Path(path)
 
 
@@ -175,13 +177,25 @@ class RegionArrays:
 
     @classmethod
     def load(cls, path: str | Path) -> RegionArrays:
+        """Read a region dataset, refusing one whose series hold NaN or infinite values
+        (preprocessing never writes them; a missing Zarr chunk reads back as NaN)."""
         ds = open_region(path)
         classes = {int(c["code"]): c for c in json.loads(ds.attrs["classes"])}
         return cls(
             name=str(ds.attrs.get("region", Path(path).stem)),
-            x=ds["x"].values.astype(np.float32),
+            x=_finite_series(path, ds["x"].values.astype(np.float32)),
             codes=ds["code"].values.astype(np.int64),
             doy=ds["doy"].values.astype(np.int32),
             preparation=Preparation.model_validate_json(ds.attrs["preparation"]),
             classes=classes,
         )
+
+
+def _finite_series(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """``x`` when every value is finite, else :class:`InputError` saying how many are not."""
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        problem = f"{bad} of {x.size} values of x are NaN or infinite"
+        hint = "a data chunk of the store may be missing or damaged; preprocess the region again"
+        raise InputError(path, f"{problem}: {hint}")
+    return x

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from pyproj.exceptions import CRSError
 
 from cropmeta.catalog import Taxonomy
 from cropmeta.errors import InputError
+from cropmeta.ingest.table_readers import data_row
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,12 @@ COORD_PAIRS = (
 )
 #: Sample id columns tried when a table names none (long tables repeat the id on every date).
 ID_NAMES = ("sample_id", "field_id", "id")
+#: The largest share of a table's points whose coordinates may be missing or not numbers: they
+#: are dropped with a warning; above it the file is refused, since a wrong column, decimal comma
+#: or broken export is likelier than a few unplaced samples.
+MAX_BAD_COORDINATES = 0.10
+#: How an empty (missing, NaN or blank) label is named in reports and messages.
+EMPTY_LABEL = "(empty)"
 
 
 def read_labels(
@@ -52,18 +60,24 @@ def read_labels(
     x_column: str | None = None,
     y_column: str | None = None,
     labels_crs: Any = "EPSG:4326",
+    drop_unknown: bool = False,
 ) -> gpd.GeoDataFrame:
     """Fields with columns ``field_id``, ``label`` (local name), ``code`` (shared), ``geometry``.
 
     ``crs`` is the raster's (anything pyproj reads: a rasterio CRS, EPSG code or custom WKT).
     ``layer`` picks a layer of a multi-layer file. Tables (CSV, or Parquet without geometry)
     give points from ``x_column``/``y_column`` (found by name when not given) in ``labels_crs``;
-    a long table with several rows per id gives one point per id. Invalid geometries are
-    repaired (polygons stay polygons), empty ones and labels the taxonomy does not know are
-    dropped. ``attrs["label_report"]`` counts it all: ``rows`` read, ``duplicate_ids`` (ids of a
-    long table folded to one row), ``features`` after that, ``empty_dropped``, ``repaired``,
-    ``collapsed_dropped`` (nothing left after repair), ``unknown_labels`` ({name: count}),
-    ``kept``, ``points`` (of the kept), and the ``id_column`` used.
+    a long table with several rows per id gives one point per id; points whose coordinates are
+    missing or not numbers are dropped, unless they are more than :data:`MAX_BAD_COORDINATES`
+    of them (then the file is refused). Invalid geometries are repaired (polygons stay
+    polygons), empty ones are dropped. Labels the taxonomy does not know (empty ones included,
+    named :data:`EMPTY_LABEL`) refuse the file, so that classes are never lost unnoticed, unless
+    ``drop_unknown``: then they are dropped. ``attrs["label_report"]`` counts it all: ``rows``
+    read, ``duplicate_ids`` (ids of a long table folded to one row), ``bad_coordinates`` (tables;
+    among ``empty_dropped``), ``features`` after that, ``empty_dropped``, ``repaired``,
+    ``collapsed_dropped`` (nothing left after repair), ``unknown_labels`` ({name: count}, most
+    frequent first), ``kept``, ``points`` (of the kept), and the ``id_column`` used. Warnings
+    are logged only once the file is accepted, so an error is never preceded by one.
     """
     path = Path(path)
     if not path.exists():
@@ -75,8 +89,10 @@ def read_labels(
         raise InputError(path, "label file has no features")
     _require(path, frame, label_column, "label")
     report: dict[str, Any] = {"rows": len(frame), "duplicate_ids": 0}
+    notes: list[str] = []  # warnings, logged once the file is accepted
     table = not isinstance(frame, gpd.GeoDataFrame)
     if table:
+        frame = frame.reset_index(drop=True)  # the index is the data row, for messages
         id_column = id_column or next((c for c in ID_NAMES if c in frame.columns), None)
     if id_column is not None:
         _require(path, frame, id_column, "id")
@@ -87,7 +103,7 @@ def read_labels(
         if id_column is not None:
             same = [label_column, xc, yc]
             frame, report["duplicate_ids"] = _one_row_per_id(path, frame, id_column, same)
-        frame = _points(path, frame, xc, yc, labels_crs)
+        frame = _points(path, frame, xc, yc, labels_crs, report, notes)
     ids = _field_ids(path, frame, id_column)
     labels = frame[label_column].fillna("").astype(str).str.strip().to_numpy()
     lookup = {n: (c.code if (c := taxonomy.resolve(n)) else 0) for n in set(labels)}
@@ -95,14 +111,20 @@ def read_labels(
     out = gpd.GeoDataFrame(
         {"field_id": ids, "label": labels, "code": codes}, geometry=frame.geometry.values
     ).set_crs(frame.crs)
-    out = _clean_geometries(path, out, report)
-    report["unknown_labels"] = dict(Counter(out.label[out.code == 0]).most_common())
-    if unknown := _names(report["unknown_labels"]):
-        log.warning("%s: labels not in the taxonomy, dropped: %s", path, unknown)
+    out = _clean_geometries(path, out, report, notes)
+    unknown = out.label[out.code == 0].replace("", EMPTY_LABEL)
+    report["unknown_labels"] = dict(Counter(unknown).most_common())
     out = out[out.code > 0].reset_index(drop=True)
     if len(out) == 0:
         problem = f"no label in column {label_column!r} is known to the taxonomy {taxonomy.name!r}"
-        raise InputError(path, f"{problem} (labels: {unknown})")
+        raise InputError(path, f"{problem} (labels: {_names(report['unknown_labels'])})")
+    if report["unknown_labels"]:
+        listed = counted(report["unknown_labels"])
+        if not drop_unknown:
+            problem = f"labels in column {label_column!r} not in the taxonomy {taxonomy.name!r}"
+            fix = "add them to the taxonomy or drop them with --drop-unknown"
+            raise InputError(path, f"{problem}: {listed}; {fix}")
+        notes.append(f"dropped {len(unknown)} fields whose label is not in the taxonomy: {listed}")
     out = out.to_crs(crs)
     if not np.isfinite(out.geometry.bounds.to_numpy()).all():
         raise InputError(path, "some geometries cannot be reprojected to the raster's CRS")
@@ -111,6 +133,8 @@ def read_labels(
         points=int(out.geom_type.isin(["Point", "MultiPoint"]).sum()),
         id_column=id_column,
     )
+    for note in notes:
+        log.warning("%s: %s", path, note)
     out.attrs["label_report"] = report
     return out
 
@@ -191,24 +215,50 @@ def _one_row_per_id(
     return frame.drop_duplicates(id_column, keep="first"), repeated
 
 
-def _points(path: Path, frame: pd.DataFrame, xc: str, yc: str, labels_crs: Any) -> gpd.GeoDataFrame:
-    """Points from coordinate columns; rows without coordinates get no geometry."""
+def _points(
+    path: Path, frame: pd.DataFrame, xc: str, yc: str, labels_crs: Any, report: dict, notes: list
+) -> gpd.GeoDataFrame:
+    """Points from coordinate columns; rows without usable coordinates get no geometry.
+
+    Their number goes into ``report["bad_coordinates"]`` and a warning into ``notes``; more
+    than :data:`MAX_BAD_COORDINATES` of the rows refuse the file, naming the first.
+    """
     try:
         crs = ProjCRS.from_user_input(labels_crs)
     except CRSError:
         raise InputError(path, f"labels_crs {labels_crs!r} is not a CRS") from None
     x = pd.to_numeric(frame[xc], errors="coerce")
     y = pd.to_numeric(frame[yc], errors="coerce")
+    bad_x, bad_y = (~np.isfinite(v.to_numpy(float, na_value=np.nan)) for v in (x, y))
+    bad = bad_x | bad_y
+    report["bad_coordinates"] = int(bad.sum())
+    if bad.any():
+        first = int(np.argmax(bad))
+        columns = [c for c, b in ((xc, bad_x), (yc, bad_y)) if b.any()]
+        column = xc if bad_x[first] else yc
+        value = frame[column].iloc[first]
+        shown = "empty" if pd.isna(value) or not str(value).strip() else repr(value)
+        named = ("column " if len(columns) == 1 else "columns ") + ", ".join(map(repr, columns))
+        what = f"{int(bad.sum())} of {len(bad)} rows ({bad.mean():.0%}) have a missing or "
+        where = f"the first is {data_row(path, int(frame.index[first]))}, {column} {shown}"
+        message = f"{what}non-numeric coordinate in {named}; {where}"
+        if bad.mean() > MAX_BAD_COORDINATES:
+            limit = f"more than {MAX_BAD_COORDINATES:.0%} is refused: fix the table"
+            raise InputError(path, f"{message}; {limit}")
+        notes.append(f"{message}; those rows are dropped")
     if crs.is_geographic and ((x.abs() > 180) | (y.abs() > 90)).any():
         problem = f"coordinates in {xc!r}/{yc!r} are not longitude/latitude"
         raise InputError(path, f"{problem}; set labels_crs to their CRS")
     geometry = gpd.points_from_xy(x, y)
-    geometry[(x.isna() | y.isna()).to_numpy()] = None
+    geometry[bad] = None
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=crs)
 
 
-def _clean_geometries(path: Path, gdf: gpd.GeoDataFrame, report: dict) -> gpd.GeoDataFrame:
-    """Drop null/empty geometries, repair invalid ones; counts go into ``report``.
+def _clean_geometries(
+    path: Path, gdf: gpd.GeoDataFrame, report: dict, notes: list
+) -> gpd.GeoDataFrame:
+    """Drop null/empty geometries, repair invalid ones; counts go into ``report``, a warning
+    about repairs into ``notes``.
 
     ``structure`` repair keeps a polygon polygonal (a bow-tie becomes two triangles) and drops
     parts that collapse to lines or points; a feature left with nothing is dropped.
@@ -221,7 +271,7 @@ def _clean_geometries(path: Path, gdf: gpd.GeoDataFrame, report: dict) -> gpd.Ge
             gdf.geometry.values[invalid], method="structure", keep_collapsed=False
         )
         gdf.loc[invalid, "geometry"] = fixed
-        log.warning("%s: repaired %d invalid geometries", path, int(invalid.sum()))
+        notes.append(f"repaired {int(invalid.sum())} invalid geometries")
     collapsed = gdf.geometry.is_empty
     gdf = gdf[~collapsed]
     report.update(
@@ -244,8 +294,15 @@ def _columns(frame: pd.DataFrame) -> str:
     return _names([str(c) for c in frame.columns if c != "geometry"], limit=40)
 
 
-def _names(values: Any, limit: int = 10) -> str:
-    """Up to ``limit`` names, quoted, then how many more there are."""
+def counted(counts: dict[str, int], limit: int = 10) -> str:
+    """``{name: count}`` as "'a' (5), 'b' (2)", most frequent first, cut after ``limit``."""
+    ranked = sorted(counts.items(), key=lambda item: -item[1])  # stable: ties keep their order
+    shown = [f"{n if n == EMPTY_LABEL else repr(n)} ({k})" for n, k in ranked]
+    return _names(shown, limit, show=str)
+
+
+def _names(values: Any, limit: int = 10, show: Callable[[Any], str] = repr) -> str:
+    """Up to ``limit`` names, quoted (by ``show``), then how many more there are."""
     values = list(values)
-    shown = ", ".join(repr(v) for v in values[:limit])
+    shown = ", ".join(show(v) for v in values[:limit])
     return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")

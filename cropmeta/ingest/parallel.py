@@ -11,8 +11,36 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from cropmeta.errors import InputError
 from cropmeta.ingest.preprocess import preprocess_catalog_region
+from cropmeta.ownership import claim, output_folder
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
+
+
+#: Seconds to wait for a Dask scheduler to answer before reporting it unreachable.
+CONNECT_TIMEOUT = 10
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> Client:
+    """A client of the running Dask scheduler at ``address``.
+
+    Raises :class:`InputError` naming ``--scheduler`` when the address is not one or nothing
+    answers there within ``timeout`` seconds (Dask on its own waits 30 s, then raises a bare
+    ``OSError``).
+    """
+    from dask.distributed import Client
+
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        problem = (str(exc).splitlines() or [exc.__class__.__name__])[0][:200]
+        raise InputError(
+            "--scheduler", f"cannot reach the Dask scheduler at {address} ({problem})"
+        ) from None
 
 
 def _one(catalog: str, region: str, out: str, options: dict) -> str:
@@ -28,6 +56,7 @@ def preprocess_regions(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
     **options,
 ) -> dict[str, Path]:
     """Write ``out_dir/<region>.zarr`` for every region; returns the paths by region name.
@@ -41,28 +70,43 @@ def preprocess_regions(
     for name in regions:
         cat.region(name)  # unknown names fail before any work starts
     outs = {name: Path(out_dir) / f"{name}.zarr" for name in regions}
+    each = {path: "region-dataset" for path in outs.values()}
+    inputs = [catalog, *cat.inputs(regions)]
+    claim(
+        out_dir, "region-datasets", inputs=inputs, overwrite=overwrite, companions=each,
+        in_place=True,
+    )  # fmt: skip
+    options = {**options, "overwrite": overwrite}
     jobs = [(str(catalog), name, str(outs[name]), options) for name in regions]
-    if scheduler is not None:
-        from dask.distributed import Client
+    with output_folder(out_dir, "region-datasets"):
+        _run(jobs, workers, scheduler, progress)
+    return outs
 
-        with Client(scheduler) as client:
+
+def _run(jobs: list[tuple], workers: int | None, scheduler: str | None, progress) -> None:
+    """Every job, on the Dask cluster at ``scheduler`` or over ``workers`` local processes.
+
+    A scheduler that does not answer within a few seconds is an :class:`InputError` naming
+    ``--scheduler``, raised before any job starts.
+    """
+    if scheduler is not None:
+        with connect(scheduler) as client:
             futures = [client.submit(_one, *job, pure=False) for job in jobs]
             for done, future in enumerate(futures, start=1):
                 future.result()
                 if progress:
                     progress(done, len(jobs))
-        return outs
+        return
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     if workers == 1:
         for done, job in enumerate(jobs, start=1):
             _one(*job)
             if progress:
                 progress(done, len(jobs))
-        return outs
+        return
     with ProcessPoolExecutor(workers) as pool:
         futures = [pool.submit(_one, *job) for job in jobs]
         for done, future in enumerate(as_completed(futures), start=1):
             future.result()
             if progress:
                 progress(done, len(jobs))
-    return outs

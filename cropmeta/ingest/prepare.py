@@ -320,9 +320,16 @@ class Normaliser(BaseModel):
 
     @classmethod
     def fit(cls, x: np.ndarray) -> Normaliser:
-        """Fit on series shaped (sample, step, band)."""
+        """Fit on series shaped (sample, step, band); values too large for float32 statistics
+        give infinite ones (see :attr:`finite`)."""
         flat = x.reshape(-1, x.shape[-1])
-        return cls(mean=flat.mean(0).tolist(), std=(flat.std(0) + 1e-6).tolist())
+        with np.errstate(over="ignore", invalid="ignore"):
+            return cls(mean=flat.mean(0).tolist(), std=(flat.std(0) + 1e-6).tolist())
+
+    @property
+    def finite(self) -> bool:
+        """Whether every statistic is a finite number (the data can be standardised)."""
+        return bool(np.isfinite([*self.mean, *self.std]).all())
 
     def __call__(self, x: np.ndarray, band_axis: int = -1, inplace: bool = False) -> np.ndarray:
         """Standardise series whose bands lie along ``band_axis`` (last by default).

@@ -18,6 +18,7 @@ from cropmeta.ingest.dataset import Samples, build_region_dataset, save_region
 from cropmeta.ingest.labels import read_labels
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
 from cropmeta.ingest.sources import open_raster
+from cropmeta.ownership import claim
 
 Progress = Callable[[int, int], None]
 Sampling = Literal["field", "pixels"]
@@ -56,6 +57,8 @@ def preprocess_region(
     root: Path | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    overwrite: bool = False,
+    drop_unknown: bool = False,
 ) -> xr.Dataset:
     """Turn time-resolved rasters and a label file into a region dataset (saved if ``out``).
 
@@ -74,11 +77,16 @@ def preprocess_region(
     observations are dropped and counted in the dataset's ``summary`` attribute.
 
     ``layer``, ``x_column``/``y_column`` and ``labels_crs`` describe the label file when it is a
-    multi-layer GeoPackage or a CSV of points (see :func:`cropmeta.ingest.labels.read_labels`).
+    multi-layer GeoPackage or a CSV of points (see :func:`cropmeta.ingest.labels.read_labels`);
+    labels the taxonomy does not know refuse the label file unless ``drop_unknown``.
+    ``out`` must not be an input, nor an existing path that is not a region dataset cropmeta
+    wrote, unless ``overwrite`` (:func:`cropmeta.ownership.claim`).
     """
     spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
-    stack = open_raster(spec, root)
     tiles = Path(root or ".") / spec.path
+    if out is not None:
+        claim(out, "region-dataset", inputs=[tiles, labels], overwrite=overwrite)
+    stack = open_raster(spec, root)
     taxonomy = taxonomy or load_taxonomy()
     quality = spec.quality_band or ("SCL" if "SCL" in stack.band_names else None)
     if quality is not None:
@@ -105,6 +113,7 @@ def preprocess_region(
         x_column=x_column,
         y_column=y_column,
         labels_crs=labels_crs,
+        drop_unknown=drop_unknown,
     )
     label_report = dict(fields.attrs.get("label_report", {}))
     polygonal = fields.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
@@ -185,6 +194,7 @@ def preprocess_region(
             pixels_per_field=pixels_per_field,
             buffer=buffer,
             min_pixels=min_pixels,
+            drop_unknown=drop_unknown,
             seed=seed,
         ),
     )
@@ -194,20 +204,30 @@ def preprocess_region(
 
 
 def preprocess_catalog_region(
-    catalog: str | Path, region: str, out: str | Path | None = None, **kwargs
+    catalog: str | Path,
+    region: str,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    drop_unknown: bool = False,
+    **kwargs,
 ) -> xr.Dataset:
     """Preprocess the region ``region`` as a catalog YAML describes it.
 
     Raster regions go through :func:`preprocess_region` (``kwargs`` are its options), table
     regions through :func:`cropmeta.ingest.tables.preprocess_table`. The temporal grid is
-    ``kwargs["grid"]`` when given, else the region's ``season``, else the default.
+    ``kwargs["grid"]`` when given, else the region's ``season``, else the default. Unknown
+    labels are dropped when ``drop_unknown`` or the entry's ``drop_unknown`` says so.
     """
     from cropmeta.catalog import load_catalog
     from cropmeta.ingest.tables import preprocess_table
 
     cat = load_catalog(catalog)
     entry = cat.region(region)
+    if out is not None:
+        inputs = [catalog, *cat.inputs([region])]
+        claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
     grid = kwargs.pop("grid", None) or (TemporalGrid(**entry.season) if entry.season else None)
+    drop_unknown = drop_unknown or entry.drop_unknown
     if entry.table is not None:
         return preprocess_table(
             entry.table,
@@ -217,6 +237,8 @@ def preprocess_catalog_region(
             grid=grid or TemporalGrid(),
             root=cat.root,
             min_valid_fraction=kwargs.get("min_valid_fraction"),
+            overwrite=overwrite,
+            drop_unknown=drop_unknown,
         )
     if entry.raster_spec() is None or entry.labels is None or entry.label_column is None:
         raise InputError(
@@ -237,5 +259,7 @@ def preprocess_catalog_region(
         y_column=entry.y_column,
         labels_crs=entry.labels_crs,
         root=cat.root,
+        overwrite=overwrite,
+        drop_unknown=drop_unknown,
         **kwargs,
     )

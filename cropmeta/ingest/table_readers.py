@@ -3,6 +3,13 @@
 Both readers return a :class:`Table` of observations — sample ids, labels, coordinates and a
 (sample, date, band) block with NaN for missing values — that :mod:`cropmeta.ingest.tables` turns
 into a region dataset.
+
+Empty cells and NA tokens are missing values; any other cell of a value column must be a finite
+number, else the table is refused naming the column, the row and the cell (a stray text cell
+must not silently drop a band or turn into a value). A long table's band columns are the
+spec's ``bands``, else every column but the sample, label, date, x/y and region columns whose
+cells are numbers — mostly (:data:`MOSTLY_NUMBERS`), so that a band with a bad cell is refused
+rather than skipped, while text columns (names, dates, tile ids) are left out.
 """
 
 from __future__ import annotations
@@ -19,7 +26,11 @@ from cropmeta.catalog import TableSpec
 from cropmeta.errors import InputError
 
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_MISSING = {"na", "nan", "null", "?"}
+#: Text that means a missing value (compared in lower case), besides empty cells.
+_MISSING = {"na", "nan", "null", "?", "n/a", "#n/a", "none", "<na>"}
+#: A long table's column not named as a band is one when at least this share of its present
+#: cells are numbers (so it is refused for the others); below it, it is a text column, unused.
+MOSTLY_NUMBERS = 0.5
 
 
 def normalise_label(value: object) -> str:
@@ -57,12 +68,55 @@ def _first_bad(values: list, parse) -> object | None:
     return None
 
 
+def data_row(path: Path, index: int) -> str:
+    """Where the 0-based data row ``index`` of a table is, as its user finds it: data rows count
+    from 1; in a text file the header is line 1, so data row 1 is on line 2."""
+    where = f"row {index + 1}"
+    if path.suffix.lower() in {".csv", ".tsv", ".txt"}:
+        where += f" (line {index + 2})"
+    return where
+
+
+def _present(column: pd.Series) -> pd.Series:
+    """Cells that hold something: not NA, not blank and not a missing-value token."""
+    if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+        return column.notna()
+    text = column.astype(str).str.strip().str.lower()
+    return column.notna() & (text != "") & ~text.isin(_MISSING)
+
+
 def _numeric(path: Path, frame: pd.DataFrame, column: str) -> np.ndarray:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = frame[column][values.isna() & frame[column].notna()]
-    if len(bad):
-        raise InputError(path, f"column {column!r} has a non-number: {bad.iloc[0]!r}")
-    return values.to_numpy(np.float64)
+    """A column's values as float64: missing cells NaN, any other non-number refused."""
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    bad = _present(frame[column]).to_numpy() & ~np.isfinite(values)
+    if bad.any():
+        first = int(np.argmax(bad))
+        value, where = frame[column].iloc[first], data_row(path, int(frame.index[first]))
+        problem = f"column {column!r} has a non-number {str(value)!r} in {where}"
+        count = int(bad.sum())
+        raise InputError(path, f"{problem} ({count} such cell{'s' if count > 1 else ''})")
+    return values
+
+
+def _band_columns(path: Path, frame: pd.DataFrame, used: list[str], bands: list | None) -> list:
+    """The spec's ``bands``, else the columns not ``used`` that hold (mostly) numbers."""
+    if bands:
+        return list(bands)
+    chosen = []
+    for name in frame.columns:
+        column = frame[name]
+        if name in used or pd.api.types.is_bool_dtype(column):
+            continue
+        if pd.api.types.is_numeric_dtype(column):
+            chosen.append(name)
+        elif pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
+            cells = column[_present(column)]
+            numbers = pd.to_numeric(cells, errors="coerce").notna()
+            if len(cells) and numbers.mean() >= MOSTLY_NUMBERS:
+                chosen.append(name)  # a band with some bad cells: _numeric names the first
+    if not chosen:
+        raise InputError(path, "no numeric band columns")
+    return chosen
 
 
 def read_long(path: Path, spec: TableSpec) -> Table:
@@ -72,6 +126,7 @@ def read_long(path: Path, spec: TableSpec) -> Table:
         else:
             text = {spec.label_column: str, spec.sample_column: str}
             frame = pd.read_csv(path, dtype=text, skipinitialspace=True)
+        frame = frame.reset_index(drop=True)  # the index is the data row, for messages
     except pd.errors.EmptyDataError:
         raise InputError(path, "table is empty") from None
     except (ValueError, OSError) as exc:
@@ -87,13 +142,12 @@ def read_long(path: Path, spec: TableSpec) -> Table:
     if frame.empty:
         where = f" for {spec.region_column} = {spec.region_value!r}" if spec.region_column else ""
         raise InputError(path, f"table is empty{where}")
-    bands = spec.bands or [c for c in frame.select_dtypes("number").columns if c not in used]
-    if not bands:
-        raise InputError(path, "no numeric band columns")
+    bands = _band_columns(path, frame, used, spec.bands)
     dates = pd.to_datetime(frame[spec.date_column], format="ISO8601", errors="coerce")
     if dates.isna().any():
-        bad = frame[spec.date_column][dates.isna()].iloc[0]
-        raise InputError(path, f"unparseable date {bad!r} in column {spec.date_column!r}")
+        first = int(np.argmax(dates.isna().to_numpy()))
+        bad, where = frame[spec.date_column].iloc[first], data_row(path, int(frame.index[first]))
+        raise InputError(path, f"unparseable date {bad!r} in column {spec.date_column!r}, {where}")
     codes, ids = pd.factorize(frame[spec.sample_column])
     if (codes < 0).any():
         raise InputError(path, f"{int((codes < 0).sum())} rows have no {spec.sample_column!r}")
@@ -138,12 +192,12 @@ def read_wide(path: Path, spec: TableSpec) -> Table:
             raise InputError(path, f"line {n} has {len(tokens) - 1} values, line 1 has {width}")
     dates = _wide_dates(path, spec, width)
     cells = [["nan" if t.lower() in _MISSING else t for t in tokens[1:]] for _, tokens in lines]
-    try:
-        values = np.asarray(cells, dtype=np.float64)
-    except ValueError:
-        rows = zip(lines, cells, strict=True)
-        n, bad = next((n, b) for (n, _), row in rows if (b := _first_bad(row, float)) is not None)
-        raise InputError(path, f"line {n}: {bad!r} is not a number") from None
+    for (n, _), row in zip(lines, cells, strict=True):
+        for j, cell in enumerate(row, 1):
+            if cell != "nan" and not (NUMBER.match(cell) and np.isfinite(float(cell))):
+                where = f"line {n}, column {j + 1} (value {j}, {dates[j - 1]})"
+                raise InputError(path, f"{where}: {cell!r} is not a number")
+    values = np.asarray(cells, dtype=np.float64)
     count = len(lines)
     return Table(
         np.array([n for n, _ in lines], np.int64),

@@ -18,11 +18,13 @@ observations and count against the sample's valid fraction.
 Numeric labels ("12", "1.200e+01") mean different classes in different data sets, so they are
 looked up only among the taxonomy's local names under one data-set tag (``label_names``, e.g.
 ``tiselac``); label names also fall back to the taxonomy's global, case-insensitive lookup.
+Labels the taxonomy does not know (empty ones included) refuse the table unless
+``drop_unknown``, so that classes are never lost unnoticed.
 """
 
 from __future__ import annotations
 
-import warnings
+import logging
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -34,8 +36,12 @@ import xarray as xr
 from cropmeta.catalog import CropClass, TableSpec, Taxonomy
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import Samples, build_region_dataset, save_region
+from cropmeta.ingest.labels import EMPTY_LABEL, counted
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
 from cropmeta.ingest.table_readers import NUMBER, Table, normalise_label, read_long, read_wide
+from cropmeta.ownership import claim
+
+log = logging.getLogger(__name__)
 
 
 def resolve_label(label: str, taxonomy: Taxonomy, tag: str | None) -> CropClass | None:
@@ -97,20 +103,25 @@ def _regularise(table: Table, prep: Preparation, known: np.ndarray) -> tuple:
     return series, fraction, season
 
 
-def _resolve(path: Path, table: Table, taxonomy: Taxonomy, tag: str | None) -> tuple:
-    """Shared codes per sample (0 = unknown) and the unknown labels' counts, with a warning."""
+def _resolve(
+    path: Path, table: Table, taxonomy: Taxonomy, tag: str | None, drop_unknown: bool
+) -> tuple:
+    """Shared codes per sample (0 = unknown) and the unknown labels' counts, most frequent
+    first; unknown labels refuse the table unless ``drop_unknown`` (and some label is known)."""
     if tag is not None and not any(tag in c.names for c in taxonomy.classes):
         raise InputError(path, f"taxonomy {taxonomy.name!r} has no local names tagged {tag!r}")
     lookup = {str(name): resolve_label(str(name), taxonomy, tag) for name in set(table.labels)}
     codes = np.array([lookup[n].code if lookup[n] else 0 for n in table.labels], np.int16)
-    unknown = {n: int((table.labels == n).sum()) for n, c in sorted(lookup.items()) if c is None}
+    counts = {n or EMPTY_LABEL: int((table.labels == n).sum()) for n, c in lookup.items() if not c}
+    unknown = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    numeric = tag is None and any(NUMBER.match(n) for n in unknown)
+    hint = " (numeric labels need `label_names`, a taxonomy name tag)" if numeric else ""
     if len(unknown) == len(lookup):
-        hint = "" if tag else " (numeric labels need `label_names`, a taxonomy name tag)"
         raise InputError(path, f"no label is in the taxonomy: {', '.join(unknown)}{hint}")
-    if unknown:
-        listed = ", ".join(f"{n!r} ({k})" for n, k in unknown.items())
-        message = f"{path}: dropped samples whose label is not in the taxonomy: {listed}"
-        warnings.warn(message, stacklevel=3)
+    if unknown and not drop_unknown:
+        problem = f"labels not in the taxonomy {taxonomy.name!r}: {counted(unknown)}{hint}"
+        fix = "add them to the taxonomy or drop them with --drop-unknown"
+        raise InputError(path, f"{problem}; {fix}")
     return codes, unknown
 
 
@@ -131,17 +142,23 @@ def preprocess_table(
     root: Path | None = None,
     min_valid_fraction: float | None = None,
     label_names: str | None = None,
+    overwrite: bool = False,
+    drop_unknown: bool = False,
 ) -> xr.Dataset:
     """Read a long or wide time-series table into a region dataset (saved atomically if ``out``).
 
     ``root`` anchors a relative ``spec.path`` (a catalog's folder); ``label_names`` is the
     taxonomy tag under which this data set's labels are listed (default: the spec's, if any).
-    Samples with unknown labels or too few valid observations are dropped and counted in the
-    ``summary`` attribute; unreadable or inconsistent input raises :class:`InputError`.
+    Labels the taxonomy does not know raise :class:`InputError` unless ``drop_unknown``; then
+    their samples are dropped with one warning, like samples with too few valid observations,
+    and counted in the ``summary`` attribute. Unreadable or inconsistent input raises
+    :class:`InputError`, never after a warning.
     """
     path = Path(spec.path) if root is None else Path(root) / spec.path
     if not path.is_file():
         raise InputError(path, "file not found")
+    if out is not None:
+        claim(out, "region-dataset", inputs=[path], overwrite=overwrite)
     tag = label_names or getattr(spec, "label_names", None)
     table = read_long(path, spec) if spec.format == "long" else read_wide(path, spec)
     table.obs_values = table.obs_values * np.float32(spec.scale) + np.float32(spec.offset)
@@ -149,7 +166,7 @@ def preprocess_table(
         crs = pyproj.CRS.from_user_input(spec.crs).to_wkt()
     except pyproj.exceptions.CRSError:
         raise InputError(path, f"unknown CRS {spec.crs!r}") from None
-    codes, unknown = _resolve(path, table, taxonomy, tag)
+    codes, unknown = _resolve(path, table, taxonomy, tag, drop_unknown)
     prep = Preparation(bands=table.bands, quality_band=None, invalid_classes=[], grid=grid)
     if min_valid_fraction is not None:
         prep.min_valid_fraction = min_valid_fraction
@@ -157,6 +174,12 @@ def preprocess_table(
     keep = ~np.isnan(series).any(axis=(0, 1))
     if not keep.any():
         raise InputError(path, "no sample has enough valid observations in the season")
+    if unknown:
+        listed = counted(unknown)
+        count = sum(unknown.values())
+        log.warning(
+            "%s: dropped %d samples whose label is not in the taxonomy: %s", path, count, listed
+        )
     seasons = pd.Series(season[keep]).value_counts()
     summary = {
         "fields_in_file": len(table.ids),
@@ -192,6 +215,7 @@ def preprocess_table(
             "label_names": tag,
             "taxonomy": taxonomy.name,
             "min_valid_fraction": prep.min_valid_fraction,
+            "drop_unknown": drop_unknown,
         },
     )
     if out is not None:

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from cropmeta.errors import InputError
 from cropmeta.learners.base import Learner
+from cropmeta.ownership import mark_folder
 
 FORMAT = "cropmeta-checkpoint/1"
 Tensors = dict[str, torch.Tensor]
@@ -123,6 +124,7 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 def save_checkpoint(folder: Path, fingerprint: dict, t: Trainee, loop: LoopState) -> Path:
     """Write the checkpoint of ``loop.iteration``, then delete older ones; returns its JSON."""
     folder.mkdir(parents=True, exist_ok=True)
+    mark_folder(folder, "checkpoints")
     stem = folder / f"ckpt-{loop.iteration:07d}"
     optim_tensors, optim_record = _flatten_optimizer(t.opt)
     tensors = snapshot(t.model, t.learner) | optim_tensors | {"rng.torch": torch.get_rng_state()}

@@ -9,6 +9,7 @@ or in several under ``torchrun``.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,20 @@ if TYPE_CHECKING:
 #: ``progress(iteration, iterations, metrics)``: metrics are loss, acc and the last val_acc.
 Progress = Callable[[int, int, dict], None]
 log = logging.getLogger(__name__)
+
+
+class Diverged(RuntimeError):
+    """Meta-training produced a loss or weights that are not finite numbers: continuing would
+    save a model of NaNs."""
+
+
+def check_finite(loss: float, t: Trainee, iteration: int) -> None:
+    """Stop at the first iteration whose loss or updated weights are not finite."""
+    if not math.isfinite(loss):
+        raise Diverged(f"the meta-training loss is not finite at iteration {iteration}")
+    params = [p for group in t.opt.param_groups for p in group["params"]]
+    if not torch.stack([p.detach().isfinite().all() for p in params]).all():
+        raise Diverged(f"the weights are not finite after iteration {iteration}")
 
 
 class RunOptions(BaseModel):
@@ -102,6 +117,7 @@ def optimise(
         batch = train.sample(cfg.meta_batch)
         metrics["loss"], metrics["acc"] = dist.meta_backward(t.learner, t.model, batch, doy, ranks)
         t.opt.step()
+        check_finite(metrics["loss"], t, it)
         t.sched.step()
         for key in ("loss", "acc"):
             loop.history[key].append(round(metrics[key], 5))

@@ -17,11 +17,12 @@ from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import Normaliser, incompatibility
 from cropmeta.learners import distributed as dist
 from cropmeta.learners.checkpoint import Trainee, checkpoint_folder, restore
-from cropmeta.learners.loop import Progress, RunOptions, optimise
+from cropmeta.learners.loop import Diverged, Progress, RunOptions, optimise
 from cropmeta.learners.registry import build_learner
 from cropmeta.learners.schedule import Schedule, build_scheduler
 from cropmeta.models.bundle import BundleConfig, build_model, save_bundle
 from cropmeta.models.encoders import EncoderConfig
+from cropmeta.ownership import claim
 from cropmeta.tasks.augment import RegionEffects, TaskAugmentation
 from cropmeta.tasks.episodes import EpisodeSampler, LabelledSet, TaskBatch
 from cropmeta.tasks.task_info import region_info
@@ -181,6 +182,7 @@ def meta_train(
     seed: int = 0,
     progress: Progress | None = None,
     run: RunOptions | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Meta-train a model on ``regions`` (region datasets) and save it as a bundle at ``out``.
 
@@ -189,18 +191,34 @@ def meta_train(
     (early model selection without touching any target region); ``patience`` stops the run
     early. ``run`` sets the device, checkpoints and resuming (:class:`RunOptions`). Under
     ``torchrun`` the processes share each meta-batch (:mod:`cropmeta.learners.distributed`) and
-    only rank 0 writes checkpoints and the bundle.
+    only rank 0 writes checkpoints and the bundle. ``out`` and the checkpoint folder must not
+    be inputs, nor existing paths cropmeta did not write as such, unless ``overwrite``
+    (:func:`cropmeta.ownership.claim`).
     """
     cfg = cfg or MetaTrainConfig()
     run = run or RunOptions()
-    device = dist.resolve_device(run.device)
     paths = [Path(p) for p in regions]
+    claim(out, "meta-model", inputs=paths, overwrite=overwrite)
+    folder = run.checkpoint_dir or checkpoint_folder(out)
+    if run.checkpoint_every:
+        claim(
+            folder,
+            "checkpoints",
+            inputs=[*paths, out],
+            overwrite=overwrite,
+            option="--checkpoint-dir",
+        )
+    device = dist.resolve_device(run.device)
     data = [RegionArrays.load(p) for p in paths]
     check_compatible(data, paths)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     held = _held_out(data, paths, cfg, rng)
     normaliser = Normaliser.fit(np.concatenate([r.x[~h] for r, h in zip(data, held, strict=True)]))
+    if not normaliser.finite:
+        raise InputError(
+            ", ".join(map(str, paths)), "band values too large to standardise (not finite)"
+        )
 
     infos = [region_info(p) for p in paths]  # task information (location), for TIML
 
@@ -256,10 +274,15 @@ def meta_train(
         learner.state.to(device)
         opt = torch.optim.Adam(learner.meta_parameters(model), cfg.meta_lr)
         t = Trainee(model, learner, opt, build_scheduler(opt, cfg), train.rng)
-        folder = run.checkpoint_dir or checkpoint_folder(out)
-        loop = optimise(
-            cfg, run, t, train, val_batch, doy.to(device), ranks, fingerprint, folder, progress
-        )
+        try:
+            loop = optimise(
+                cfg, run, t, train, val_batch, doy.to(device), ranks, fingerprint, folder, progress
+            )
+        except Diverged as exc:
+            raise InputError(
+                ", ".join(map(str, paths)),
+                f"{exc}; look for extreme values in these datasets",
+            ) from None
     if val_batch is not None:
         restore(model, learner, loop.best)
     if not ranks.is_main:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from cropmeta.errors import InputError
 from cropmeta.learners.alfa import ALFA, ALFAConfig
 from cropmeta.learners.anil import ANIL, ANILConfig
 from cropmeta.learners.base import Learner
@@ -39,6 +41,30 @@ def build_learner(name: str, settings: dict | None = None) -> Learner:
         raise ValueError(f"unknown algorithm {name!r} (known: {', '.join(LEARNERS)})")
     cls, cfg = LEARNERS[name]
     return cls(cfg.model_validate(own_settings(name, settings or {})))
+
+
+def recorded_learner(settings: dict, where: str | Path) -> Learner:
+    """The learner a model's config records (``settings``, with its ``algorithm``), or an
+    :class:`InputError` naming the config ``where`` when it names no known learner or holds an
+    invalid setting."""
+    name = settings.get("algorithm")
+    if name not in LEARNERS:
+        raise InputError(where, f"unknown algorithm {name!r} (known: {', '.join(LEARNERS)})")
+    try:
+        return build_learner(name, settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where_in = ".".join(str(x) for x in first["loc"])
+        raise InputError(where, f"invalid {name} setting {where_in}: {first['msg']}") from None
+
+
+def algorithm_of(model_dir: str | Path) -> str:
+    """The algorithm the meta-trained model in ``model_dir`` was trained with (checked)."""
+    from cropmeta.models.bundle import CONFIG, load_config
+
+    settings = load_config(model_dir).learner
+    recorded_learner(settings, Path(model_dir) / CONFIG)
+    return settings["algorithm"]
 
 
 def own_settings(name: str, settings: dict) -> dict:

@@ -21,6 +21,7 @@ from rasterio.features import geometry_mask, rasterize
 from rasterio.windows import Window, bounds, transform
 
 from cropmeta.catalog import RasterSpec
+from cropmeta.errors import InputError
 from cropmeta.ingest.prepare import regularise
 from cropmeta.ingest.sources import open_raster
 from cropmeta.models.bundle import load_bundle
@@ -35,7 +36,9 @@ class MapJob:
     """What every block needs: small, hashable and picklable, so it travels to Dask workers.
 
     Geometries are WKB in the raster's CRS; ``fields`` pairs each field's export id with its
-    polygon.
+    polygon. ``inputs`` is a digest of the model's and the input files' content
+    (:func:`cropmeta.mapping.work.input_signatures`): a process keeps the model and opened
+    rasters of recent jobs (:func:`context`), and a job over changed files must not reuse them.
     """
 
     model_dir: str
@@ -48,6 +51,7 @@ class MapJob:
     probabilities: bool = False
     aoi: tuple[bytes, ...] = ()
     fields: tuple[tuple[int, bytes], ...] = ()
+    inputs: str = ""
 
     @property
     def n_blocks(self) -> int:
@@ -202,7 +206,22 @@ def prepare_block(job: MapJob, index: int) -> tuple[torch.Tensor, np.ndarray]:
 
 def compute_block(job: MapJob, index: int) -> BlockResult:
     """Classify block ``index`` of ``job``; pixels outside the AOI or without enough valid
-    observations get nodata in every band."""
+    observations get nodata in every band.
+
+    Bad input found here (a damaged raster, weights changed since the run was checked) raises
+    an :class:`InputError` without the errors it was raised from: rasterio's GDAL errors do not
+    survive pickling, and Dask sends a worker's exception back pickled (whole chain included),
+    so a chained one would reach the caller as a bare ``Exception`` instead of the one line
+    naming the file.
+    """
+    try:
+        return _classify(job, index)
+    except InputError as exc:
+        unchained = InputError(exc.path, exc.problem)
+    raise unchained  # outside the handler: no __context__
+
+
+def _classify(job: MapJob, index: int) -> BlockResult:
     ctx = context(job)
     win = job.window(index)
     shape = (int(win.height), int(win.width))

@@ -2,12 +2,15 @@
 
 The stages of a run:
 
-1. **check** the model and rasters: an adapted model, every band it needs, acquisitions
-   inside its season, one CRS and grid for every date (the sources' own checks);
+1. **check** the model and rasters: an adapted model whose weights load (and match the SHA-256
+   its config records), every band it needs, acquisitions inside its season, one CRS and grid
+   for every date (the sources' own checks), and a Dask scheduler that answers, if one is
+   given; nothing is written before these pass;
 2. **plan** blocks of ``block`` × ``block`` pixels (:class:`~cropmeta.mapping.blocks.MapJob`);
 3. **compute** the blocks not finished yet, here or on Dask (:mod:`.execute`), storing each
    one as it arrives (:mod:`.work`), so that a killed run re-run with the same arguments
-   recomputes only the unfinished blocks;
+   recomputes only the unfinished blocks (and only when no input file changed); a run that
+   fails removes its work folder, so that bad input leaves nothing behind;
 4. **export** the class map (and optional probability stack, uncertainty band and per-field
    GeoPackage) as COGs with their legend (:mod:`.cog`, :mod:`.legend`, :mod:`.fields`), each
    under a temporary name renamed when complete.
@@ -18,6 +21,7 @@ data, and a block's bytes do not depend on the block order or on which process c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +34,12 @@ from cropmeta.ingest.sources import RasterStack, open_raster
 from cropmeta.mapping import fields as polygons
 from cropmeta.mapping.blocks import NODATA_CLASS, NODATA_SCALED, SCALE, MapJob
 from cropmeta.mapping.cog import Layer, write_cog
-from cropmeta.mapping.execute import run_blocks
+from cropmeta.mapping.execute import run_blocks, scheduler_client
 from cropmeta.mapping.legend import class_tags, rgba, write_legend, write_pam, write_qgis_style
-from cropmeta.mapping.options import MapOptions
-from cropmeta.mapping.work import WorkStore
-from cropmeta.models.bundle import BundleConfig, load_config
+from cropmeta.mapping.options import MapOptions, pam_path
+from cropmeta.mapping.work import WorkStore, input_signatures, inputs_digest
+from cropmeta.models.bundle import BundleConfig, load_bundle
+from cropmeta.ownership import FILES_TAG, TAG, claim
 
 Progress = Callable[[int, int], None]
 
@@ -82,10 +87,15 @@ def _identity(stack: RasterStack) -> dict:
     }
 
 
-def _layers(cfg: BundleConfig, options: MapOptions) -> dict[str, tuple[str, Layer]]:
-    """Raster outputs by kind: the work-store array each is read from, and how it looks."""
+def _layers(
+    cfg: BundleConfig, options: MapOptions, sidecars: list[str]
+) -> dict[str, tuple[str, Layer]]:
+    """Raster outputs by kind: the work-store array each is read from, and how it looks. The
+    class map's tags mark it as cropmeta's and name its ``sidecars`` (files without a marker
+    of their own); the other layers are marked too (:mod:`cropmeta.ownership`)."""
     names = [c.name for c in cfg.classes]
-    percent = {"CROPMETA_VALUES": f"percent (scale 0.01), {NODATA_SCALED} = not classified"}
+    layer = {TAG: "crop-map-layer"}
+    percent = layer | {"CROPMETA_VALUES": f"percent (scale 0.01), {NODATA_SCALED} = not classified"}
     layers = {
         "classes": (
             "classes",
@@ -95,7 +105,8 @@ def _layers(cfg: BundleConfig, options: MapOptions) -> dict[str, tuple[str, Laye
                 resampling="MODE",
                 descriptions=["crop_class"],
                 colormap={c.code: rgba(c.colour) for c in cfg.classes},
-                tags=class_tags(cfg.classes, NODATA_CLASS),
+                tags=class_tags(cfg.classes, NODATA_CLASS)
+                | {TAG: "crop-map", FILES_TAG: json.dumps(sidecars)},
             ),
         )
     }
@@ -145,7 +156,15 @@ def map_region(
     model_dir, out = Path(model_dir), Path(out)
     spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
     spec = spec.model_copy(update={"path": str(Path(spec.path).expanduser().absolute())})
-    cfg = load_config(model_dir)
+    outputs = options.kinds(out)
+    claim(
+        out,
+        "crop-map",
+        inputs=[model_dir, spec.path, options.aoi, options.fields],
+        overwrite=options.overwrite,
+        companions={p: kind for p, kind in outputs.items() if p != out},
+    )
+    _, cfg = load_bundle(model_dir)  # the weights too: damaged ones fail before any work
     stack = open_raster(spec)
     _check(model_dir, cfg, stack, Path(spec.path))
     bounds = array_bounds(stack.height, stack.width, stack.transform)
@@ -156,6 +175,8 @@ def map_region(
     if options.fields is not None:
         fields_gdf = polygons.read_polygons(options.fields, stack.crs, "fields")
         polygons.check_overlap(fields_gdf, bounds, options.fields, "field")
+    polygon_files = [Path(p).absolute() for p in (options.aoi, options.fields) if p is not None]
+    inputs = input_signatures(model_dir, [*stack.source_files, *polygon_files])
     job = MapJob(
         model_dir=str(model_dir.absolute()),
         raster=spec.model_dump_json(),
@@ -167,43 +188,49 @@ def map_region(
         probabilities=options.probabilities,
         aoi=polygons.as_wkb(aoi) if aoi is not None else (),
         fields=tuple(enumerate(polygons.as_wkb(fields_gdf))) if fields_gdf is not None else (),
+        inputs=inputs_digest(inputs),
     )
-    store = WorkStore(out, job, len(cfg.classes), _identity(stack))
-    total = job.n_blocks
-    done = store.done()
-    todo = [i for i in range(total) if i not in done]
-    finished = len(done)
-    if progress:
-        progress(finished, total)
-
-    def keep(result) -> None:
-        nonlocal finished
-        store.write(result)
-        finished += 1
+    # the work folder is made only now that the inputs are checked and the scheduler answered;
+    # it goes when the outputs are complete or the run fails, and stays on Ctrl-C (see .work)
+    with (
+        scheduler_client(options.scheduler) as client,
+        WorkStore(out, job, len(cfg.classes), _identity(stack), inputs) as store,
+    ):
+        total = job.n_blocks
+        done = store.done()
+        todo = [i for i in range(total) if i not in done]
+        finished = len(done)
         if progress:
             progress(finished, total)
 
-    run_blocks(job, todo, keep, workers=options.workers, scheduler=options.scheduler)
-    paths = options.outputs(out)
-    for kind, (array, layer) in _layers(cfg, options).items():
-        write_cog(
-            paths[kind],
-            layer,
-            lambda win, array=array: store.read(array, win),
-            width=stack.width,
-            height=stack.height,
-            crs=stack.crs,
-            transform=stack.transform,
-            scratch=store.root,
-        )
-    write_pam(cfg.classes, NODATA_CLASS, out.with_name(out.name + ".aux.xml"))
-    write_qgis_style(cfg.classes, paths["qgis_style"])
-    write_legend(cfg.classes, NODATA_CLASS, paths["legend_json"], paths["legend_csv"])
-    if fields_gdf is not None:
-        sums, counts = store.field_totals(len(fields_gdf), len(cfg.classes))
-        table = polygons.field_predictions(
-            fields_gdf, sums, counts, cfg.classes, options.uncertainty
-        )
-        polygons.write_fields(table, paths["fields"])
-    store.remove()
+        def keep(result) -> None:
+            nonlocal finished
+            store.write(result)
+            finished += 1
+            if progress:
+                progress(finished, total)
+
+        run_blocks(job, todo, keep, workers=options.workers, client=client)
+        paths = options.outputs(out)
+        sidecars = sorted(p.name for p, kind in outputs.items() if kind is None)
+        for kind, (array, layer) in _layers(cfg, options, sidecars).items():
+            write_cog(
+                paths[kind],
+                layer,
+                lambda win, array=array: store.read(array, win),
+                width=stack.width,
+                height=stack.height,
+                crs=stack.crs,
+                transform=stack.transform,
+                scratch=store.root,
+            )
+        write_pam(cfg.classes, NODATA_CLASS, pam_path(out))
+        write_qgis_style(cfg.classes, paths["qgis_style"])
+        write_legend(cfg.classes, NODATA_CLASS, paths["legend_json"], paths["legend_csv"])
+        if fields_gdf is not None:
+            sums, counts = store.field_totals(len(fields_gdf), len(cfg.classes))
+            table = polygons.field_predictions(
+                fields_gdf, sums, counts, cfg.classes, options.uncertainty
+            )
+            polygons.write_fields(table, paths["fields"])
     return MapResult(paths, total, len(todo), total - len(todo), [c.name for c in cfg.classes])

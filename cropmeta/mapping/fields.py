@@ -19,6 +19,7 @@ from rasterio.crs import CRS
 from cropmeta.errors import InputError, atomic_output
 from cropmeta.mapping.blocks import uncertainty_of
 from cropmeta.models.bundle import ClassInfo
+from cropmeta.ownership import TAG
 
 
 def read_polygons(path: Path, crs: CRS, what: str) -> gpd.GeoDataFrame:
@@ -80,4 +81,4 @@ def field_predictions(
 
 def write_fields(gdf: gpd.GeoDataFrame, path: Path) -> None:
     with atomic_output(path) as tmp:
-        gdf.to_file(tmp, driver="GPKG", layer="fields")
+        gdf.to_file(tmp, driver="GPKG", layer="fields", metadata={TAG: "crop-map-fields"})

@@ -19,16 +19,19 @@ class MapOptions(BaseModel):
     result does not depend on how many processes shared the work.
     """
 
-    block: int = Field(256, ge=16, description="block edge in pixels (the unit of work)")
-    batch: int = Field(16384, ge=1, description="pixels per forward pass")
+    block: int = Field(256, ge=16, le=8192, description="block edge in pixels (the unit of work)")
+    batch: int = Field(16384, ge=1, le=2**22, description="pixels per forward pass")
     probabilities: bool = Field(False, description="write the per-class probability stack")
     uncertainty: Uncertainty = Field("none", description="uncertainty band: entropy or margin")
     aoi: Path | None = Field(None, description="polygons outside which pixels stay nodata")
     fields: Path | None = Field(None, description="field polygons for the per-field export")
     workers: int | None = Field(
-        None, ge=1, description="local processes (default: all cores; 1 = in this process)"
+        None, ge=1, le=1024, description="local processes (default: all cores; 1 = in this process)"
     )
     scheduler: str | None = Field(None, description="address of a running Dask scheduler")
+    overwrite: bool = Field(
+        False, description="replace existing outputs that cropmeta did not write (never inputs)"
+    )
 
     def outputs(self, out: Path) -> dict[str, Path]:
         """Every file a run writes, by kind; the class map is ``out`` itself."""
@@ -45,3 +48,16 @@ class MapOptions(BaseModel):
         if self.fields is not None:
             paths["fields"] = out.with_suffix(".fields.gpkg")
         return paths
+
+    def kinds(self, out: Path) -> dict[Path, str | None]:
+        """Every file a run writes with its kind of cropmeta output (None: a sidecar without
+        a marker of its own, recognised by the crop map's list of its files)."""
+        kinds = {"classes": "crop-map", "probabilities": "crop-map-layer"}
+        kinds |= {"uncertainty": "crop-map-layer", "fields": "crop-map-fields"}
+        paths = {p: kinds.get(kind) for kind, p in self.outputs(out).items()}
+        return paths | {pam_path(out): None}
+
+
+def pam_path(out: Path) -> Path:
+    """GDAL's PAM sidecar of the crop map (category names, attribute table)."""
+    return out.with_name(out.name + ".aux.xml")

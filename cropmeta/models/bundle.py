@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field, ValidationError
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from cropmeta.errors import InputError, atomic_output
+from cropmeta.fileinfo import sha256
 from cropmeta.ingest.prepare import Normaliser, Preparation
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.models.ensemble import EnsembleClassifier, EnsembleHeadConfig
 from cropmeta.models.forest import ForestClassifier
 from cropmeta.models.heads import HeadConfig, LinearHeadConfig
+from cropmeta.ownership import mark_folder
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
@@ -49,6 +53,11 @@ class BundleConfig(BaseModel):
         default_factory=list,
         description="taxonomy codes of the stored source classifier's head rows ('transfer.*' "
         "tensors, for the transfer and source-only baselines); empty when none is stored",
+    )
+    weights_sha256: str | None = Field(
+        None,
+        description="SHA-256 of model.safetensors, checked on every load (bundles written "
+        "before it was recorded have none)",
     )
 
     @property
@@ -100,7 +109,9 @@ def save_bundle(
                 f"{name}.{k}": v.detach().contiguous().cpu() for k, v in part.state_dict().items()
             }
         save_file(state, str(tmp / WEIGHTS))
+        cfg = cfg.model_copy(update={"weights_sha256": sha256(tmp / WEIGHTS)})
         (tmp / CONFIG).write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
+        mark_folder(tmp, f"{cfg.kind}-model")
     return Path(out)
 
 
@@ -110,9 +121,41 @@ def load_config(path: str | Path) -> BundleConfig:
     if not (p / CONFIG).is_file() or not (p / WEIGHTS).is_file():
         raise InputError(p, f"not a cropmeta model folder (needs {CONFIG} and {WEIGHTS})")
     try:
-        return BundleConfig.model_validate(json.loads((p / CONFIG).read_text(encoding="utf-8")))
-    except (ValidationError, json.JSONDecodeError) as exc:
+        cfg = BundleConfig.model_validate(json.loads((p / CONFIG).read_text(encoding="utf-8")))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "config"
+        raise InputError(p / CONFIG, f"invalid model config: {where}: {first['msg']}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(p / CONFIG, f"invalid model config ({exc.__class__.__name__})") from None
+    _check_size(p, cfg)
+    return cfg
+
+
+def _check_size(p: Path, cfg: BundleConfig) -> None:
+    """Refuse a config that describes more weights than the weights file holds: its sizes come
+    from a file, and building the model would allocate them before any weight is read. Only the
+    file's header and a shape-only model (the meta device) are looked at."""
+    try:
+        with safe_open(str(p / WEIGHTS), "pt") as f:
+            have = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+    except Exception as exc:  # SafetensorError: a truncated header, another format
+        raise InputError(p / WEIGHTS, f"unreadable weights ({str(exc)[:80]})") from None
+    with torch.device("meta"):
+        need = sum(t.numel() for t in build_model(cfg).state_dict().values())
+    if need > have:
+        raise InputError(p / CONFIG, f"describes {need:,} weights but {WEIGHTS} holds {have:,}")
+
+
+def _weights(path: Path, cfg: BundleConfig) -> dict[str, torch.Tensor]:
+    """The bundle's tensors, after checking the file is the one its config recorded."""
+    p = path / WEIGHTS
+    if cfg.weights_sha256 is not None and sha256(p) != cfg.weights_sha256:
+        raise InputError(p, "weights damaged or replaced: their SHA-256 differs from config.json's")
+    try:
+        return load_file(str(p))
+    except Exception as exc:  # SafetensorError, a truncated or foreign file
+        raise InputError(p, f"unreadable weights ({str(exc)[:80]})") from None
 
 
 def load_bundle(
@@ -121,9 +164,9 @@ def load_bundle(
     """Model and config; a learner's tensors are loaded into ``extra`` when it is given."""
     p = Path(path)
     cfg = load_config(p)
+    weights = _weights(p, cfg)
     model = build_model(cfg)
     try:
-        weights = load_file(str(p / WEIGHTS))
         learner = {k[8:]: v for k, v in weights.items() if k.startswith("learner.")}
         own = {name for name, _ in model.named_children()}  # not learner.*, not parts
         model.load_state_dict({k: v for k, v in weights.items() if k.split(".")[0] in own})
@@ -137,11 +180,7 @@ def load_bundle(
 
 def load_part(path: str | Path, name: str) -> dict[str, torch.Tensor]:
     """The tensors stored under prefix ``name`` (see :func:`save_bundle`); empty when absent."""
-    p = Path(path) / WEIGHTS
-    try:
-        weights = load_file(str(p))
-    except Exception as exc:  # SafetensorError, missing file
-        raise InputError(p, f"unreadable weights ({str(exc)[:80]})") from None
+    weights = _weights(Path(path), load_config(path))
     prefix = f"{name}."
     return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
 

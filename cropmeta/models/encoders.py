@@ -16,6 +16,8 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from cropmeta.models.sizes import MAX_WIDTH, Count
+
 EncoderName = Literal["tempcnn", "lstm", "transformer", "ltae"]
 
 
@@ -26,11 +28,11 @@ class EncoderConfig(BaseModel):
     """
 
     name: EncoderName = "tempcnn"
-    hidden: int = Field(32, ge=4, description="channels / hidden units / model width")
-    kernel: int = Field(5, ge=1, description="TempCNN kernel size")
-    layers: int = Field(3, ge=1)
-    embed: int = Field(64, ge=4, description="embedding size the head reads")
-    heads: int = Field(4, ge=1, description="attention heads (transformer, L-TAE)")
+    hidden: int = Field(32, ge=4, le=MAX_WIDTH, description="channels / hidden units / model width")
+    kernel: Count = Field(5, description="TempCNN kernel size")
+    layers: Count = 3
+    embed: int = Field(64, ge=4, le=MAX_WIDTH, description="embedding size the head reads")
+    heads: Count = Field(4, description="attention heads (transformer, L-TAE)")
 
 
 def doy_features(doy: torch.Tensor) -> torch.Tensor:

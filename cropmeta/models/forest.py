@@ -23,6 +23,8 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from cropmeta.models.sizes import MAX_TREE_DEPTH, Shapes
+
 #: The tensors a forest stores, by name: one row per node (all trees' nodes end to end), or
 #: one per tree (``roots``). ``branches`` holds each node's (right, left) child, a leaf's being
 #: itself; ``threshold`` is sklearn's float64 threshold rounded down to float32, which splits
@@ -37,10 +39,12 @@ class ForestHeadConfig(BaseModel):
     the bundle's ``encoder`` is not used."""
 
     kind: Literal["forest"] = "forest"
-    memory: dict[str, list[int]] = Field(
+    memory: Shapes = Field(
         default_factory=dict, description="name → shape of each stored tree tensor"
     )
-    depth: int = Field(0, ge=0, description="the deepest leaf's depth: steps of the walk")
+    depth: int = Field(
+        0, ge=0, le=MAX_TREE_DEPTH, description="the deepest leaf's depth: steps of the walk"
+    )
 
 
 class ForestHead(nn.Module):

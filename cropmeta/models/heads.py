@@ -23,6 +23,7 @@ from torch import nn
 from cropmeta.models.encoders import LayerNorm
 from cropmeta.models.ensemble import EnsembleHeadConfig
 from cropmeta.models.forest import ForestHeadConfig
+from cropmeta.models.sizes import MAX_WIDTH, Count, Shapes, Width
 
 Memory = dict[str, torch.Tensor]
 
@@ -32,7 +33,7 @@ class LinearHeadConfig(BaseModel):
 
 
 class SupportHeadConfig(BaseModel):
-    memory: dict[str, list[int]] = Field(
+    memory: Shapes = Field(
         default_factory=dict,
         description="name → shape of each stored support tensor (empty before adaptation)",
     )
@@ -46,14 +47,16 @@ class MatchingHeadConfig(SupportHeadConfig):
 
 class RelationHeadConfig(SupportHeadConfig):
     kind: Literal["relation"] = "relation"
-    hidden: int = Field(64, ge=1, description="hidden units of the relation module")
+    hidden: Width = Field(64, description="hidden units of the relation module")
 
 
 class SnailHeadConfig(SupportHeadConfig):
     kind: Literal["snail"] = "snail"
-    width: int = Field(64, ge=4, description="token width inside the attention layers")
-    heads: int = Field(4, ge=1)
-    layers: int = Field(2, ge=1)
+    width: int = Field(
+        64, ge=4, le=MAX_WIDTH, description="token width inside the attention layers"
+    )
+    heads: Count = 4
+    layers: Count = 2
 
 
 HeadConfig = Annotated[

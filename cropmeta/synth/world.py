@@ -23,6 +23,7 @@ from scipy.ndimage import gaussian_filter
 
 from cropmeta.catalog import Catalog, RegionEntry, Taxonomy, load_taxonomy, write_catalog
 from cropmeta.errors import InputError, atomic_output
+from cropmeta.ownership import claim, mark_folder
 from cropmeta.synth import fields as fl
 from cropmeta.synth import phenology as ph
 from cropmeta.synth.clouds import apply_sky, draw_sky, sensor_noise
@@ -204,6 +205,7 @@ def make_world(
     tile_size: int | None = None,
     scale: Literal["tiny", "demo", "bench"] = "demo",
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write the world under `out` and return the path of `out/catalog.yaml`.
 
@@ -223,6 +225,7 @@ def make_world(
         raise InputError(str(scale), f"unknown scale (known: {', '.join(SCALES)})")
     if tile_size is not None and tile_size < 16:
         raise InputError(str(tile_size), "tile size must be at least 16 px")
+    claim(out, "world", overwrite=overwrite)
     conf = SCALES[scale]
     taxonomy = load_taxonomy()
     total = sum(
@@ -245,6 +248,7 @@ def make_world(
     entries = []
     with atomic_output(out) as tmp, _fixed_gpkg_date():
         tmp.mkdir(parents=True)
+        mark_folder(tmp, "world")
         for name in names:
             index = REGION_NAMES.index(name)
             spec = REGIONS[index]

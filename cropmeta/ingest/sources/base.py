@@ -31,7 +31,7 @@ class RasterStack(ABC):
 
     Implementations provide ``dates`` (sorted, unique), ``crs`` (kept exactly as stored, custom
     WKT included), ``transform``, ``width``, ``height``, ``band_names``, :attr:`origin` (the file
-    named in errors about the stack as a whole) and :meth:`read`.
+    named in errors about the stack as a whole), :attr:`source_files` and :meth:`read`.
     """
 
     dates: list[date]
@@ -45,6 +45,16 @@ class RasterStack(ABC):
     @abstractmethod
     def origin(self) -> Path:
         """The file (or folder) that error messages about the whole stack name."""
+
+    @property
+    @abstractmethod
+    def source_files(self) -> list[Path]:
+        """The local files reads of this stack depend on, each once, in a fixed order.
+
+        A map signs them (:func:`cropmeta.fileinfo.signature`) so that a run resumes only when
+        none changed: whatever decides the values read belongs here (rasters, and metadata
+        files that map dates and bands to rasters), while folders are represented by files.
+        """
 
     @abstractmethod
     def read(self, i: int, prep: Preparation, window: Window | None = None) -> np.ndarray:

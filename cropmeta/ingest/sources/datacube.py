@@ -8,10 +8,18 @@ are read as stored (``mask_and_scale=False``) so that ``scale_factor``/``add_off
 replace rather than compound them. Only the window asked for is read from disk.
 
 Georeferencing: see :mod:`cropmeta.ingest.sources.cube_meta`.
+
+:attr:`CubeStack.source_files` (what a map's resume check signs): a netCDF file (or any cube
+stored as one file) is itself; a Zarr store is a folder of files, of which it lists every
+metadata file (``zarr.json``, ``.zarray``, ``.zattrs``, ``.zgroup``, ``.zmetadata``) and the
+chunk files, all of them up to :data:`MAX_CHUNK_FILES`, else that many spread evenly over the
+sorted list (a large store rewritten as a whole is seen; one chunk rewritten in place among
+millions may not be, at that size signing every chunk would cost a read of the store).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from datetime import date
@@ -35,6 +43,25 @@ from cropmeta.ingest.sources.cube_meta import (
     cube_transform,
     encoding,
 )
+
+#: Zarr (v2 and v3) metadata files: always signed.
+ZARR_METADATA = frozenset({"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"})
+#: At most this many of a Zarr store's chunk files are signed.
+MAX_CHUNK_FILES = 4096
+
+
+def store_files(root: Path) -> list[Path]:
+    """A Zarr folder's metadata files, then its chunk files (at most :data:`MAX_CHUNK_FILES`,
+    evenly spread over all of them), each list in walk order (names and folders sorted)."""
+    metadata: list[Path] = []
+    chunks: list[Path] = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders.sort()
+        for name in sorted(names):
+            (metadata if name in ZARR_METADATA else chunks).append(Path(folder) / name)
+    if len(chunks) > MAX_CHUNK_FILES:
+        chunks = [chunks[k * len(chunks) // MAX_CHUNK_FILES] for k in range(MAX_CHUNK_FILES)]
+    return metadata + chunks
 
 
 @dataclass(frozen=True)
@@ -61,6 +88,11 @@ class CubeStack(RasterStack):
     @property
     def origin(self) -> Path:
         return self.source
+
+    @property
+    def source_files(self) -> list[Path]:
+        """The cube file, or a Zarr folder's files (see the module docstring)."""
+        return store_files(self.source) if self.source.is_dir() else [self.source]
 
     def _band(self, i: int, b: int, window: Window | None) -> np.ndarray:
         t_dim, y_dim, x_dim, band_dim = self.dims

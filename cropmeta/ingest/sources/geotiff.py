@@ -53,10 +53,17 @@ class BandFileStack(RasterStack):
     offsets: np.ndarray  # (date, band)
     nodata: list[list[float | None]]  # [date][band]
     valid_range: tuple[float, float] | None = None
+    metadata: tuple[Path, ...] = ()  # files that pinned (date, band) to files (STAC JSON)
 
     @property
     def origin(self) -> Path:
         return self.source
+
+    @property
+    def source_files(self) -> list[Path]:
+        """The metadata files, then every raster in date and band order, each once."""
+        rasters = (path for row in self.files for path, _ in row)
+        return list(dict.fromkeys([*self.metadata, *rasters]))
 
     def _raw(self, i: int, bands: list[int], window: Window | None) -> list[np.ndarray]:
         """The stored values of ``bands`` on date ``i``; each file is opened once."""
@@ -69,7 +76,7 @@ class BandFileStack(RasterStack):
                 with rasterio.open(path) as src:
                     block = src.read([self.files[i][b][1] for b in members], window=window)
             except RasterioError as exc:
-                raise InputError(path, f"cannot read raster ({str(exc).splitlines()[0]})") from None
+                raise InputError(path, f"cannot read raster ({read_problem(exc)})") from None
             out.update(zip(members, block, strict=True))
         return [out[b] for b in bands]
 
@@ -81,6 +88,22 @@ class BandFileStack(RasterStack):
         nodata = [self.nodata[i][b] for b in idx]
         scales, offsets = self.scales[i, idx], self.offsets[i, idx]
         return to_reflectance(raw, nodata, scales, offsets, quality, prep, self.valid_range)
+
+
+def read_problem(exc: BaseException) -> str:
+    """What went wrong in a failed read, in one line: GDAL's own first complaint.
+
+    rasterio raises "Read failed. See previous exception for details." and chains GDAL's
+    errors as causes; the innermost one says what is wrong with the file (a block beyond the
+    end of a truncated file, a block that does not decompress).
+    """
+    inner: BaseException = exc
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    text = (str(inner) or str(exc) or exc.__class__.__name__).splitlines()[0]
+    if inner is not exc:
+        text = f"damaged or truncated file: {text}"
+    return text[:200]
 
 
 class Header(NamedTuple):

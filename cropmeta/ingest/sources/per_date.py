@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError
 from cropmeta.ingest.prepare import Preparation, mask_invalid
 from cropmeta.ingest.sources.base import RasterStack, select_bands
-from cropmeta.ingest.sources.geotiff import BandFileStack
+from cropmeta.ingest.sources.geotiff import BandFileStack, read_problem
 
 _DATE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
 RASTER_SUFFIXES = (".tif", ".tiff")
@@ -60,6 +60,11 @@ class TileStack(RasterStack):
     def origin(self) -> Path:
         return self.paths[0]
 
+    @property
+    def source_files(self) -> list[Path]:
+        """One raster per date, in date order."""
+        return list(self.paths)
+
     def read(self, i: int, prep: Preparation, window: Window | None = None) -> np.ndarray:
         """Date ``i`` → reflectance (band, rows, cols) for ``prep.bands``, NaN where unusable."""
         idx = [self.band_index(b) for b in prep.bands]
@@ -68,8 +73,8 @@ class TileStack(RasterStack):
         try:
             with rasterio.open(self.paths[i]) as src:
                 raw = src.read([j + 1 for j in wanted], window=window)
-        except RasterioIOError as exc:
-            raise InputError(self.paths[i], f"cannot read raster ({exc})") from None
+        except RasterioError as exc:
+            raise InputError(self.paths[i], f"cannot read raster ({read_problem(exc)})") from None
         quality = raw[-1] if q is not None else None
         dn = raw[: len(idx)]
         return mask_invalid(

@@ -6,11 +6,15 @@ one asset per band. An asset's band is named by its key; an asset whose ``eo:ban
 bands contributes each of them, by name, as bands 1..n of the file. Thumbnails, overviews and
 metadata assets are skipped. Hrefs must be local: absolute paths, ``file://`` URLs, or paths
 relative to the item's own JSON (or, for an ItemCollection, to the collection file).
+
+The stack's :attr:`~.BandFileStack.source_files` are the STAC file, the items' own JSON files
+(a Catalog's) and the asset files: what a map's resume check signs.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -113,4 +117,15 @@ def open_stac(path: Path, spec: RasterSpec) -> BandFileStack:
             if name not in bands and name in aliases:
                 bands[name] = aliases[name]
         records.extend(bands.values())
-    return assemble(records, path, spec)
+    stack = assemble(records, path, spec)
+    return replace(stack, metadata=tuple(dict.fromkeys([path.resolve(), *_item_files(items)])))
+
+
+def _item_files(items: list[pystac.Item]) -> list[Path]:
+    """The local JSON files the items were read from (a Catalog's items have their own)."""
+    files = []
+    for item in items:
+        href = item.get_self_href()
+        if href and "://" not in href and Path(href).is_file():
+            files.append(Path(href).resolve())
+    return files
