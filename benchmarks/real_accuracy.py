@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from cropmeta.adapt.adapt import adapt_region
-from cropmeta.adapt.names import BASELINES
+from cropmeta.baselines.names import BASELINES
 from cropmeta.catalog import CATALOG_DIR
 from cropmeta.ingest.preprocess import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train

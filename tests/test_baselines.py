@@ -1,4 +1,5 @@
-"""Transfer, source-only, from-scratch and random-forest baselines beside the adapted model."""
+"""Transfer, source-only, from-scratch, random-forest and pooled baselines beside the adapted
+model."""
 
 import json
 import shutil
@@ -6,8 +7,9 @@ import shutil
 import numpy as np
 import torch
 
-from cropmeta.adapt.baselines import Shots, baseline_predictions
-from cropmeta.adapt.transfer import (
+from cropmeta.baselines.pooled import load_pool
+from cropmeta.baselines.run import Shots, Sources, baseline_predictions
+from cropmeta.baselines.transfer import (
     fine_tune_all,
     fine_tune_head,
     load_pretrained,
@@ -23,6 +25,9 @@ EVERY_METHOD = {
     "transfer_head",
     "transfer_all",
     "source_only",
+    "pooled_forest",
+    "pooled_boosting",
+    "transfer_pooled",
 }
 
 
@@ -62,9 +67,8 @@ def test_adapt_json_lists_every_baseline_on_the_same_query(
         assert 0 <= m["overall_accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
     # every baseline predicts every query sample of the same split
     cfg = load_config(meta_model)
-    run = baseline_predictions(
-        _shots(meta_model, target), cfg.encoder, 0, load_pretrained(meta_model, cfg)
-    )
+    lent = Sources(load_pretrained(meta_model, cfg), load_pool(meta_model, cfg.normaliser))
+    run = baseline_predictions(_shots(meta_model, target), cfg.encoder, 0, lent)
     assert set(run.predictions) == EVERY_METHOD - {"maml"}
     assert len({len(p) for p in run.predictions.values()}) == 1
     # the adapted bundle is mappable and carries no source classifier
@@ -108,7 +112,7 @@ def test_source_only_never_predicts_a_class_the_sources_never_saw(meta_model, re
         logits = model(torch.cat([shots.x_support, shots.x_query]), shots.doy)
     assert torch.isneginf(logits[:, 0]).all() and (logits.argmax(-1) != 0).all()
     shifted = Shots(shots.x_support, shots.y_support + 1, shots.x_query, shots.doy, codes)
-    run = baseline_predictions(shifted, cfg.encoder, 0, pre, {unseen: "mystery crop"})
+    run = baseline_predictions(shifted, cfg.encoder, 0, Sources(pre), {unseen: "mystery crop"})
     assert (run.predictions["source_only"] != 0).all()
     assert "mystery crop" in run.notes["source_only"]
 
@@ -131,7 +135,8 @@ def test_meta_model_without_transfer_weights_still_adapts(regions, catalog, tmp_
     for bundle in (model, old):
         result = adapt_region(bundle, target, tmp_path / f"a-{bundle.name}", shots=3)
         assert set(result.metrics) == {"maml", "from_scratch", "random_forest"}
-        assert "omitted" in result.notes["transfer"]
+        assert "transfer_head" in result.notes["baselines"]
+        assert "pooled_forest" in result.notes["baselines"]
 
 
 def test_pretrained_init_starts_meta_training_from_the_transfer_encoder(

@@ -10,9 +10,10 @@ import pytest
 from checks import assert_one_line_error
 
 from cropmeta.adapt.cross_validate import check_folds, cross_validate
+from cropmeta.baselines.names import BASELINES
 from cropmeta.errors import InputError
 
-METHODS = {"maml", "from_scratch", "random_forest", "transfer_head", "transfer_all", "source_only"}
+METHODS = {"maml", *BASELINES}
 
 
 def test_every_label_is_predicted_once_by_a_fit_that_never_saw_it():

@@ -13,6 +13,7 @@ import pytest
 import torch
 from test_real_data import CATALOG, SHARED
 
+from cropmeta.baselines.names import BASELINES
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.learners.registry import LEARNERS
 from cropmeta.models.bundle import load_bundle, load_config
@@ -80,7 +81,7 @@ def test_every_learner_and_encoder_on_a_real_region_dataset(cli, gee, tmp_path, 
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     metrics = json.loads(res.stdout)["metrics"]
-    baselines = {"from_scratch", "random_forest", "transfer_head", "transfer_all", "source_only"}
+    baselines = set(BASELINES)
     assert set(metrics) == {algorithm, *baselines}
     assert all(0 <= m["overall_accuracy"] <= 1 for m in metrics.values())
 

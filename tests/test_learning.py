@@ -8,6 +8,7 @@ import torch
 from checks import assert_one_line_error
 from safetensors.torch import load_file
 
+from cropmeta.baselines.names import BASELINES
 from cropmeta.models.bundle import load_bundle
 
 
@@ -84,8 +85,7 @@ def test_adapt_cli_json_compares_baselines_on_same_shots(
     )
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
-    baselines = {"from_scratch", "random_forest", "transfer_head", "transfer_all", "source_only"}
-    assert set(result["metrics"]) == {"maml", *baselines}
+    assert set(result["metrics"]) == {"maml", *BASELINES}
     for m in result["metrics"].values():
         assert 0 <= m["overall_accuracy"] <= 1 and -1 <= m["kappa"] <= 1
     assert result["n_support"] == 3 * len(result["classes"])

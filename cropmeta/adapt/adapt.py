@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cropmeta.adapt.baselines import Shots, baseline_model, baseline_predictions
 from cropmeta.adapt.cross_validate import best_method, check_folds, cross_validate
-from cropmeta.adapt.names import BASELINES, BEST, TRANSFER_METHODS
-from cropmeta.adapt.transfer import load_pretrained
+from cropmeta.adapt.names import BEST
+from cropmeta.baselines.names import BASELINES
+from cropmeta.baselines.pooled import load_pool
+from cropmeta.baselines.run import Shots, Sources, available, baseline_model, baseline_predictions
+from cropmeta.baselines.transfer import load_pretrained
 from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import class_details, score
 from cropmeta.ingest.dataset import RegionArrays
@@ -73,6 +75,7 @@ def adapt_region(
     method: str | None = None,
     source: str | Path | None = None,
     overwrite: bool = False,
+    shot_weight: float = 1.0,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``; save a mappable model.
 
@@ -80,16 +83,18 @@ def adapt_region(
     the fields a user labelled). With ``shots`` K, K samples per class are drawn (seeded) as the
     support set, and the adapted model and the baselines — from scratch, random forest and, when
     the bundle stores a pre-trained source classifier, transfer (head; all layers) and
-    source-only — all fitted on those same samples, are scored on the region's other labelled
+    source-only, and, when it stores the source samples, the pooled baselines (sources + shots,
+    each shot weighing ``shot_weight`` source samples: :mod:`cropmeta.baselines.pooled`) — all
+    fitted on those same samples, are scored on the region's other labelled
     samples (``baselines=False``: the adapted model alone). ``settings`` replace the learner's
     adaptation settings (:data:`cropmeta.learners.registry.ADAPTATION_SETTINGS`), recorded in
     the adapted model. ``cv_folds`` K also cross-validates the learner and every baseline on
     the support set in K stratified folds (:mod:`cropmeta.adapt.cross_validate`): in production,
     the only estimate of which method suits the region. ``method`` names the model to save: the
     learner (default), a baseline fitted on the same support set
-    (:data:`cropmeta.adapt.names.BASELINES`), or ``"best"``: whichever cross-validation ranks
+    (:data:`cropmeta.baselines.names.BASELINES`), or ``"best"``: whichever cross-validation ranks
     first (:func:`cropmeta.adapt.cross_validate.best_method`; needs ``cv_folds``). ``source``
-    is the meta-model bundle whose stored source classifier the transfer baselines use (default:
+    is the meta-model bundle whose stored source classifier and samples the baselines use (default:
     ``model_dir``'s; `cropmeta evaluate` stores it with its first learner only). ``out`` must
     not be an input, nor an existing path that is not an adapted model cropmeta wrote, unless
     ``overwrite`` (:func:`cropmeta.ownership.claim`).
@@ -105,13 +110,13 @@ def adapt_region(
     model, _ = load_bundle(model_dir, learner.state)
     if cfg.kind != "meta":
         raise InputError(model_dir, "this model is already adapted; give the meta-trained model")
-    pre = None
-    if baselines or method in TRANSFER_METHODS:  # another bundle's source classifier: its config
-        pre = load_pretrained(source or model_dir, load_config(source) if source else cfg)
-    if method in TRANSFER_METHODS and pre is None:  # refused before any work
-        raise InputError(
-            source or model_dir, f"holds no pre-trained source classifier, so no {method}"
-        )
+    lent = Sources()  # the source classifier and samples (of another bundle: its config)
+    if baselines or method in BASELINES:
+        holder = source or model_dir
+        lent.classifier = load_pretrained(holder, load_config(source) if source else cfg)
+        lent.pool = load_pool(holder, cfg.normaliser, shot_weight)
+    if method in BASELINES and method not in available(lent)[0]:  # refused before any work
+        raise InputError(source or model_dir, available(lent)[1]["baselines"])
     data = RegionArrays.load(region)
     if reason := incompatibility(data.preparation, cfg.preparation):
         raise InputError(region, f"prepared differently from the model's training data: {reason}")
@@ -156,7 +161,7 @@ def adapt_region(
         y_true = np.array([to_index[int(c)] for c in data.codes[kept]])
         on = Shots(x[support], y, x[kept], doy, target_codes)
         predictions, result.notes, seconds, result.query_proba = _predict(
-            adapted, cfg, on, pre, baselines, data, seed
+            adapted, cfg, on, lent, baselines, data, seed
         )
         result.query_truth = y_true
         result.seconds |= seconds
@@ -171,7 +176,7 @@ def adapt_region(
             torch.manual_seed(seed)
             fold = learner.adapt(model, x_s[train], y[train], doy, n, info=info, codes=known)
             on = Shots(x_s[train], y[train], x_s[test], doy, target_codes)
-            predictions, notes, _, _ = _predict(fold, cfg, on, pre, baselines, data, seed)
+            predictions, notes, _, _ = _predict(fold, cfg, on, lent, baselines, data, seed)
             result.notes |= notes  # what a baseline cannot do, as on the query set
             return predictions
 
@@ -182,7 +187,7 @@ def adapt_region(
     result.saved = method
     if method != result.learner:  # a baseline, fitted on the same support set
         on = Shots(x[support], y, x[support], doy, target_codes)
-        adapted = baseline_model(method, on, cfg.encoder, seed, pre)
+        adapted = baseline_model(method, on, cfg.encoder, seed, lent)
     adapted_cfg = cfg.model_copy(
         update={
             "kind": "adapted",
@@ -207,7 +212,7 @@ def check_method(method: str | None, learner: str, cv_folds: int | None = None) 
     )
 
 
-def _predict(adapted, cfg, on: Shots, pretrained, baselines: bool, data, seed: int):
+def _predict(adapted, cfg, on: Shots, sources: Sources, baselines: bool, data, seed: int):
     """Query predictions of the adapted model and (``baselines``) of every baseline fitted on
     the same support set, the notes on what a baseline could not do, the baselines' fitting
     times, and the adapted model's class probabilities of the query samples."""
@@ -216,5 +221,5 @@ def _predict(adapted, cfg, on: Shots, pretrained, baselines: bool, data, seed: i
     predictions, proba = {cfg.learner["algorithm"]: logits.argmax(-1).numpy()}, logits.softmax(-1)
     if not baselines:
         return predictions, {}, {}, proba
-    run = baseline_predictions(on, cfg.encoder, seed, pretrained, data.class_names)
+    run = baseline_predictions(on, cfg.encoder, seed, sources, data.class_names)
     return predictions | run.predictions, run.notes, run.seconds, proba

@@ -26,6 +26,7 @@ from cropmeta.cli.options import (
     augment_options,
     count,
     learner_options,
+    real,
 )
 from cropmeta.cli.progress import console, one_line_errors, progress_bar
 
@@ -155,6 +156,15 @@ def adapt(
             "fields, or 'best': the one --cv ranks first.",
         ),
     ] = None,
+    shot_weight: Annotated[
+        float,
+        real(
+            "Pooled baselines (source samples + the labelled fields): how many source samples "
+            "one labelled field weighs.",
+            1e-3,
+            1e3,
+        ),
+    ] = 1.0,
     overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
@@ -183,7 +193,7 @@ def adapt(
             raise typer.BadParameter(str(exc), param_hint="--method") from None
         result = adapt_region(
             model[0], region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv,
-            method=method, overwrite=overwrite,
+            method=method, overwrite=overwrite, shot_weight=shot_weight,
         )  # fmt: skip
     if as_json:
         typer.echo(result.to_json())

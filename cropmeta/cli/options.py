@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from cropmeta.adapt.names import BASELINES, BEST, SUGGEST_METHODS
+from cropmeta.adapt.names import BEST, SUGGEST_METHODS
+from cropmeta.baselines.names import BASELINES
 from cropmeta.learners.names import ALGORITHMS
 
 SEED_MAX = 2**32 - 1

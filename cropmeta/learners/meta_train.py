@@ -28,7 +28,7 @@ from cropmeta.tasks.episodes import EpisodeSampler, LabelledSet, TaskBatch
 from cropmeta.tasks.task_info import region_info
 
 if TYPE_CHECKING:
-    from cropmeta.adapt.transfer import Pretrained
+    from cropmeta.baselines.transfer import Pretrained
     from cropmeta.learners.base import GradientLearner
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,15 @@ class MetaTrainConfig(BaseModel):
     baselines: bool = Field(
         True,
         description="also pre-train a source classifier on the same training split and store "
-        "it in the bundle, for adapt's transfer and source-only baselines",
+        "it, and the source samples, in the bundle, for adapt's transfer, source-only and "
+        "pooled baselines (cropmeta.baselines)",
+    )
+    source_samples: int = Field(
+        20_000,
+        ge=0,
+        le=1_000_000,
+        description="at most this many source samples stored for the pooled baselines (a "
+        "stratified random subset when the sources have more)",
     )
     augment: TaskAugmentation = Field(
         default_factory=TaskAugmentation,
@@ -132,11 +140,11 @@ def _pretrain(
     cfg: MetaTrainConfig,
     seed: int,
 ) -> Pretrained:
-    """The supervised source classifier (:func:`cropmeta.adapt.transfer.pretrain`) on the
+    """The supervised source classifier (:func:`cropmeta.baselines.transfer.pretrain`) on the
     meta-training split, early-stopped on the held-out split. It runs under its own seeded RNG,
     so calling it before or after meta-training leaves meta-training's random draws unchanged.
     ``effects`` (the meta-training tasks' simulated regions) apply with ``augment_baselines``."""
-    from cropmeta.adapt.transfer import pretrain
+    from cropmeta.baselines.transfer import pretrain
 
     train, val = labelled(np.logical_not), labelled(lambda h: h)
     effects = effects if cfg.augment_baselines else None
@@ -298,15 +306,17 @@ def meta_train(
     if loop.stopped:
         history["stopped_early"] = loop.iteration
     bundle.history = history
-    # --- transfer / source-only baselines (cropmeta.adapt.transfer): same split, same normaliser
+    # --- baselines (cropmeta.baselines): the source classifier (same split, same normaliser) and
+    # the source samples, stored in the bundle
     parts = {}
     if cfg.baselines:
-        from cropmeta.adapt.transfer import PART
+        from cropmeta.baselines.pooled import SOURCES, source_samples
+        from cropmeta.baselines.transfer import PART
 
         # one pre-training for both
         pre = pretrained or _pretrain(labelled, doy, effects, cfg, seed)
         bundle.transfer_classes, bundle.history["transfer"] = pre.codes, pre.history
-        parts = {PART: pre.model}
+        parts = {PART: pre.model, SOURCES: source_samples(data, cfg.source_samples, seed)}
     elif pretrained is not None:
         bundle.history["transfer"] = pretrained.history
     # --- end of the baselines block

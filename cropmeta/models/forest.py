@@ -1,4 +1,5 @@
-"""A fitted random forest held as tensors, so that a random forest can be an adapted model.
+"""A fitted random forest or gradient boosting held as tensors, so that either can be an adapted
+model.
 
 The random forest on the flattened series is the workhorse of operational crop mapping and, on
 the far gee-tsda domains, the strongest method at k = 5 (BENCHMARKS.md). To save it without a
@@ -12,10 +13,19 @@ threshold, here against that threshold rounded down to float32: the same decisio
 value follows the tree's ``missing_go_to_left``, and the trees' leaf fractions are summed one
 tree after another in float64 before the division by the number of trees. Hand-written rather
 than loaded with ``skops``: the house rule is tensors plus a JSON config.
+
+:meth:`ForestClassifier.from_sklearn_boosting` holds a ``HistGradientBoostingClassifier`` the
+same way: the same walk (its splits are ``x <= threshold`` on float64 data, a missing value
+following ``missing_go_to_left``), each tree's single leaf score added to its class's raw score
+in sklearn's order, from the fit's baseline. The raw scores are sklearn's ``decision_function``
+bit for bit; the probabilities are its softmax (or, for two classes, its sigmoid) computed with
+sklearn's operations in sklearn's order, equal to ``predict_proba`` up to the last bits of
+``exp`` (torch's and numpy's float64 ``exp`` differ by one ulp for a few percent of inputs).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -28,15 +38,26 @@ from cropmeta.models.sizes import MAX_TREE_DEPTH, Shapes
 #: The tensors a forest stores, by name: one row per node (all trees' nodes end to end), or
 #: one per tree (``roots``). ``branches`` holds each node's (right, left) child, a leaf's being
 #: itself; ``threshold`` is sklearn's float64 threshold rounded down to float32, which splits
-#: float32 inputs exactly as the float64 comparison does.
+#: float32 inputs exactly as the float64 comparison does. ``value`` holds a random forest's
+#: class fractions (node, class), or a boosted tree's leaf score (node, 1).
 FOREST_TENSORS = ("feature", "threshold", "branches", "missing_left", "value", "roots")
+#: What gradient boosting stores besides: ``bias``, each class's baseline raw score (−inf for
+#: a class absent from the fit), and ``classes``, the class whose raw score each tree adds to.
+BOOSTING_TENSORS = ("bias", "classes")
 WALK_PAIRS = 2**18
-DTYPES = {"threshold": torch.float32, "value": torch.float64, "missing_left": torch.bool}
+DTYPES = {
+    "threshold": torch.float32,
+    "value": torch.float64,
+    "missing_left": torch.bool,
+    "bias": torch.float64,
+}
+Combine = Literal["mean", "softmax", "sigmoid"]
+EMPTY = {"value": [0, 0], "branches": [0, 2]}  # a tensor's shape when the config names none
 
 
 class ForestHeadConfig(BaseModel):
-    """A random forest as the whole model: it reads the flattened normalised series itself, so
-    the bundle's ``encoder`` is not used."""
+    """A random forest (or gradient boosting) as the whole model: it reads the flattened
+    normalised series itself, so the bundle's ``encoder`` is not used."""
 
     kind: Literal["forest"] = "forest"
     memory: Shapes = Field(
@@ -45,17 +66,30 @@ class ForestHeadConfig(BaseModel):
     depth: int = Field(
         0, ge=0, le=MAX_TREE_DEPTH, description="the deepest leaf's depth: steps of the walk"
     )
+    combine: Combine = Field(
+        "mean",
+        description="how the leaves give probabilities: 'mean' of the trees' class fractions "
+        "(a random forest); 'softmax' of each class's bias plus its trees' leaf scores "
+        "(gradient boosting, several classes); 'sigmoid' of that score (gradient boosting, two "
+        "classes: the two of finite bias, the first the negative, whose score stays 0)",
+    )
 
 
 class ForestHead(nn.Module):
-    """The trees' buffers (see :data:`FOREST_TENSORS`) and the walk from roots to leaves."""
+    """The trees' buffers (see :data:`FOREST_TENSORS` and :data:`BOOSTING_TENSORS`) and the
+    walk from roots to leaves."""
 
     def __init__(self, cfg: ForestHeadConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        for name in FOREST_TENSORS:
-            shape = cfg.memory.get(name, {"value": [0, 0], "branches": [0, 2]}.get(name, [0]))
+        names = FOREST_TENSORS + (BOOSTING_TENSORS if cfg.combine != "mean" else ())
+        for name in names:
+            shape = cfg.memory.get(name, EMPTY.get(name, [0]))
             self.register_buffer(name, torch.zeros(shape, dtype=DTYPES.get(name, torch.int64)))
+
+    @property
+    def n_classes(self) -> int:
+        return self.value.shape[1] if self.cfg.combine == "mean" else len(self.bias)
 
     def forward(self, flat: torch.Tensor) -> torch.Tensor:
         """Class probabilities (sample, class), float64, as sklearn's ``predict_proba``.
@@ -63,13 +97,29 @@ class ForestHead(nn.Module):
         Samples go in chunks of :data:`WALK_PAIRS` (sample, tree) pairs, whose indexes stay in
         the CPU's cache (about 2× faster than 16384 pixels at once, a map's default batch).
         """
+        if self.cfg.combine == "mean":
+            parts = [self._mean(node) for node in self._leaves(flat)]
+        else:
+            link = self._softmax if self.cfg.combine == "softmax" else self._sigmoid
+            parts = [link(self._scores(node)).T for node in self._leaves(flat)]
+        return torch.cat(parts) if parts else torch.zeros(0, self.n_classes, dtype=torch.float64)
+
+    def scores(self, flat: torch.Tensor) -> torch.Tensor:
+        """Gradient boosting's raw scores (sample, class), float64: sklearn's
+        ``decision_function`` at its classes' columns (for two classes, at the second's; the
+        first's stays 0), −inf at classes absent from the fit."""
+        if self.cfg.combine == "mean":
+            raise ValueError("a random forest has no raw scores")
+        parts = [self._scores(node).T for node in self._leaves(flat)]
+        return torch.cat(parts) if parts else torch.zeros(0, self.n_classes, dtype=torch.float64)
+
+    def _leaves(self, flat: torch.Tensor) -> Iterator[torch.Tensor]:
+        """The leaf each sample reaches in each tree (sample, tree), chunk by chunk."""
         chunk = max(1, WALK_PAIRS // max(1, len(self.roots)))
         x = flat.to(torch.float32)
         leaf = self.branches[:, 0] == torch.arange(len(self.branches))
-        parts = [self._walk(x[i : i + chunk], leaf) for i in range(0, len(x), chunk)]
-        return (
-            torch.cat(parts) if parts else torch.zeros(0, self.value.shape[1], dtype=torch.float64)
-        )
+        for i in range(0, len(x), chunk):
+            yield self._walk(x[i : i + chunk], leaf)
 
     def _walk(self, x: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
         """Every (sample, tree) pair walks ``depth`` steps in one flat index space: a gather of
@@ -92,16 +142,54 @@ class ForestHead(nn.Module):
                 walking = ~leaf[at]
                 pair, at, row = pair[walking], at[walking], row[walking]
         node[pair] = at
-        node = node.view(n, n_trees)
+        return node.view(n, n_trees)
+
+    def _mean(self, node: torch.Tensor) -> torch.Tensor:
+        """A random forest's probabilities: the trees' leaf fractions, summed tree by tree as
+        sklearn sums them, over the number of trees."""
+        n, n_trees = node.shape
         total = torch.zeros(n, self.value.shape[1], dtype=torch.float64)
-        for tree in range(n_trees):  # tree by tree, as sklearn sums them
+        for tree in range(n_trees):
             total += self.value[node[:, tree]]
         return total / n_trees
 
+    def _scores(self, node: torch.Tensor) -> torch.Tensor:
+        """Raw scores (class, sample): the bias plus each tree's leaf score, added tree by tree
+        in sklearn's order (iteration by iteration)."""
+        score = self.bias[:, None].repeat(1, len(node))
+        leaf_score = self.value[:, 0]
+        for tree, k in enumerate(self.classes.tolist()):
+            score[k] += leaf_score[node[:, tree]]
+        return score
+
+    @staticmethod
+    def _softmax(score: torch.Tensor) -> torch.Tensor:
+        """``sklearn.utils.extmath.softmax`` over classes (dim 0), step by step: the largest
+        score subtracted, ``exp``, the sum class after class (as numpy sums sklearn's
+        Fortran-ordered scores), a division. An absent class's −inf gives 0."""
+        e = (score - score.max(0).values).exp()
+        total = e[0].clone()
+        for k in range(1, len(e)):
+            total += e[k]
+        return e / total
+
+    def _sigmoid(self, score: torch.Tensor) -> torch.Tensor:
+        """sklearn's binary ``predict_proba``: the second class's probability is
+        ``1 / (1 + exp(-score))`` (scipy's ``expit``), the first's one minus that."""
+        present = self.bias.isfinite().nonzero().flatten().tolist()
+        if len(present) != 2:
+            raise ValueError(f"a 'sigmoid' forest needs 2 classes of finite bias: {present}")
+        neg, pos = present
+        proba = torch.zeros_like(score)
+        proba[pos] = 1 / (1 + (-(score[pos] - score[neg])).exp())  # the negative's score is 0
+        proba[neg] = 1 - proba[pos]
+        return proba
+
 
 class ForestClassifier(nn.Module):
-    """A random forest with the networks' interface: ``model(x, doy)`` gives log-probabilities
-    (sample, class), whose softmax is the forest's probabilities and whose argmax its class."""
+    """A random forest (or gradient boosting) with the networks' interface: ``model(x, doy)``
+    gives log-probabilities (sample, class), whose softmax is the forest's probabilities and
+    whose argmax its class."""
 
     def __init__(self, cfg: ForestHeadConfig) -> None:
         super().__init__()
@@ -132,10 +220,56 @@ class ForestClassifier(nn.Module):
             parts["value"].append(value)
             parts["roots"].append(np.array([offset]))
             offset += tree.node_count
-        arrays = {name: np.concatenate(p) for name, p in parts.items()}
         depth = max(e.tree_.max_depth for e in forest.estimators_)
-        cfg = ForestHeadConfig(memory={k: list(a.shape) for k, a in arrays.items()}, depth=depth)
-        model = cls(cfg)
+        return cls._from_parts(parts, depth, "mean")
+
+    @classmethod
+    def from_sklearn_boosting(cls, model, n_classes: int) -> ForestClassifier:
+        """The fitted ``HistGradientBoostingClassifier`` ``model`` (labels 0..n-1, numerical
+        features only: categorical splits are refused)."""
+        nodes_of = [[p.nodes for p in trees] for trees in model._predictors]
+        if getattr(model, "_preprocessor", None) is not None or any(
+            nodes["is_categorical"].any() for trees in nodes_of for nodes in trees
+        ):
+            raise ValueError("gradient boosting with categorical features is not supported")
+        labels = model.classes_.astype(int)
+        if len(labels) < 2 or labels.min() < 0 or labels.max() >= n_classes:
+            raise ValueError(f"classes {labels.tolist()} are not 2 or more of 0..{n_classes - 1}")
+        baseline = model._baseline_prediction[0]
+        bias = np.full(n_classes, -np.inf)  # a class absent from the fit: probability 0
+        binary = model.n_trees_per_iteration_ == 1
+        columns = labels[1:] if binary else labels  # the class each of an iteration's trees adds to
+        bias[labels[0]] = 0.0  # binary: the negative class's score, to which nothing is added
+        bias[columns] = baseline
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in FOREST_TENSORS}
+        parts["classes"] = []
+        offset, depth = 0, 0
+        for trees in nodes_of:
+            for k, nodes in enumerate(trees):
+                index = np.arange(len(nodes)) + offset
+                leaf, threshold = nodes["is_leaf"].astype(bool), nodes["num_threshold"]
+                parts["feature"].append(np.where(leaf, 0, nodes["feature_idx"]).astype(np.int64))
+                parts["threshold"].append(float32_at_most(np.where(leaf, 0.0, threshold)))
+                left = np.where(leaf, index, nodes["left"].astype(np.int64) + offset)
+                right = np.where(leaf, index, nodes["right"].astype(np.int64) + offset)
+                parts["branches"].append(np.stack([right, left], 1))
+                parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
+                parts["value"].append(nodes["value"].astype(np.float64)[:, None])
+                parts["roots"].append(np.array([offset]))
+                parts["classes"].append(np.array([columns[k]], dtype=np.int64))
+                offset += len(nodes)
+                depth = max(depth, int(nodes["depth"].max()))
+        parts["bias"] = [bias]
+        return cls._from_parts(parts, depth, "sigmoid" if binary else "softmax")
+
+    @classmethod
+    def _from_parts(
+        cls, parts: dict[str, list[np.ndarray]], depth: int, combine: Combine
+    ) -> ForestClassifier:
+        """The model holding the trees' arrays ``parts`` (name → one array per tree)."""
+        arrays = {name: np.concatenate(p) for name, p in parts.items()}
+        memory = {k: list(a.shape) for k, a in arrays.items()}
+        model = cls(ForestHeadConfig(memory=memory, depth=depth, combine=combine))
         model.head.load_state_dict({k: torch.from_numpy(a) for k, a in arrays.items()})
         return model.eval()
 

@@ -194,16 +194,20 @@ def fine_tune_head(
     target_codes: list[int],
     seed: int,
     cfg: FineTuneConfig | None = None,
+    sample_weight: torch.Tensor | None = None,
 ) -> CropClassifier:
-    """A linear probe: the head over the target's classes fitted on the support set (x, y);
-    the pre-trained encoder is left exactly as it is."""
+    """A linear probe: the head over the target's classes fitted on the support set (x, y;
+    each sample weighted by ``sample_weight`` when given); the pre-trained encoder is left
+    exactly as it is."""
     cfg = cfg or FineTuneConfig()
     weight, bias = target_head(pre, target_codes, seed)
     head = torch.nn.Linear(weight.shape[1], weight.shape[0])
     head.load_state_dict({"weight": weight, "bias": bias})
     with torch.no_grad():
         emb = pre.model.encoder(x, doy)
-    fit_on_shots(head, lambda: head(emb), y, cfg.head_steps, cfg.head_lr, cfg.weight_decay)
+    fit_on_shots(
+        head, lambda: head(emb), y, cfg.head_steps, cfg.head_lr, cfg.weight_decay, sample_weight
+    )
     return _with_head(pre, head.weight.detach(), head.bias.detach())
 
 
@@ -215,10 +219,17 @@ def fine_tune_all(
     target_codes: list[int],
     seed: int,
     cfg: FineTuneConfig | None = None,
+    sample_weight: torch.Tensor | None = None,
 ) -> CropClassifier:
     """Every layer fine-tuned on the support set, starting from the linear probe (LP-FT)."""
     cfg = cfg or FineTuneConfig()
-    model = fine_tune_head(pre, x, y, doy, target_codes, seed, cfg)
+    model = fine_tune_head(pre, x, y, doy, target_codes, seed, cfg, sample_weight)
     return fit_on_shots(
-        model, lambda: model(x, doy), y, cfg.all_steps, cfg.all_lr, cfg.weight_decay
+        model,
+        lambda: model(x, doy),
+        y,
+        cfg.all_steps,
+        cfg.all_lr,
+        cfg.weight_decay,
+        sample_weight,
     )

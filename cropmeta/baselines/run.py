@@ -2,7 +2,7 @@
 
 :func:`baseline_predictions` runs them all on one support/query split: training from scratch,
 a random forest, and — when the meta-model bundle holds a pre-trained source classifier (see
-:mod:`cropmeta.adapt.transfer`) — transfer learning (head only; all layers) and source-only.
+:mod:`cropmeta.baselines.transfer`) — transfer learning (head only; all layers) and source-only.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from sklearn.ensemble import RandomForestClassifier
 
-from cropmeta.adapt.names import TRANSFER_METHODS
-from cropmeta.adapt.transfer import (
+from cropmeta.baselines.names import BASELINES, POOLED_METHODS, TRANSFER_METHODS
+from cropmeta.baselines.pooled import SourcePool, pooled_boosting, pooled_forest, transfer_pooled
+from cropmeta.baselines.transfer import (
     Pretrained,
     fine_tune_all,
     fine_tune_head,
@@ -83,57 +84,97 @@ class BaselineRun:
         self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
+#: What each baseline needs from the sources, beyond the shots.
+NEEDS = {
+    **{name: ("classifier",) for name in TRANSFER_METHODS},
+    "pooled_forest": ("pool",),
+    "pooled_boosting": ("pool",),
+    "transfer_pooled": ("classifier", "pool"),
+}
+
+
+@dataclass
+class Sources:
+    """What the source regions lend the baselines, as a meta-model bundle stores them: the
+    pre-trained source classifier (:mod:`.transfer`) and the labelled source samples
+    (:mod:`.pooled`); either is None for bundles meta-trained without baselines."""
+
+    classifier: Pretrained | None = None
+    pool: SourcePool | None = None
+
+
 def baseline_model(
-    name: str, shots: Shots, encoder: EncoderConfig, seed: int, pretrained: Pretrained | None
+    name: str, shots: Shots, encoder: EncoderConfig, seed: int, sources: Sources
 ) -> CropClassifier | ForestClassifier:
-    """Baseline ``name`` (one of :data:`~cropmeta.adapt.names.BASELINES`) fitted on the support
-    set."""
+    """Baseline ``name`` (one of :data:`~cropmeta.baselines.names.BASELINES`) fitted on the
+    support set (and, for the pooled ones, the source samples)."""
     n = len(shots.codes)
+    x, y = shots.x_support, shots.y_support
     if name == "from_scratch":
-        return from_scratch(shots.x_support, shots.y_support, shots.doy, n, encoder, seed)
+        return from_scratch(x, y, shots.doy, n, encoder, seed)
     if name == "random_forest":
-        return random_forest(shots.x_support, shots.y_support, n, seed)
-    if pretrained is None:
+        return random_forest(x, y, n, seed)
+    pre, pool = sources.classifier, sources.pool
+    if name in POOLED_METHODS and pool is None:
+        raise ValueError(f"{name} needs the source samples")
+    if name == "pooled_forest":
+        return pooled_forest(pool, x, y, shots.codes, seed)
+    if name == "pooled_boosting":
+        return pooled_boosting(pool, x, y, shots.codes, seed)
+    if pre is None:
         raise ValueError(f"{name} needs the pre-trained source classifier")
+    if name == "transfer_pooled":
+        return transfer_pooled(pre, pool, x, y, shots.doy, shots.codes, seed)
     if name == "source_only":
-        return source_only(pretrained, shots.codes)
+        return source_only(pre, shots.codes)
     fit = {"transfer_head": fine_tune_head, "transfer_all": fine_tune_all}[name]
-    return fit(pretrained, shots.x_support, shots.y_support, shots.doy, shots.codes, seed)
+    return fit(pre, x, y, shots.doy, shots.codes, seed)
+
+
+def available(sources: Sources) -> tuple[list[str], dict[str, str]]:
+    """The baselines ``sources`` allow, in report order, and a note naming those left out."""
+    has = {"classifier": sources.classifier is not None, "pool": sources.pool is not None}
+    methods = [n for n in BASELINES if all(has[k] for k in NEEDS.get(n, ()))]
+    omitted = [n for n in BASELINES if n not in methods]
+    if not omitted:
+        return methods, {}
+    why = {"classifier": "no pre-trained source classifier", "pool": "no source samples"}
+    lacking = " and ".join(why[k] for k, ok in has.items() if not ok)
+    note = (
+        f"the meta-model holds {lacking} (meta-trained without baselines, or by an older "
+        f"cropmeta): {', '.join(omitted)} omitted"
+    )
+    return methods, {"baselines": note}
 
 
 def baseline_predictions(
     shots: Shots,
     encoder: EncoderConfig,
     seed: int,
-    pretrained: Pretrained | None = None,
+    sources: Sources | None = None,
     names: dict[int, str] | None = None,
 ) -> BaselineRun:
-    """Fit every baseline on the support set and predict the query set (class indices)."""
+    """Fit every baseline ``sources`` allow on the support set and predict the query set
+    (class indices)."""
+    sources = sources or Sources()
     run = BaselineRun()
-    n = len(shots.codes)
+    methods, run.notes = available(sources)
 
     def predict(name: str) -> np.ndarray:
-        model = baseline_model(name, shots, encoder, seed, pretrained)
+        model = baseline_model(name, shots, encoder, seed, sources)
         with torch.no_grad():
             return model(shots.x_query, shots.doy).argmax(-1).numpy()
 
-    run.add("from_scratch", lambda: predict("from_scratch"))
-    run.add("random_forest", lambda: predict("random_forest"))
-    if pretrained is None:
-        run.notes["transfer"] = (
-            "the meta-model holds no pre-trained source classifier (meta-trained without "
-            "baselines): " + ", ".join(TRANSFER_METHODS) + " omitted"
-        )
-        return run
-    for name in TRANSFER_METHODS:
+    for name in methods:
         run.add(name, lambda name=name: predict(name))
-    unknown = [
-        c for c, k in zip(shots.codes, known_mask(pretrained, shots.codes), strict=True) if not k
-    ]
+    if sources.classifier is None:
+        return run
+    known = known_mask(sources.classifier, shots.codes)
+    unknown = [c for c, k in zip(shots.codes, known, strict=True) if not k]
     if unknown:
         listed = ", ".join((names or {}).get(c, str(c)) for c in unknown)
         run.notes["source_only"] = (
-            f"cannot predict {len(unknown)} of {n} classes the sources never saw ({listed}); "
-            "their query samples count as errors"
+            f"cannot predict {len(unknown)} of {len(shots.codes)} classes the sources never saw "
+            f"({listed}); their query samples count as errors"
         )
     return run
