@@ -31,7 +31,15 @@ METRICS = ("overall_accuracy", "macro_f1")
 def draws(model: Path, region: Path, args: argparse.Namespace) -> list[AdaptResult]:
     with tempfile.TemporaryDirectory() as tmp:
         return [
-            adapt_region(model, region, Path(tmp) / str(d), args.shots, seed, cv_folds=args.folds)
+            adapt_region(
+                model,
+                region,
+                Path(tmp) / str(d),
+                args.shots,
+                seed,
+                cv_folds=args.folds,
+                transductive=False,  # the ranked methods only
+            )  # fmt: skip
             for d, seed in enumerate(range(args.seed, args.seed + args.draws))
         ]
 

@@ -28,6 +28,8 @@ EVERY_METHOD = {
     "pooled_forest",
     "pooled_boosting",
     "transfer_pooled",
+    "presto_forest",
+    "presto_linear",
 }
 
 
@@ -41,7 +43,9 @@ def _shots(meta_model, region, k=3, seed=0) -> Shots:
     query = np.setdiff1d(np.arange(len(data.codes)), support)
     x = torch.from_numpy(cfg.normaliser(data.x))
     y = torch.tensor([codes.index(int(c)) for c in data.codes[support]])
-    return Shots(x[support], y, x[query], torch.from_numpy(data.doy).long(), codes)
+    doy = torch.from_numpy(data.doy).long()
+    prepared = {"bands": cfg.preparation.bands, "normaliser": cfg.normaliser}
+    return Shots(x[support], y, x[query], doy, codes, **prepared)
 
 
 def test_adapt_json_lists_every_baseline_on_the_same_query(
@@ -62,7 +66,9 @@ def test_adapt_json_lists_every_baseline_on_the_same_query(
     )
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
-    assert set(result["metrics"]) == EVERY_METHOD and result["learner"] == "maml"
+    plain = {m for m in result["metrics"] if "+" not in m}  # and their corrected variants
+    assert plain == EVERY_METHOD and result["learner"] == "maml"
+    assert {m.split("+")[0] for m in result["metrics"]} == EVERY_METHOD
     for m in result["metrics"].values():
         assert 0 <= m["overall_accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
     # every baseline predicts every query sample of the same split
@@ -134,7 +140,9 @@ def test_meta_model_without_transfer_weights_still_adapts(regions, catalog, tmp_
     target = regions[catalog.targets()[1].name]
     for bundle in (model, old):
         result = adapt_region(bundle, target, tmp_path / f"a-{bundle.name}", shots=3)
-        assert set(result.metrics) == {"maml", "from_scratch", "random_forest"}
+        shots_only = {"maml", "from_scratch", "random_forest", "presto_forest", "presto_linear"}
+        assert {m.split("+")[0] for m in result.metrics} == shots_only
+        assert "maml+timematch" not in result.metrics  # alignment needs the source classifier
         assert "transfer_head" in result.notes["baselines"]
         assert "pooled_forest" in result.notes["baselines"]
 

@@ -12,6 +12,16 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def _load(name: str):
+    """A benchmark script as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_cv_selection_benchmark_runs_on_the_tiny_world(meta_model, regions, catalog):
     """benchmarks/cv_selection.py: a table per target and the summary line."""
     script = BENCHMARKS / "cv_selection.py"
@@ -78,3 +88,24 @@ def test_speed_benchmark_arms_take_the_same_meta_gradient():
     for arm in arms[1:]:
         torch.testing.assert_close(grads[arm], grads["plain loop"], rtol=1e-4, atol=1e-6)
     assert grads["plain loop"].abs().sum() > 0
+
+
+def test_adaptation_study_retakes_the_automatic_choice_with_a_default_correction():
+    """benchmarks/adaptation_study.py: `best` re-taken with the pick's corrected row of the
+    same draw; per data set, the means over the targets of the means over the draws."""
+    study = _load("adaptation_study")
+
+    def run(target, seed, method, oa, notes=""):
+        metrics = {"overall_accuracy": oa, "macro_f1": oa}
+        return {"target": target, "shots": 5, "seed": seed, "method": method,
+                "metrics": metrics, "notes": notes}  # fmt: skip
+
+    runs = [
+        run("a", 0, "rf", 0.5), run("a", 0, "rf+timematch", 0.7),
+        run("a", 0, "best", 0.5, "picked rf"),
+        run("b", 0, "rf", 0.3), run("b", 0, "best", 0.3, "picked rf"),  # no corrected row
+    ]  # fmt: skip
+    again = study.with_default(runs, "timematch")
+    assert [r["metrics"]["overall_accuracy"] for r in again] == [0.7, 0.3]
+    table = study.data_set_table(runs + again, 5)
+    assert abs(table["best+timematch"][0] - 0.5) < 1e-12 and "rf+timematch" not in table

@@ -37,6 +37,18 @@ def test_every_method_is_scored_on_the_same_draws(evaluation, catalog):
             (r["n_support"], r["n_query"], tuple(r["classes"]))
         )
     assert by_draw and all(len(v) == 1 for v in by_draw.values())  # identical support/query
+    # the corrections with the query's series, and the automatic choice (K = 3 only: K ≥ 2)
+    assert {"maml+label_shift", "protonet+soft_kmeans", "presto_forest"} <= methods
+    best = [r for r in scored if r["method"] == "best"]
+    assert {r["shots"] for r in best} == {3} and len(best) == 2 * len(targets)
+    for r in best:
+        picked = r["notes"].removeprefix("picked ")
+        twin = next(
+            o for o in scored
+            if (o["target"], o["shots"], o["seed"], o["method"])
+            == (r["target"], r["shots"], r["seed"], picked)
+        )  # fmt: skip
+        assert r["metrics"] == twin["metrics"]
     assert results["environment"]["threads"] >= 1  # figures repeat at the same thread count
     for r in scored:
         n = len(r["classes"])
@@ -280,7 +292,7 @@ def rerun(cli, world, evaluation, tmp_path_factory):
         "evaluate", "--catalog", world, "--out", out, "--learner", "maml", "--learner",
         "protonet", "--shots", "1", "--shots", "3", "--seeds", "2", "--iterations", "15",
         "--task-ways", "3", "--task-shots", "2", "--task-queries", "3", "--cv", "3",
-        "--ensemble", "2",
+        "--ensemble", "2", "--no-transductive", "--no-automatic",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     return out, json.loads((out / "results.json").read_text())

@@ -14,7 +14,7 @@ from checks import assert_one_line_error
         (["--set", "adapt_steps=abc"], "--set: "),
         (["--set", "fine_tune_steps=-3"], "--set: "),
         (["--method", "nope"], "--method: 'nope' is not one of"),
-        (["--method", "best"], "--method: method 'best' is the one cross-validation ranks first"),
+        (["--method", "maml", "--transductive", "soft_kmeans"], "--method: method 'maml+soft"),
         (["--method", "anil"], "--method: method 'anil': the learner (maml)"),
         (["--shots", "-1"], "--shots: Input should be greater than or equal to 1"),
         (["--cv", "1"], "--cv: Input should be greater than or equal to 2"),

@@ -4,12 +4,17 @@ other."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
 import torch
 from checks import assert_one_line_error
 
+from cropmeta.adapt.cross_validate import best_method
+from cropmeta.adapt.names import DEFAULT_TRANSDUCTION
+from cropmeta.adapt.transductive import split_variant
 from cropmeta.evaluate.metrics import score
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.models.bundle import load_bundle, load_config
@@ -59,20 +64,39 @@ def test_a_saved_baseline_maps(cli, meta_model, regions, catalog, tmp_path, meth
 def test_adapt_refuses_a_method_it_cannot_save(cli, meta_model, regions, catalog, tmp_path):
     target = regions[catalog.targets()[0].name]
     out = tmp_path / "a"
-    for method, why in (("svm", "'svm'"), ("best", "give --cv too")):
-        res = cli("adapt", "--model", meta_model, "--region", target, "--out", out,
-                  "--method", method)  # fmt: skip
+    for args, why in (
+        (("--method", "svm"), "'svm'"),
+        (("--method", "random_forest", "--transductive", "soft_kmeans"), "protonet"),
+    ):
+        res = cli("adapt", "--model", meta_model, "--region", target, "--out", out, *args)
         assert res.exit_code == 2 and why in res.output and not out.exists()
+
+
+def test_adapt_saves_the_automatic_choice_by_default(cli, meta_model, regions, catalog, tmp_path):
+    """Without --method: every method cross-validated on the labelled fields (as many folds as
+    they fill, at most 5), the first saved — and a class with one field: the learner."""
+    target = regions[catalog.targets()[0].name]
+    out = tmp_path / "a"
+    res = cli("adapt", "--model", meta_model, "--region", target, "--out", out, "--shots", "3",
+              "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    pick, how = split_variant(result["saved"])  # with the default correction where it applies
+    assert result["cv_folds"] == 3 and pick == best_method(result["cv_metrics"])
+    assert how in (None, DEFAULT_TRANSDUCTION)
+    res = cli("adapt", "--model", meta_model, "--region", target, "--out", tmp_path / "b",
+              "--shots", "1", "--json")  # fmt: skip
+    result = json.loads(res.stdout)
+    assert result["saved"] == "maml" and "one labelled sample" in result["notes"]["best"]
 
 
 def test_best_saves_the_method_cross_validation_ranks_first(meta_model, regions, catalog, tmp_path):
     from cropmeta.adapt.adapt import adapt_region
-    from cropmeta.adapt.cross_validate import best_method
 
     target = regions[catalog.targets()[0].name]
     out = tmp_path / "adapted"
     result = adapt_region(meta_model, target, out, shots=3, seed=2, cv_folds=3, method="best")
-    assert result.saved == best_method(result.cv_metrics)
+    assert split_variant(result.saved)[0] == best_method(result.cv_metrics)
     assert load_config(out).history["adaptation"]["saved"] == result.saved
     predicted, truth = query_predictions(out, target, shots=3, seed=2)
     assert score(truth, predicted) == result.metrics[result.saved]

@@ -4,18 +4,42 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cropmeta.adapt.cross_validate import best_method, check_folds, cross_validate
-from cropmeta.adapt.names import BEST
-from cropmeta.baselines.names import BASELINES
+from cropmeta.adapt.cross_validate import (
+    AUTOMATIC_FOLDS,
+    best_method,
+    check_folds,
+    cross_validate,
+)
+from cropmeta.adapt.names import BEST, DEFAULT_TRANSDUCTION, TRANSDUCTIONS
+from cropmeta.adapt.transductive import (
+    Unlabelled,
+    applies,
+    split_variant,
+    transduce,
+    variant,
+)
+from cropmeta.baselines.names import BASELINES, PRESTO_METHODS
 from cropmeta.baselines.pooled import load_pool
-from cropmeta.baselines.run import Shots, Sources, available, baseline_model, baseline_predictions
-from cropmeta.baselines.transfer import load_pretrained
+from cropmeta.baselines.presto import region_latlon
+from cropmeta.baselines.run import (
+    BaselineRun,
+    Shots,
+    Sources,
+    available,
+    baseline_model,
+    baseline_predictions,
+    training_prior,
+    unreadable_by_presto,
+    weighted_fit,
+)
+from cropmeta.baselines.transfer import load_pretrained, source_only
 from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import class_details, score
 from cropmeta.ingest.dataset import RegionArrays
@@ -30,8 +54,13 @@ from cropmeta.models.bundle import (
     save_bundle,
 )
 from cropmeta.ownership import claim
+from cropmeta.tasks.augment import RegionEffects, TaskAugmentation
 from cropmeta.tasks.episodes import split_support_query
 from cropmeta.tasks.task_info import region_info
+
+#: The largest crop-calendar shift alignment tries, either way (``+timematch``): weeks to two
+#: months between regions of one hemisphere (shared/design/crop-phenology.md).
+MAX_SHIFT_DAYS = 60
 
 
 @dataclass
@@ -76,6 +105,8 @@ def adapt_region(
     source: str | Path | None = None,
     overwrite: bool = False,
     shot_weight: float = 1.0,
+    unlabelled: str | Path | None = None,
+    transductive: bool = True,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``; save a mappable model.
 
@@ -98,11 +129,19 @@ def adapt_region(
     ``model_dir``'s; `cropmeta evaluate` stores it with its first learner only). ``out`` must
     not be an input, nor an existing path that is not an adapted model cropmeta wrote, unless
     ``overwrite`` (:func:`cropmeta.ownership.claim`).
+
+    The region's unlabelled samples — ``unlabelled``, a region dataset prepared like the
+    model's data whose labels are ignored, or else, with ``shots``, the region's samples outside
+    the support (the query's labels are never read) — serve the transductive corrections of
+    :mod:`cropmeta.adapt.transductive`: with ``transductive`` each applicable
+    ``<method>+<how>`` is scored beside its method (not cross-validated: support folds are
+    class-balanced, the region is not), and ``method`` may name one to save.
     """
-    claim(out, "adapted-model", inputs=[model_dir, region, source], overwrite=overwrite)
+    inputs = [model_dir, region, source, unlabelled]
+    claim(out, "adapted-model", inputs=inputs, overwrite=overwrite)
     cfg = load_config(model_dir)
     recorded_learner(cfg.learner, Path(model_dir) / CONFIG)
-    method = check_method(method, cfg.learner["algorithm"], cv_folds)
+    method = check_method(method, cfg.learner["algorithm"])
     settings = check_adaptation(cfg.learner["algorithm"], settings or {})
     cfg = cfg.model_copy(update={"learner": {**cfg.learner, **settings}})
     learner = build_learner(cfg.learner["algorithm"], cfg.learner)
@@ -115,11 +154,19 @@ def adapt_region(
         holder = source or model_dir
         lent.classifier = load_pretrained(holder, load_config(source) if source else cfg)
         lent.pool = load_pool(holder, cfg.normaliser, shot_weight)
-    if method in BASELINES and method not in available(lent)[0]:  # refused before any work
+    base, how = split_variant(method)
+    if base in BASELINES and base not in available(lent)[0]:  # refused before any work
         raise InputError(source or model_dir, available(lent)[1]["baselines"])
-    data = RegionArrays.load(region)
+    if base in PRESTO_METHODS and (why := unreadable_by_presto(cfg.preparation.bands)):
+        raise InputError(model_dir, f"{base}: {why}")
+    data = RegionArrays.load(region, require_labels=True)
     if reason := incompatibility(data.preparation, cfg.preparation):
         raise InputError(region, f"prepared differently from the model's training data: {reason}")
+    extra = None if unlabelled is None else RegionArrays.load(unlabelled)
+    if extra is not None and (reason := incompatibility(extra.preparation, cfg.preparation)):
+        raise InputError(unlabelled, f"prepared differently from the model's data: {reason}")
+    if how is not None and extra is None and shots is None:
+        raise InputError(region, f"{method} needs the region's unlabelled samples: --unlabelled")
     rng = np.random.default_rng(seed)
     if shots is None:
         support, query, skipped = np.arange(len(data.codes)), np.array([], int), []
@@ -132,6 +179,12 @@ def adapt_region(
     to_index = {int(c): i for i, c in enumerate(codes)}
     x = torch.from_numpy(cfg.normaliser(data.x))
     y = torch.tensor([to_index[int(c)] for c in data.codes[support]])
+    fallback = None
+    if split_variant(method)[0] == BEST and cv_folds is None:  # as many folds as can be filled
+        cv_folds = min(AUTOMATIC_FOLDS, int(np.bincount(y.numpy()).min()))
+        if cv_folds < 2:  # one labelled sample of a class: nothing to cross-validate
+            cv_folds, method = None, cfg.learner["algorithm"]
+            fallback = "a class has one labelled sample: no cross-validation, the learner saved"
     if cv_folds is not None:
         names = [data.class_names.get(int(c), str(c)) for c in codes]
         check_folds(y.numpy(), cv_folds, names, region)
@@ -156,12 +209,47 @@ def adapt_region(
         learner=cfg.learner["algorithm"],
         seconds={cfg.learner["algorithm"]: adapt_seconds},
     )
+    if extra is not None:  # the user's unlabelled samples; their labels, if any, unread
+        x_unlabelled = torch.from_numpy(cfg.normaliser(extra.x))
+    else:  # the region's samples outside the support (the query's labels are never read)
+        x_unlabelled = x[np.setdiff1d(np.arange(len(data.codes)), support)]
+    name = cfg.learner["algorithm"]
+
+    def refit(method: str, on: Shots) -> torch.nn.Module:
+        """Method ``method`` fitted on ``on``'s support: the learner adapted, or a baseline."""
+        if method != name:
+            return baseline_model(method, on, cfg.encoder, seed, lent)
+        torch.manual_seed(seed)
+        n = len(on.codes)
+        return learner.adapt(model, on.x_support, on.y_support, doy, n, info=info, codes=known)
+
+    prepared = {"bands": cfg.preparation.bands, "normaliser": cfg.normaliser}
+    support_on = Shots(
+        x[support], y, x[support], doy, target_codes, **prepared, latlon=region_latlon(region)
+    )  # the support set as every method sees it; ``x_query`` replaced where one is scored
+    unl = None
+    if len(x_unlabelled):
+        grid = cfg.preparation.grid
+        pre = lent.classifier
+        unl = Unlabelled(
+            x_unlabelled,
+            train_prior=lambda m: training_prior(m, support_on, lent),
+            refit=refit,
+            learner=name,
+            time_index=RegionEffects(TaskAugmentation(), grid).time_index,
+            weighted_fit=lambda m: weighted_fit(m, target_codes, seed, lent),
+            source=None if pre is None else lambda: source_only(pre, target_codes),
+            source_prior=training_prior("source_only", support_on, lent),
+            max_shift=max(1, round(MAX_SHIFT_DAYS / grid.step)),
+            seed=seed,
+        )
     if len(query):
         kept = query[np.isin(data.codes[query], codes)]  # classes with a support sample
         y_true = np.array([to_index[int(c)] for c in data.codes[kept]])
-        on = Shots(x[support], y, x[kept], doy, target_codes)
+        on = support_on.replace(x_query=x[kept])
+        extend = _variants(on, unl) if transductive and unl is not None else None
         predictions, result.notes, seconds, result.query_proba = _predict(
-            adapted, cfg, on, lent, baselines, data, seed
+            adapted, cfg, on, lent, baselines, data, seed, extend
         )
         result.query_truth = y_true
         result.seconds |= seconds
@@ -175,19 +263,29 @@ def adapt_region(
         def fit_predict(train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
             torch.manual_seed(seed)
             fold = learner.adapt(model, x_s[train], y[train], doy, n, info=info, codes=known)
-            on = Shots(x_s[train], y[train], x_s[test], doy, target_codes)
+            on = support_on.replace(x_support=x_s[train], y_support=y[train], x_query=x_s[test])
             predictions, notes, _, _ = _predict(fold, cfg, on, lent, baselines, data, seed)
             result.notes |= notes  # what a baseline cannot do, as on the query set
             return predictions
 
         result.cv_folds = cv_folds
         result.cv_metrics = cross_validate(fit_predict, y.numpy(), cv_folds, seed)
-        if method == BEST:
-            method = best_method(result.cv_metrics)
+        if split_variant(method)[0] == BEST:
+            corrects = lambda how, m: unl is not None and applies(how, m, unl)  # noqa: E731
+            method = chosen_method(result.cv_metrics, method, corrects)
     result.saved = method
-    if method != result.learner:  # a baseline, fitted on the same support set
-        on = Shots(x[support], y, x[support], doy, target_codes)
-        adapted = baseline_model(method, on, cfg.encoder, seed, lent)
+    if fallback:
+        result.notes[BEST] = fallback
+    base, how = split_variant(method)
+    if base != result.learner:  # a baseline, fitted on the same support set
+        adapted = refit(base, support_on)
+    if how is not None:
+        if unl is None:
+            raise InputError(region, f"{method}: no unlabelled samples (give --unlabelled)")
+        try:
+            adapted = transduce(how, base, adapted, support_on, unl)
+        except ValueError as exc:  # e.g. soft k-means after `best` chose a forest
+            raise InputError(model_dir, f"{method}: {exc}") from None
     adapted_cfg = cfg.model_copy(
         update={
             "kind": "adapted",
@@ -200,26 +298,73 @@ def adapt_region(
     return result
 
 
-def check_method(method: str | None, learner: str, cv_folds: int | None = None) -> str:
-    """The method whose model ``adapt`` saves: the learner unless a baseline or ``best`` (the
-    cross-validation's pick, so only with ``cv_folds``) is named."""
-    if method == BEST and cv_folds is None:
-        raise ValueError("method 'best' is the one cross-validation ranks first: give --cv too")
+def chosen_method(
+    cv_metrics: dict[str, dict[str, float]],
+    named: str = BEST,
+    can_correct: Callable[[str, str], bool] = lambda how, method: False,
+) -> str:
+    """What ``--method best[+how]`` saves: the method cross-validation ranks first, with the
+    named correction or else the default one
+    (:data:`~cropmeta.adapt.names.DEFAULT_TRANSDUCTION`) where ``can_correct(how, method)``
+    (the region's unlabelled samples are at hand and the correction applies)."""
+    pick = best_method(cv_metrics)
+    how = split_variant(named)[1]
+    if how is None and DEFAULT_TRANSDUCTION is not None:
+        how = DEFAULT_TRANSDUCTION if can_correct(DEFAULT_TRANSDUCTION, pick) else None
+    return variant(pick, how) if how else pick
+
+
+def check_method(method: str | None, learner: str) -> str:
+    """The method whose model ``adapt`` saves: the learner unless a baseline, a corrected
+    method (``<method>+<how>``) or ``best`` (the cross-validation's pick) is named."""
+    base, how = split_variant(method or learner)  # refuses an unknown correction
     if method is None or method in (learner, *BASELINES, BEST):
         return method or learner
+    if how is not None and base in (learner, *BASELINES, BEST):
+        if how == "soft_kmeans" and (learner != "protonet" or base not in (learner, BEST)):
+            raise ValueError(f"method {method!r}: soft k-means refines protonet's prototypes")
+        return method
     raise ValueError(
-        f"method {method!r}: the learner ({learner}), one of {', '.join(BASELINES)}, or {BEST}"
+        f"method {method!r}: the learner ({learner}), one of {', '.join(BASELINES)}, or {BEST}, "
+        f"optionally followed by +{' / +'.join(TRANSDUCTIONS)}"
     )
 
 
-def _predict(adapted, cfg, on: Shots, sources: Sources, baselines: bool, data, seed: int):
+def _predict(
+    adapted, cfg, on: Shots, sources: Sources, baselines: bool, data, seed: int, extend=None
+):
     """Query predictions of the adapted model and (``baselines``) of every baseline fitted on
-    the same support set, the notes on what a baseline could not do, the baselines' fitting
-    times, and the adapted model's class probabilities of the query samples."""
+    the same support set, each with its ``extend`` variants (:func:`_variants`), the notes on
+    what a method could not do or found, the fitting times, and the adapted model's class
+    probabilities of the query samples."""
+    learner = cfg.learner["algorithm"]
     with torch.no_grad():
         logits = adapted(on.x_query, on.doy)
-    predictions, proba = {cfg.learner["algorithm"]: logits.argmax(-1).numpy()}, logits.softmax(-1)
-    if not baselines:
-        return predictions, {}, {}, proba
-    run = baseline_predictions(on, cfg.encoder, seed, sources, data.class_names)
-    return predictions | run.predictions, run.notes, run.seconds, proba
+    run = BaselineRun({learner: logits.argmax(-1).numpy()})
+    if extend is not None:
+        run.merge(extend(learner, adapted))
+    if baselines:
+        run.merge(baseline_predictions(on, cfg.encoder, seed, sources, data.class_names, extend))
+    return run.predictions, run.notes, run.seconds, logits.softmax(-1)
+
+
+def _variants(on: Shots, data: Unlabelled):
+    """``extend`` for :func:`_predict`: every transductive correction that applies to a
+    fitted method, scored on the query samples."""
+
+    def extend(method: str, model: torch.nn.Module) -> BaselineRun:
+        run = BaselineRun()
+        for how in TRANSDUCTIONS:
+            if not applies(how, method, data):
+                continue
+            start = time.perf_counter()
+            name = variant(method, how)
+            corrected = transduce(how, method, model, on, data)
+            with torch.no_grad():
+                run.predictions[name] = corrected(on.x_query, on.doy).argmax(-1).numpy()
+            run.seconds[name] = round(time.perf_counter() - start, 3)
+            if name in data.notes:
+                run.notes[name] = data.notes[name]
+        return run
+
+    return extend

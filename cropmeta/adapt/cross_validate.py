@@ -24,6 +24,9 @@ from sklearn.model_selection import StratifiedKFold
 from cropmeta.errors import InputError
 from cropmeta.evaluate.metrics import score
 
+#: Folds of ``--method best``'s cross-validation when none are named (fewer when a class has
+#: fewer labelled samples).
+AUTOMATIC_FOLDS = 5
 #: ``(train, test) -> {method: predicted class indices of test}``; indices into the labels.
 FitPredict = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 

@@ -23,7 +23,7 @@ forests are held as tensors (:mod:`cropmeta.models.forest`) and map like the net
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -76,18 +76,27 @@ class SourcePool:
     x: torch.Tensor
     codes: np.ndarray
     shot_weight: float = 1.0
+    #: features of ``x`` computed once for every draw (frozen Presto embeddings), by key
+    features: dict = field(default_factory=dict, repr=False)
 
     def with_shots(
-        self, x_shots: torch.Tensor, y_shots: torch.Tensor, target_codes: list[int]
+        self,
+        x_shots: torch.Tensor,
+        y_shots: torch.Tensor,
+        target_codes: list[int],
+        weight: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The source samples of the target's classes then the shots: series, class index (the
-        order of ``target_codes``) and sample weight."""
+        order of ``target_codes``) and sample weight (a shot's, times its ``weight``)."""
         index = {c: i for i, c in enumerate(target_codes)}
         mine = np.isin(self.codes, target_codes)
         y_src = torch.tensor([index[int(c)] for c in self.codes[mine]], dtype=torch.long)
         x = torch.cat([self.x[torch.from_numpy(mine)], x_shots])
         y = torch.cat([y_src, y_shots])
-        w = torch.cat([torch.ones(len(y_src)), torch.full((len(y_shots),), self.shot_weight)])
+        w_shots = torch.full((len(y_shots),), self.shot_weight)
+        if weight is not None:
+            w_shots = w_shots * weight
+        w = torch.cat([torch.ones(len(y_src)), w_shots])
         return x, y, w
 
 
@@ -114,10 +123,16 @@ def _weights(w: torch.Tensor) -> np.ndarray | None:
 
 
 def pooled_forest(
-    pool: SourcePool, x: torch.Tensor, y: torch.Tensor, codes: list[int], seed: int
+    pool: SourcePool,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    codes: list[int],
+    seed: int,
+    weight: torch.Tensor | None = None,
 ) -> ForestClassifier:
-    """A random forest (the ``random_forest`` baseline's settings) on sources + shots."""
-    xs, ys, w = pool.with_shots(x, y, codes)
+    """A random forest (the ``random_forest`` baseline's settings) on sources + shots (each
+    also weighing its ``weight``: self-training's pseudo-labels)."""
+    xs, ys, w = pool.with_shots(x, y, codes, weight)
     rf = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
     rf.fit(_flat(xs), ys.numpy(), sample_weight=_weights(w))
     return ForestClassifier.from_sklearn(rf, len(codes))

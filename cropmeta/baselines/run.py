@@ -7,6 +7,7 @@ a random forest, and — when the meta-model bundle holds a pre-trained source c
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,9 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from sklearn.ensemble import RandomForestClassifier
+from torch import nn
 
-from cropmeta.baselines.names import BASELINES, POOLED_METHODS, TRANSFER_METHODS
+from cropmeta.baselines.names import (
+    BASELINES,
+    POOLED_METHODS,
+    PRESTO_METHODS,
+    TRANSFER_METHODS,
+)
 from cropmeta.baselines.pooled import SourcePool, pooled_boosting, pooled_forest, transfer_pooled
+from cropmeta.baselines.presto import presto_forest, presto_linear
 from cropmeta.baselines.transfer import (
     Pretrained,
     fine_tune_all,
@@ -24,10 +32,12 @@ from cropmeta.baselines.transfer import (
     known_mask,
     source_only,
 )
+from cropmeta.ingest.prepare import Normaliser
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.models.fit import fit_on_shots
 from cropmeta.models.forest import ForestClassifier
+from cropmeta.models.presto_inputs import band_map
 
 
 def from_scratch(
@@ -46,12 +56,20 @@ def from_scratch(
     return fit_on_shots(model, lambda: model(x, doy), y, epochs, lr, weight_decay=1e-4)
 
 
-def random_forest(x: torch.Tensor, y: torch.Tensor, n_classes: int, seed: int) -> ForestClassifier:
+def random_forest(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    seed: int,
+    weight: torch.Tensor | None = None,
+) -> ForestClassifier:
     """A random forest on the flattened series — the workhorse of operational crop mapping —
     fitted by scikit-learn and held as tensors (:mod:`cropmeta.models.forest`), so it predicts,
-    saves and maps like the networks."""
+    saves and maps like the networks; ``weight``: each sample's (self-training's
+    pseudo-labels)."""
     rf = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
-    rf.fit(x.numpy().reshape(len(x), -1), y.numpy())
+    w = None if weight is None else weight.numpy()
+    rf.fit(x.numpy().reshape(len(x), -1), y.numpy(), sample_weight=w)
     return ForestClassifier.from_sklearn(rf, n_classes)
 
 
@@ -60,7 +78,9 @@ class Shots:
     """One target's support and query samples, as every method sees them.
 
     ``x`` holds the normalised series of the samples, ``y`` their class index (0..n-1, the
-    order of ``codes``, the target classes' taxonomy codes).
+    order of ``codes``, the target classes' taxonomy codes). The Presto baselines also read
+    the series' ``bands``, the ``normaliser`` that standardised them and the region's
+    ``latlon`` (None: unknown); without a normaliser they are left out.
     """
 
     x_support: torch.Tensor
@@ -68,6 +88,13 @@ class Shots:
     x_query: torch.Tensor
     doy: torch.Tensor
     codes: list[int]
+    bands: list[str] = field(default_factory=list)
+    normaliser: Normaliser | None = None
+    latlon: tuple[float, float] | None = None
+
+    def replace(self, **changes) -> Shots:
+        """A copy with ``changes`` (other samples of the same target)."""
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -78,10 +105,15 @@ class BaselineRun:
     notes: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # fitting and predicting
 
-    def add(self, name: str, fit_and_predict: Callable[[], np.ndarray]) -> None:
-        start = time.perf_counter()
-        self.predictions[name] = fit_and_predict()
-        self.seconds[name] = round(time.perf_counter() - start, 3)
+    def merge(self, other: BaselineRun) -> None:
+        self.predictions |= other.predictions
+        self.notes |= other.notes
+        self.seconds |= other.seconds
+
+
+#: ``(method, fitted model) -> the runs of its variants`` (the transductive ones, :mod:`cropmeta.
+#: adapt.transductive`): called for every baseline once it is fitted.
+Extend = Callable[[str, nn.Module], BaselineRun]
 
 
 #: What each baseline needs from the sources, beyond the shots.
@@ -105,7 +137,7 @@ class Sources:
 
 def baseline_model(
     name: str, shots: Shots, encoder: EncoderConfig, seed: int, sources: Sources
-) -> CropClassifier | ForestClassifier:
+) -> nn.Module:
     """Baseline ``name`` (one of :data:`~cropmeta.baselines.names.BASELINES`) fitted on the
     support set (and, for the pooled ones, the source samples)."""
     n = len(shots.codes)
@@ -117,6 +149,12 @@ def baseline_model(
     pre, pool = sources.classifier, sources.pool
     if name in POOLED_METHODS and pool is None:
         raise ValueError(f"{name} needs the source samples")
+    if name in PRESTO_METHODS:
+        if shots.normaliser is None:
+            raise ValueError(f"{name} needs the series' bands and normaliser")
+        fit = presto_forest if name == "presto_forest" else presto_linear
+        prepared = (shots.bands, shots.normaliser, shots.latlon, seed)
+        return fit(x, y, shots.doy, shots.codes, *prepared, pool=pool)
     if name == "pooled_forest":
         return pooled_forest(pool, x, y, shots.codes, seed)
     if name == "pooled_boosting":
@@ -129,6 +167,15 @@ def baseline_model(
         return source_only(pre, shots.codes)
     fit = {"transfer_head": fine_tune_head, "transfer_all": fine_tune_all}[name]
     return fit(pre, x, y, shots.doy, shots.codes, seed)
+
+
+def unreadable_by_presto(bands: list[str]) -> str | None:
+    """Why the Presto baselines cannot read series of ``bands`` (None: they can)."""
+    try:
+        band_map(bands)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def available(sources: Sources) -> tuple[list[str], dict[str, str]]:
@@ -153,20 +200,26 @@ def baseline_predictions(
     seed: int,
     sources: Sources | None = None,
     names: dict[int, str] | None = None,
+    extend: Extend | None = None,
 ) -> BaselineRun:
     """Fit every baseline ``sources`` allow on the support set and predict the query set
-    (class indices)."""
+    (class indices); ``extend`` adds each fitted baseline's variants."""
     sources = sources or Sources()
     run = BaselineRun()
     methods, run.notes = available(sources)
-
-    def predict(name: str) -> np.ndarray:
-        model = baseline_model(name, shots, encoder, seed, sources)
-        with torch.no_grad():
-            return model(shots.x_query, shots.doy).argmax(-1).numpy()
+    why = "the series' standardisation is unknown" if shots.normaliser is None else None
+    if (why := why or unreadable_by_presto(shots.bands)) is not None:
+        methods = [m for m in methods if m not in PRESTO_METHODS]
+        run.notes["presto"] = f"{', '.join(PRESTO_METHODS)} omitted: {why}"
 
     for name in methods:
-        run.add(name, lambda name=name: predict(name))
+        start = time.perf_counter()
+        model = baseline_model(name, shots, encoder, seed, sources)
+        with torch.no_grad():
+            run.predictions[name] = model(shots.x_query, shots.doy).argmax(-1).numpy()
+        run.seconds[name] = round(time.perf_counter() - start, 3)
+        if extend is not None:
+            run.merge(extend(name, model))
     if sources.classifier is None:
         return run
     known = known_mask(sources.classifier, shots.codes)
@@ -178,3 +231,44 @@ def baseline_predictions(
             f"({listed}); their query samples count as errors"
         )
     return run
+
+
+def class_frequencies(
+    y: np.ndarray, n_classes: int, weight: np.ndarray | None = None
+) -> np.ndarray:
+    """The (``weight``-ed) share of each class among labels ``y``: the priors a model fitted
+    on them was trained under."""
+    counts = np.bincount(y, weights=weight, minlength=n_classes).astype(np.float64)
+    return counts / counts.sum()
+
+
+def training_prior(name: str, shots: Shots, sources: Sources) -> np.ndarray:
+    """The class priors (the order of ``shots.codes``) method ``name`` was fitted under: the
+    pooled samples' weighted shares for the pooled baselines, the source samples' shares for
+    source-only (uniform when the bundle stores none), the support's for the rest — what label
+    shift re-weights from (:mod:`cropmeta.adapt.label_shift`)."""
+    n = len(shots.codes)
+    pool = sources.pool
+    if name in (*POOLED_METHODS, *PRESTO_METHODS) and pool is not None:
+        _, y, w = pool.with_shots(shots.x_support, shots.y_support, shots.codes)
+        return class_frequencies(y.numpy(), n, w.numpy())
+    if name == "source_only":
+        if pool is None or not np.isin(pool.codes, shots.codes).any():
+            return np.full(n, 1 / n)
+        index = {c: i for i, c in enumerate(shots.codes)}
+        y = np.array([index[int(c)] for c in pool.codes if int(c) in index])
+        return class_frequencies(y, n)
+    return class_frequencies(shots.y_support.numpy(), n)
+
+
+def weighted_fit(
+    name: str, codes: list[int], seed: int, sources: Sources
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], ForestClassifier] | None:
+    """The forest baseline ``name`` as a fit of (series, class index, sample weight) — what
+    self-training refits with its pseudo-labels — or None for a method that is no forest."""
+    if name == "random_forest":
+        return lambda x, y, w: random_forest(x, y, len(codes), seed, w)
+    if name == "pooled_forest" and sources.pool is not None:
+        pool = sources.pool
+        return lambda x, y, w: pooled_forest(pool, x, y, codes, seed, w)
+    return None

@@ -84,6 +84,22 @@ def evaluate(
             hi=len(ALGORITHMS),
         ),
     ] = None,
+    automatic: Annotated[
+        bool,
+        typer.Option(
+            help="Also score the automatic choice, what `cropmeta adapt` saves by default "
+            "(--method best): every method cross-validated on each support set in min(5, K) "
+            "folds, the first taken (K ≥ 2).",
+        ),
+    ] = True,
+    transductive: Annotated[
+        bool,
+        typer.Option(
+            help="Also score each method corrected with the target's unlabelled samples (the "
+            "query's series, never its labels): +label_shift, +self_training, +timematch, "
+            "+soft_kmeans.",
+        ),
+    ] = True,
     overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
@@ -108,6 +124,8 @@ def evaluate(
         loro=loro,
         cv_folds=cv,
         ensemble=ensemble,
+        transductive=transductive,
+        automatic=automatic,
         meta=MetaTrainConfig(
             learner=learner_options(learners, settings),
             encoder=EncoderConfig(name=encoder.value),

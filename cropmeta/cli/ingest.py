@@ -37,6 +37,35 @@ def integer_list(value: str | None) -> str | None:
     return value
 
 
+def check_unlabelled_options(
+    tiles: Path | None,
+    fields: Path | None,
+    sample_pixels: int | None,
+    label_column: str | None,
+    drop_unknown: bool,
+    catalog: Path | None,
+    table: Path | None,
+) -> None:
+    """Refuse, with one line naming the option, what ``preprocess --unlabelled`` cannot honour.
+
+    Label options are refused rather than ignored: a user who names a label column most likely
+    meant a labelled dataset, and would otherwise find out only when meta-training or
+    evaluation refuses the unlabelled one.
+    """
+    if label_column is not None or drop_unknown:
+        hint = "--label-column" if label_column is not None else "--drop-unknown"
+        why = "--unlabelled reads no labels (a label column in the fields file is not read)"
+        raise typer.BadParameter(f"{why}; leave it out, or leave out --unlabelled", param_hint=hint)
+    if catalog is not None or table is not None:
+        hint = "--catalog" if catalog is not None else "--table"
+        raise typer.BadParameter(
+            "--unlabelled takes --tiles with --fields or --sample-pixels", param_hint=hint
+        )
+    if tiles is None or (fields is None) == (sample_pixels is None):
+        problem = "give --tiles and one of --fields (fields or points) and --sample-pixels N"
+        raise typer.BadParameter(problem, param_hint="--unlabelled")
+
+
 @one_line_errors
 def synth(
     out: Annotated[
@@ -75,7 +104,15 @@ def synth(
 def preprocess(
     out: Annotated[Path, typer.Option(help="Region dataset to write (.zarr).")],
     tiles: Annotated[Path | None, typer.Option(help="Folder of per-date GeoTIFFs.")] = None,
-    labels: Annotated[Path | None, typer.Option(help="Labelled fields (GeoPackage etc.).")] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            "--fields",
+            help="Labelled fields (GeoPackage etc.); with --unlabelled, fields or points whose "
+            "labels, if any, are not read.",
+        ),
+    ] = None,
     label_column: Annotated[str | None, typer.Option(help="Column holding the crop label.")] = None,
     id_column: Annotated[str | None, typer.Option(help="Column holding a field id.")] = None,
     catalog: Annotated[
@@ -144,13 +181,34 @@ def preprocess(
             "summary) instead of refusing the label file."
         ),
     ] = False,
+    unlabelled: Annotated[
+        bool,
+        typer.Option(
+            "--unlabelled",
+            help="Tiles + fields without labels (or --sample-pixels) → an unlabelled dataset, "
+            "prepared like a labelled one, for adapt --unlabelled.",
+        ),
+    ] = False,
+    sample_pixels: Annotated[
+        int | None,
+        count(
+            "With --unlabelled and no fields: N random pixels of the tiles' valid area "
+            "(seeded by --seed).",
+            hi=1_000_000,
+        ),
+    ] = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
     """Tiles + labelled fields (or a catalog region, rasters or a pre-extracted table) → a
-    region dataset of time series (Zarr)."""
+    region dataset of time series (Zarr); with --unlabelled, tiles + fields without labels
+    (or random pixels) → an unlabelled one."""
     from cropmeta.ingest.prepare import TemporalGrid
-    from cropmeta.ingest.preprocess import preprocess_catalog_region, preprocess_region
+    from cropmeta.ingest.preprocess import (
+        preprocess_catalog_region,
+        preprocess_region,
+        preprocess_unlabelled,
+    )
 
     given = {"start_doy": grid_start, "end_doy": grid_end, "step": grid_step}
     given = {k: v for k, v in given.items() if v is not None}
@@ -169,6 +227,33 @@ def preprocess(
     )
     if mask_values:
         options["invalid_classes"] = [int(v) for v in mask_values.split(",") if v.strip()]
+    if unlabelled:
+        check_unlabelled_options(
+            tiles, labels, sample_pixels, label_column, drop_unknown, catalog, table
+        )
+        assert tiles is not None
+        del options["drop_unknown"]
+        with progress_bar("preprocess unlabelled") as bar:
+            ds = preprocess_unlabelled(
+                raster_spec(tiles, layout, pattern, scale, offset, quality_band, valid_range),
+                labels,
+                out,
+                sample_pixels=sample_pixels,
+                id_column=id_column,
+                layer=layer,
+                x_column=x_column,
+                y_column=y_column,
+                labels_crs=labels_crs,
+                progress=bar,
+                **options,
+            )
+        samples = ds.sizes["sample"]
+        typer.echo(f"{out}: {samples} unlabelled samples; {ds.attrs['summary']}")
+        return
+    if sample_pixels is not None:
+        raise typer.BadParameter(
+            "random pixels are unlabelled: add --unlabelled", param_hint="--sample-pixels"
+        )
     if catalog is not None and region and len(region) > 1:
         from cropmeta.ingest.parallel import preprocess_regions
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cropmeta.adapt.names import BEST
 from cropmeta.cli.options import (
     Algorithm,
     AugmentBaselines,
@@ -22,6 +23,7 @@ from cropmeta.cli.options import (
     Seed,
     Settings,
     ShiftDays,
+    Transduction,
     ValRegions,
     augment_options,
     count,
@@ -152,8 +154,9 @@ def adapt(
     method: Annotated[
         Method | None,
         typer.Option(
-            help="The model to save: the meta-learner (default), a baseline fitted on the same "
-            "fields, or 'best': the one --cv ranks first.",
+            help="The model to save: 'best' (default: the method cross-validation on the "
+            "labelled fields ranks first, in --cv folds or as many as they fill, at most 5), "
+            "the meta-learner, or a baseline fitted on the same fields.",
         ),
     ] = None,
     shot_weight: Annotated[
@@ -165,6 +168,21 @@ def adapt(
             1e3,
         ),
     ] = 1.0,
+    transductive: Annotated[
+        Transduction | None,
+        typer.Option(
+            help="Correct the saved method with the region's unlabelled samples: label_shift "
+            "(the region's class priors), self_training, timematch (its crop calendar) or "
+            "soft_kmeans (protonet's prototypes).",
+        ),
+    ] = None,
+    unlabelled: Annotated[
+        Path | None,
+        typer.Option(
+            help="Region dataset (.zarr) of the region's unlabelled samples (labels ignored); "
+            "default with --shots: the region's samples outside the labelled fields.",
+        ),
+    ] = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
@@ -177,7 +195,8 @@ def adapt(
     if len(model) > 1:
         from cropmeta.adapt.ensemble import adapt_ensemble
 
-        for given, hint in ((settings, "--set"), (cv, "--cv"), (method, "--method")):
+        given_options = (settings, "--set"), (cv, "--cv"), (method, "--method")
+        for given, hint in (*given_options, (transductive, "--transductive")):
             if given:
                 raise typer.BadParameter("not with an ensemble (several --model)", param_hint=hint)
         result = adapt_ensemble(model, region, out, shots=shots, seed=seed, overwrite=overwrite)
@@ -188,12 +207,14 @@ def adapt(
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--set") from None
         try:
-            method = check_method(method, learner, cv)
+            method = check_method(method or BEST, learner)
+            if transductive is not None:
+                method = check_method(f"{method}+{Transduction(transductive).value}", learner)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--method") from None
         result = adapt_region(
             model[0], region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv,
-            method=method, overwrite=overwrite, shot_weight=shot_weight,
+            method=method, overwrite=overwrite, shot_weight=shot_weight, unlabelled=unlabelled,
         )  # fmt: skip
     if as_json:
         typer.echo(result.to_json())

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cropmeta.adapt.names import BEST, SUGGEST_METHODS
+from cropmeta.adapt.names import BEST, SUGGEST_METHODS, TRANSDUCTIONS
 from cropmeta.baselines.names import BASELINES
 from cropmeta.learners.names import ALGORITHMS
 
@@ -53,10 +53,14 @@ SamplingChoice = Enum("SamplingChoice", {"field": "field", "pixels": "pixels"}, 
 Algorithm = Enum("Algorithm", {k: k for k in ALGORITHMS}, type=str)  # every registered learner
 #: What `adapt --method` saves: a learner (the model's own), a baseline, or cross-validation's pick.
 Method = Enum("Method", {k: k for k in (*ALGORITHMS, *BASELINES, BEST)}, type=str)
+#: What `adapt --transductive` applies to the saved method with the region's unlabelled samples.
+Transduction = Enum("Transduction", {k: k for k in TRANSDUCTIONS}, type=str)
 SuggestMethod = Enum("SuggestMethod", {k: k for k in SUGGEST_METHODS}, type=str)
 WorldScale = Enum("WorldScale", {k: k for k in ("demo", "tiny", "bench")}, type=str)
 Uncertainty = Enum("Uncertainty", {k: k for k in ("none", "entropy", "margin")}, type=str)
-Encoder = Enum("Encoder", {k: k for k in ("tempcnn", "lstm", "transformer", "ltae")}, type=str)
+#: ``cropmeta.models.encoders.EncoderName`` (not imported: the CLI starts without torch).
+ENCODERS = ("tempcnn", "lstm", "transformer", "ltae", "presto")
+Encoder = Enum("Encoder", {k: k for k in ENCODERS}, type=str)
 TableFormat = Enum("TableFormat", {"long": "long", "wide": "wide"}, type=str)
 Layout = Enum(
     "Layout", {k: k for k in ("per-date", "band-date-pattern", "stac", "datacube")}, type=str

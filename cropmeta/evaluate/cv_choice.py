@@ -41,6 +41,7 @@ def cv_draws(results: dict, target: str, learner: str, k: int, folds: int) -> li
                     seed=seed,
                     cv_folds=folds,
                     source=models[first],
+                    transductive=False,  # the pick is among the methods (corrections unranked)
                 )
             except InputError:  # a class with fewer labels than folds on this draw
                 continue

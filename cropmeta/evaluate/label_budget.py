@@ -95,7 +95,7 @@ def compare_with_random(
         raise InputError("seeds", "give at least one seed")
     model_dir = Path(model_dir)
     model, cfg = load_meta_model(model_dir)
-    data = RegionArrays.load(region_dataset_path)
+    data = RegionArrays.load(region_dataset_path, require_labels=True)
     if reason := incompatibility(data.preparation, cfg.preparation):
         raise InputError(
             region_dataset_path, f"prepared differently from the model's training data: {reason}"

@@ -23,6 +23,7 @@ from cropmeta.evaluate.report import (
     scored_learners,
     validation_choice,
 )
+from cropmeta.evaluate.summary import summary_lines
 
 Section = Callable[[str, Path], list[str]]  # (target, figure folder) → Markdown lines
 
@@ -191,6 +192,7 @@ def write_report(results: dict, out: str | Path, sections: list[Section] | None 
         "",
         meta_training_line(cfg["meta"]),
         "",
+        *summary_lines(results),
     ]
     for fold in results["folds"]:
         lines += _fold_section(results, fold["target"], figures)

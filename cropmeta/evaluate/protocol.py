@@ -30,8 +30,11 @@ import torch
 from pydantic import BaseModel, Field, ValidationError
 from scipy import stats
 
-from cropmeta.adapt.adapt import AdaptResult, adapt_region
+from cropmeta.adapt.adapt import AdaptResult, adapt_region, chosen_method
+from cropmeta.adapt.cross_validate import AUTOMATIC_FOLDS
 from cropmeta.adapt.ensemble import ENSEMBLE, adapt_ensemble
+from cropmeta.adapt.names import BEST
+from cropmeta.adapt.transductive import variant
 from cropmeta.catalog import load_catalog
 from cropmeta.errors import InputError
 from cropmeta.evaluate.report import validation_ranking
@@ -42,6 +45,7 @@ from cropmeta.models.bundle import load_config
 
 Progress = Callable[[str, int, int], None]
 METRICS = ("overall_accuracy", "macro_f1", "kappa")
+
 RANGE = {"overall_accuracy": (0.0, 1.0), "macro_f1": (0.0, 1.0), "kappa": (-1.0, 1.0)}
 
 
@@ -56,6 +60,11 @@ class EvaluationConfig(BaseModel):
     targets: list[str] | None = Field(None, description="held-out regions (default: the split)")
     loro: bool = Field(False, description="leave-one-region-out instead of the catalog split")
     baselines: bool = True
+    transductive: bool = Field(
+        True,
+        description="also score each method's corrections with the target's unlabelled samples "
+        "(the query's series, never its labels): cropmeta.adapt.transductive",
+    )
     ensemble: int | None = Field(
         None,
         ge=2,
@@ -66,6 +75,12 @@ class EvaluationConfig(BaseModel):
         None,
         ge=2,
         description="also measure `adapt --cv N --method best` on the headline K's draws",
+    )
+    automatic: bool = Field(
+        True,
+        description="score the automatic choice (`adapt --method best`, the default) on every "
+        "draw: every method cross-validated on the support in min(5, K) folds, the first in "
+        "macro-F1 (with the default correction) scored on the query (needs K ≥ 2)",
     )
 
 
@@ -229,6 +244,8 @@ def run_evaluation(
         if members:
             ensembles[fold.target] = members
         for d, (k, s) in enumerate((k, s) for k in cfg.shots for s in range(cfg.seeds)):
+            draw: list[AdaptResult] = []
+            cv = min(AUTOMATIC_FOLDS, k) if cfg.automatic and k >= 2 else None
             for i, learner in enumerate(cfg.learners):
                 try:
                     res = adapt_region(
@@ -238,12 +255,17 @@ def run_evaluation(
                         shots=k,
                         seed=seed + s,
                         baselines=cfg.baselines and i == 0,
+                        transductive=cfg.transductive,
+                        cv_folds=cv,
                     )
                 except InputError as exc:  # too few labelled samples for this K
                     runs.append({"target": fold.target, "shots": k, "seed": seed + s,
                                  "method": learner, "skipped": exc.problem})  # fmt: skip
                     continue
                 runs += _records(res, fold, k, seed + s, keep=res.metrics)
+                draw.append(res)
+            if cv and draw:
+                runs.append(_automatic_record(draw, fold, k, seed + s))
             if members:  # the ensemble of the best-validated learners, on the same draw
                 try:
                     res = adapt_ensemble(
@@ -285,6 +307,20 @@ def ensemble_members(training: dict, cfg: EvaluationConfig) -> list[str]:
     return members if len(members) >= 2 else []
 
 
+def _automatic_record(draw: list[AdaptResult], fold: Fold, k: int, seed: int) -> dict:
+    """The automatic choice on one draw, as ``adapt --method best`` makes it: every learner's
+    and baseline's support cross-validation pooled, the first (with the default correction
+    where it was scored) taken, and its query figures recorded as method ``best``."""
+    cv_metrics: dict = {}
+    owner: dict[str, AdaptResult] = {}
+    for res in draw:
+        cv_metrics |= res.cv_metrics
+        owner |= dict.fromkeys(res.metrics, res)
+    chosen = chosen_method(cv_metrics, BEST, lambda how, m: variant(m, how) in owner)
+    record = _records(owner[chosen], fold, k, seed, keep=[chosen])[0]
+    return record | {"method": BEST, "learner": False, "notes": f"picked {chosen}"}
+
+
 def _records(res: AdaptResult, fold: Fold, k: int, seed: int, keep) -> list[dict]:
     """The runs of one adaptation: a record per method of ``keep`` (all, or the ensemble's)."""
     return [
@@ -299,6 +335,7 @@ def _records(res: AdaptResult, fold: Fold, k: int, seed: int, keep) -> list[dict
             "details": res.details[method],
             "seconds": res.seconds.get(method, math.nan),
             "classes": res.classes,
+            "skipped_classes": res.skipped_classes,
             "n_support": res.n_support,
             "n_query": res.n_query,
             "notes": res.notes.get(method, ""),

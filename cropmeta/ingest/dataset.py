@@ -24,6 +24,13 @@ Attributes: ``region`` (name), ``crs`` (WKT), ``preparation`` (JSON of
 local_names, count}: shared code and name from the taxonomy, the region's own label names),
 ``acquisition_dates`` (JSON list), ``summary`` (JSON counts of kept and dropped fields),
 ``provenance`` (JSON: inputs, parameters, cropmeta and library versions).
+
+An *unlabelled* region dataset (``preprocess --unlabelled``: the target region's fields or
+random pixels, for transductive adaptation) has the same schema and preparation, plus the root
+attribute ``unlabelled: true``; its ``code`` is :data:`UNLABELLED_CODE` everywhere, ``label``
+is empty and ``classes`` is ``[]``. It loads like any other (:meth:`RegionArrays.load`), so
+``adapt --unlabelled`` reads it; every stage that needs labels refuses it with one line
+(:meth:`RegionArrays.require_labels`, or ``RegionArrays.load(path, require_labels=True)``).
 """
 
 from __future__ import annotations
@@ -45,6 +52,15 @@ from cropmeta.ingest.prepare import Preparation
 from cropmeta.ownership import ZARR_ATTR
 
 REQUIRED = ("x", "code", "label", "field_id")
+#: The ``code`` of every sample of an unlabelled dataset: no taxonomy code is negative.
+UNLABELLED_CODE = -1
+#: The root attribute that marks an unlabelled dataset (``True``); absent on labelled ones.
+UNLABELLED_ATTR = "unlabelled"
+#: Why a stage that needs labels refuses an unlabelled dataset (after the file's name).
+UNLABELLED_ONLY = (
+    "holds unlabelled samples only (preprocess --unlabelled); labels are needed here: "
+    "give it to adapt as --unlabelled"
+)
 
 
 @dataclass
@@ -74,23 +90,9 @@ def provenance(**parameters) -> dict:
     }
 
 
-def build_region_dataset(
-    samples: Samples,
-    *,
-    region: str,
-    prep: Preparation,
-    season_start: date,
-    crs_wkt: str,
-    taxonomy: Taxonomy,
-    acquisition_dates: list[str],
-    summary: dict,
-    inputs: dict,
-) -> xr.Dataset:
-    """The one builder of the schema above, used by every reader."""
-    grid = prep.grid
-    times = [np.datetime64(season_start + timedelta(days=int(o))) for o in grid.offsets()]
-    x = np.transpose(samples.series, (2, 0, 1)).astype(np.float32)
-    flat = x.reshape(-1, x.shape[-1])
+def class_table(samples: Samples, taxonomy: Taxonomy) -> list[dict]:
+    """The ``classes`` attribute: per shared code its taxonomy name and colour, the region's
+    own label names for it and its sample count."""
     classes = []
     for code in sorted(set(samples.codes.tolist())):
         c = taxonomy.by_code(code)
@@ -105,6 +107,37 @@ def build_region_dataset(
                 "count": int(mine.sum()),
             }
         )
+    return classes
+
+
+def build_region_dataset(
+    samples: Samples,
+    *,
+    region: str,
+    prep: Preparation,
+    season_start: date,
+    crs_wkt: str,
+    taxonomy: Taxonomy | None,
+    acquisition_dates: list[str],
+    summary: dict,
+    inputs: dict,
+    unlabelled: bool = False,
+) -> xr.Dataset:
+    """The one builder of the schema above, used by every reader.
+
+    ``unlabelled`` builds an unlabelled dataset: every code must be :data:`UNLABELLED_CODE`,
+    no class is listed (``taxonomy`` may be None), and the :data:`UNLABELLED_ATTR` attribute
+    marks it.
+    """
+    grid = prep.grid
+    times = [np.datetime64(season_start + timedelta(days=int(o))) for o in grid.offsets()]
+    x = np.transpose(samples.series, (2, 0, 1)).astype(np.float32)
+    flat = x.reshape(-1, x.shape[-1])
+    if unlabelled and (samples.codes != UNLABELLED_CODE).any():
+        raise ValueError("an unlabelled dataset's codes must all be UNLABELLED_CODE")
+    if not unlabelled and taxonomy is None:
+        raise ValueError("a labelled dataset needs the taxonomy of its codes")
+    classes = [] if unlabelled or taxonomy is None else class_table(samples, taxonomy)
     return xr.Dataset(
         {
             "x": (("sample", "time", "band"), x),
@@ -131,6 +164,7 @@ def build_region_dataset(
             "acquisition_dates": json.dumps(acquisition_dates),
             "summary": json.dumps(summary),
             "provenance": json.dumps(provenance(**inputs), default=str),
+            **({UNLABELLED_ATTR: True} if unlabelled else {}),
         },
     )
 
@@ -141,6 +175,11 @@ def save_region(ds: xr.Dataset, path: str | Path) -> Path:
     with atomic_output(path) as tmp:
         marked.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
     return Path(path)
+
+
+def is_unlabelled(ds: xr.Dataset) -> bool:
+    """Whether ``ds`` (an open region dataset) holds unlabelled samples only."""
+    return bool(ds.attrs.get(UNLABELLED_ATTR, False))
 
 
 def open_region(path: str | Path) -> xr.Dataset:
@@ -162,7 +201,11 @@ def open_region(path: str | Path) -> xr.Dataset:
 
 @dataclass
 class RegionArrays:
-    """A region dataset as arrays for training: series (sample, time, band), codes, day of year."""
+    """A region dataset as arrays for training: series (sample, time, band), codes, day of year.
+
+    ``labelled`` is False for an unlabelled dataset (its codes are all :data:`UNLABELLED_CODE`
+    and ``classes`` is empty): stages that need labels call :meth:`require_labels`.
+    """
 
     name: str
     x: np.ndarray
@@ -170,16 +213,32 @@ class RegionArrays:
     doy: np.ndarray
     preparation: Preparation
     classes: dict[int, dict]
+    labelled: bool = True
 
     @property
     def class_names(self) -> dict[int, str]:
         return {c: info["name"] for c, info in self.classes.items()}
 
+    def require_labels(self, path: str | Path) -> RegionArrays:
+        """``self`` when labelled, else :class:`InputError` naming ``path`` (the file it was
+        read from): meta-training sources, ``adapt --region``, evaluations need labels, and an
+        unlabelled dataset's sentinel codes must never be read as a class."""
+        if not self.labelled:
+            raise InputError(path, UNLABELLED_ONLY)
+        return self
+
     @classmethod
-    def load(cls, path: str | Path) -> RegionArrays:
+    def load(cls, path: str | Path, *, require_labels: bool = False) -> RegionArrays:
         """Read a region dataset, refusing one whose series hold NaN or infinite values
-        (preprocessing never writes them; a missing Zarr chunk reads back as NaN)."""
+        (preprocessing never writes them; a missing Zarr chunk reads back as NaN).
+
+        Labelled and unlabelled datasets are both read (``adapt --unlabelled`` uses only the
+        series of either); ``require_labels`` refuses an unlabelled one, before its series are
+        checked, with one line naming ``path``.
+        """
         ds = open_region(path)
+        if require_labels and is_unlabelled(ds):
+            raise InputError(path, UNLABELLED_ONLY)
         classes = {int(c["code"]): c for c in json.loads(ds.attrs["classes"])}
         return cls(
             name=str(ds.attrs.get("region", Path(path).stem)),
@@ -188,6 +247,7 @@ class RegionArrays:
             doy=ds["doy"].values.astype(np.int32),
             preparation=Preparation.model_validate_json(ds.attrs["preparation"]),
             classes=classes,
+            labelled=not is_unlabelled(ds),
         )
 
 

@@ -4,7 +4,10 @@ Labels come from many tools, so this reads what they write — GeoPackage, GeoJS
 GeoParquet, or a CSV/Parquet table of point coordinates — reprojects them to the raster's CRS
 and turns every problem a user can fix into an :class:`InputError` naming the file. What was
 repaired or dropped on the way is kept in ``gdf.attrs["label_report"]`` so that preprocessing
-can put it into its summary instead of it being lost in a log.
+can put it into its summary instead of it being lost in a log. Fields without labels (the
+target region's parcels, for transductive adaptation) go through the same reading and checks
+(:func:`read_fields`), so an unlabelled dataset is built from exactly the geometries a
+labelled one would be.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pyproj.exceptions import CRSError
 
 from cropmeta.catalog import Taxonomy
 from cropmeta.errors import InputError
+from cropmeta.ingest.dataset import UNLABELLED_CODE
 from cropmeta.ingest.table_readers import data_row
 
 log = logging.getLogger(__name__)
@@ -80,38 +84,16 @@ def read_labels(
     are logged only once the file is accepted, so an error is never preceded by one.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "label file not found")
-    if path.is_file() and path.stat().st_size == 0:
-        raise InputError(path, "label file is empty")
-    frame = _read_frame(path, layer)
-    if len(frame) == 0:
-        raise InputError(path, "label file has no features")
-    _require(path, frame, label_column, "label")
-    report: dict[str, Any] = {"rows": len(frame), "duplicate_ids": 0}
-    notes: list[str] = []  # warnings, logged once the file is accepted
-    table = not isinstance(frame, gpd.GeoDataFrame)
-    if table:
-        frame = frame.reset_index(drop=True)  # the index is the data row, for messages
-        id_column = id_column or next((c for c in ID_NAMES if c in frame.columns), None)
-    if id_column is not None:
-        _require(path, frame, id_column, "id")
-    if not table and frame.crs is None:
-        raise InputError(path, "label file has no CRS; assign one (e.g. ogr2ogr -a_srs)")
-    if table:
-        xc, yc = _coord_columns(path, frame, x_column, y_column)
-        if id_column is not None:
-            same = [label_column, xc, yc]
-            frame, report["duplicate_ids"] = _one_row_per_id(path, frame, id_column, same)
-        frame = _points(path, frame, xc, yc, labels_crs, report, notes)
-    ids = _field_ids(path, frame, id_column)
+    frame, ids, report, notes, id_column = _features(
+        path, label_column, id_column, layer, x_column, y_column, labels_crs, "label file"
+    )
     labels = frame[label_column].fillna("").astype(str).str.strip().to_numpy()
     lookup = {n: (c.code if (c := taxonomy.resolve(n)) else 0) for n in set(labels)}
     codes = np.array([lookup[n] for n in labels], np.int16)
     out = gpd.GeoDataFrame(
         {"field_id": ids, "label": labels, "code": codes}, geometry=frame.geometry.values
     ).set_crs(frame.crs)
-    out = _clean_geometries(path, out, report, notes)
+    out = _clean_geometries(path, out, report, notes, "label file")
     unknown = out.label[out.code == 0].replace("", EMPTY_LABEL)
     report["unknown_labels"] = dict(Counter(unknown).most_common())
     out = out[out.code > 0].reset_index(drop=True)
@@ -125,6 +107,96 @@ def read_labels(
             fix = "add them to the taxonomy or drop them with --drop-unknown"
             raise InputError(path, f"{problem}: {listed}; {fix}")
         notes.append(f"dropped {len(unknown)} fields whose label is not in the taxonomy: {listed}")
+    return _finish(path, out, crs, report, notes, id_column)
+
+
+def read_fields(
+    path: str | Path,
+    crs: Any,
+    id_column: str | None = None,
+    *,
+    layer: str | None = None,
+    x_column: str | None = None,
+    y_column: str | None = None,
+    labels_crs: Any = "EPSG:4326",
+) -> gpd.GeoDataFrame:
+    """Fields or points without labels, read and checked as :func:`read_labels` reads them.
+
+    The same columns come back so that preprocessing treats both alike: ``label`` is empty and
+    ``code`` is :data:`~cropmeta.ingest.dataset.UNLABELLED_CODE` for every field. No label
+    column is read, so a file with one (a parcel register where a few parcels are labelled) is
+    read the same as one without.
+    ``attrs["label_report"]`` holds the counts of :func:`read_labels` bar ``unknown_labels``.
+    """
+    path = Path(path)
+    frame, ids, report, notes, id_column = _features(
+        path, None, id_column, layer, x_column, y_column, labels_crs, "fields file"
+    )
+    out = gpd.GeoDataFrame(
+        {
+            "field_id": ids,
+            "label": np.full(len(frame), "", dtype=object),
+            "code": np.full(len(frame), UNLABELLED_CODE, np.int16),
+        },
+        geometry=frame.geometry.values,
+    ).set_crs(frame.crs)
+    out = _clean_geometries(path, out, report, notes, "fields file").reset_index(drop=True)
+    return _finish(path, out, crs, report, notes, id_column)
+
+
+def _features(
+    path: Path,
+    label_column: str | None,
+    id_column: str | None,
+    layer: str | None,
+    x_column: str | None,
+    y_column: str | None,
+    labels_crs: Any,
+    what: str,
+) -> tuple[gpd.GeoDataFrame, np.ndarray, dict[str, Any], list[str], str | None]:
+    """The file's features with a geometry column (points built for tables) and their ids.
+
+    Returns the frame, the ids, the report so far, the warnings to log once accepted and the id
+    column used. ``label_column`` (None for fields without labels) must exist and, in a long
+    table, agree between the rows of an id; ``what`` names the file in messages.
+    """
+    if not path.exists():
+        raise InputError(path, f"{what} not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(path, f"{what} is empty")
+    frame = _read_frame(path, layer, what)
+    if len(frame) == 0:
+        raise InputError(path, f"{what} has no features")
+    if label_column is not None:
+        _require(path, frame, label_column, "label")
+    report: dict[str, Any] = {"rows": len(frame), "duplicate_ids": 0}
+    notes: list[str] = []  # warnings, logged once the file is accepted
+    table = not isinstance(frame, gpd.GeoDataFrame)
+    if table:
+        frame = frame.reset_index(drop=True)  # the index is the data row, for messages
+        id_column = id_column or next((c for c in ID_NAMES if c in frame.columns), None)
+    if id_column is not None:
+        _require(path, frame, id_column, "id")
+    if not table and frame.crs is None:
+        raise InputError(path, f"{what} has no CRS; assign one (e.g. ogr2ogr -a_srs)")
+    if table:
+        xc, yc = _coord_columns(path, frame, x_column, y_column)
+        if id_column is not None:
+            same = [*([label_column] if label_column is not None else []), xc, yc]
+            frame, report["duplicate_ids"] = _one_row_per_id(path, frame, id_column, same)
+        frame = _points(path, frame, xc, yc, labels_crs, report, notes)
+    return frame, _field_ids(path, frame, id_column), report, notes, id_column
+
+
+def _finish(
+    path: Path,
+    out: gpd.GeoDataFrame,
+    crs: Any,
+    report: dict[str, Any],
+    notes: list[str],
+    id_column: str | None,
+) -> gpd.GeoDataFrame:
+    """Reproject to the raster's CRS, complete the report and log the warnings kept so far."""
     out = out.to_crs(crs)
     if not np.isfinite(out.geometry.bounds.to_numpy()).all():
         raise InputError(path, "some geometries cannot be reprojected to the raster's CRS")
@@ -139,7 +211,7 @@ def read_labels(
     return out
 
 
-def _read_frame(path: Path, layer: str | None) -> pd.DataFrame:
+def _read_frame(path: Path, layer: str | None, what: str = "label file") -> pd.DataFrame:
     """The file's rows: a GeoDataFrame for vector files, a plain DataFrame for tables."""
     suffix = path.suffix.lower()
     try:
@@ -157,11 +229,11 @@ def _read_frame(path: Path, layer: str | None) -> pd.DataFrame:
         names = [str(n) for n in pyogrio.list_layers(path)[:, 0]]
         if (layer is None and len(names) > 1) or (layer is not None and layer not in names):
             which = "several layers, choose one" if layer is None else f"no layer {layer!r}"
-            raise InputError(path, f"label file has {which} (layers: {', '.join(names)})")
+            raise InputError(path, f"{what} has {which} (layers: {', '.join(names)})")
         return gpd.read_file(path, layer=layer)
     except (RuntimeError, ValueError, OSError) as exc:  # pyogrio, pandas and pyarrow errors
         first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-        raise InputError(path, f"cannot read label file ({first})") from None
+        raise InputError(path, f"cannot read {what} ({first})") from None
 
 
 def _field_ids(path: Path, frame: pd.DataFrame, id_column: str | None) -> np.ndarray:
@@ -255,7 +327,7 @@ def _points(
 
 
 def _clean_geometries(
-    path: Path, gdf: gpd.GeoDataFrame, report: dict, notes: list
+    path: Path, gdf: gpd.GeoDataFrame, report: dict, notes: list, what: str = "label file"
 ) -> gpd.GeoDataFrame:
     """Drop null/empty geometries, repair invalid ones; counts go into ``report``, a warning
     about repairs into ``notes``.
@@ -281,7 +353,7 @@ def _clean_geometries(
         collapsed_dropped=int(collapsed.sum()),
     )
     if len(gdf) == 0:
-        raise InputError(path, "no feature in the label file has a geometry")
+        raise InputError(path, f"no feature in the {what} has a geometry")
     return gdf
 
 

@@ -1,4 +1,8 @@
-"""Preprocess a region: per-date tiles + labelled fields → a region dataset of time series."""
+"""Preprocess a region: per-date tiles + labelled fields → a region dataset of time series.
+
+:func:`preprocess_unlabelled` does the same with fields that carry no label (or with random
+pixels of the tiles), for transductive adaptation.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,10 @@ import xarray as xr
 from cropmeta.catalog import RasterSpec, Taxonomy, load_taxonomy
 from cropmeta.errors import InputError
 from cropmeta.ingest.aggregate import Statistic, field_statistics, pixel_values, sample_pixels
-from cropmeta.ingest.dataset import Samples, build_region_dataset, save_region
-from cropmeta.ingest.labels import read_labels
+from cropmeta.ingest.dataset import UNLABELLED_CODE, Samples, build_region_dataset, save_region
+from cropmeta.ingest.labels import read_fields, read_labels
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
-from cropmeta.ingest.sources import open_raster
+from cropmeta.ingest.sources import RasterStack, open_raster
 from cropmeta.ownership import claim
 
 Progress = Callable[[int, int], None]
@@ -86,8 +90,189 @@ def preprocess_region(
     tiles = Path(root or ".") / spec.path
     if out is not None:
         claim(out, "region-dataset", inputs=[tiles, labels], overwrite=overwrite)
-    stack = open_raster(spec, root)
+    stack, prep = _prepared_stack(spec, root, bands, grid, invalid_classes, min_valid_fraction)
     taxonomy = taxonomy or load_taxonomy()
+    fields = read_labels(
+        labels,
+        label_column,
+        taxonomy,
+        stack.crs,
+        id_column,
+        layer=layer,
+        x_column=x_column,
+        y_column=y_column,
+        labels_crs=labels_crs,
+        drop_unknown=drop_unknown,
+    )
+    samples, summary = _field_samples(
+        fields,
+        stack,
+        prep,
+        labels=Path(labels),
+        tiles=tiles,
+        statistic=statistic,
+        sampling=sampling,
+        pixels_per_field=pixels_per_field,
+        buffer=buffer,
+        min_pixels=min_pixels,
+        seed=seed,
+        progress=progress,
+    )
+    ds = _region_dataset(
+        samples,
+        stack,
+        prep,
+        region=region or Path(tiles).resolve().parent.name,
+        taxonomy=taxonomy,
+        summary=summary,
+        inputs=dict(
+            tiles=str(Path(tiles).resolve()),
+            raster=spec.model_dump(mode="json"),
+            band_scaling="scale/offset from the spec where given, else from the files' metadata",
+            labels=str(Path(labels).resolve()),
+            label_column=label_column,
+            id_column=id_column,
+            taxonomy=taxonomy.name,
+            statistic=statistic,
+            sampling=sampling,
+            pixels_per_field=pixels_per_field,
+            buffer=buffer,
+            min_pixels=min_pixels,
+            drop_unknown=drop_unknown,
+            seed=seed,
+        ),
+    )
+    if out is not None:
+        save_region(ds, out)
+    return ds
+
+
+def preprocess_unlabelled(
+    tiles: str | Path | RasterSpec,
+    fields: str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    sample_pixels: int | None = None,
+    id_column: str | None = None,
+    region: str | None = None,
+    grid: TemporalGrid | None = None,
+    bands: list[str] | None = None,
+    statistic: Statistic = "mean",
+    sampling: Sampling = "field",
+    pixels_per_field: int = 10,
+    buffer: float = 0.0,
+    min_pixels: int = 4,
+    invalid_classes: list[int] | None = None,
+    min_valid_fraction: float = 0.2,
+    layer: str | None = None,
+    x_column: str | None = None,
+    y_column: str | None = None,
+    labels_crs: str = "EPSG:4326",
+    root: Path | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+) -> xr.Dataset:
+    """Tiles and fields *without labels* → an unlabelled region dataset (saved if ``out``).
+
+    Its series serve transductive adaptation (``adapt --unlabelled``: label shift,
+    self-training), so they are prepared exactly as :func:`preprocess_region` prepares labelled
+    ones — same masking, grid, bands, per-field statistic or per-pixel sampling, same options
+    with the same meaning — from ``fields``, a polygon or point file read by
+    :func:`cropmeta.ingest.labels.read_fields` (a label column, if any, is not read). The
+    dataset is marked unlabelled (see :mod:`cropmeta.ingest.dataset`), so stages that need
+    labels refuse it.
+
+    Without ``fields``, ``sample_pixels`` (N) random pixels of the tiles' valid area become the
+    samples (seeded by ``seed``): pixels are drawn uniformly without replacement, those whose
+    series is unusable (nodata, or too few valid acquisitions) are replaced by further draws,
+    for at most :data:`PIXEL_ROUNDS` passes over the tiles; fewer than N usable pixels are
+    counted in the ``summary``. Their ``field_id`` is the pixel's index ``row * width + col``.
+    Give one of ``fields`` and ``sample_pixels``.
+    """
+    spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
+    tiles = Path(root or ".") / spec.path
+    if (fields is None) == (sample_pixels is None):
+        raise InputError(tiles, "give a fields file or a number of pixels to sample (not both)")
+    if out is not None:
+        inputs = [tiles, *([] if fields is None else [fields])]
+        claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
+    stack, prep = _prepared_stack(spec, root, bands, grid, invalid_classes, min_valid_fraction)
+    if fields is not None:
+        table = read_fields(
+            fields,
+            stack.crs,
+            id_column,
+            layer=layer,
+            x_column=x_column,
+            y_column=y_column,
+            labels_crs=labels_crs,
+        )
+        samples, summary = _field_samples(
+            table,
+            stack,
+            prep,
+            labels=Path(fields),
+            tiles=tiles,
+            statistic=statistic,
+            sampling=sampling,
+            pixels_per_field=pixels_per_field,
+            buffer=buffer,
+            min_pixels=min_pixels,
+            seed=seed,
+            progress=progress,
+            unlabelled=True,
+        )
+        how = dict(
+            fields=str(Path(fields).resolve()),
+            id_column=id_column,
+            statistic=statistic,
+            sampling=sampling,
+            pixels_per_field=pixels_per_field,
+            buffer=buffer,
+            min_pixels=min_pixels,
+        )
+    else:
+        assert sample_pixels is not None
+        samples, summary = _random_pixel_samples(
+            stack, prep, sample_pixels, np.random.default_rng(seed), tiles, progress
+        )
+        how = dict(fields=None, sampling="random-pixels", sample_pixels=sample_pixels)
+    ds = _region_dataset(
+        samples,
+        stack,
+        prep,
+        region=region or Path(tiles).resolve().parent.name,
+        taxonomy=None,
+        summary=summary,
+        inputs=dict(
+            tiles=str(Path(tiles).resolve()),
+            raster=spec.model_dump(mode="json"),
+            band_scaling="scale/offset from the spec where given, else from the files' metadata",
+            unlabelled=True,
+            **how,
+            seed=seed,
+        ),
+    )
+    if out is not None:
+        save_region(ds, out)
+    return ds
+
+
+#: Passes over the tiles :func:`preprocess_unlabelled` makes at most to find N usable pixels.
+PIXEL_ROUNDS = 4
+
+
+def _prepared_stack(
+    spec: RasterSpec,
+    root: Path | None,
+    bands: list[str] | None,
+    grid: TemporalGrid | None,
+    invalid_classes: list[int] | None,
+    min_valid_fraction: float,
+) -> tuple[RasterStack, Preparation]:
+    """The opened rasters and the preparation they are read with (bands checked present)."""
+    stack = open_raster(spec, root)
     quality = spec.quality_band or ("SCL" if "SCL" in stack.band_names else None)
     if quality is not None:
         stack.band_index(quality)
@@ -103,18 +288,27 @@ def preprocess_region(
     )
     if invalid_classes is not None:
         prep.invalid_classes = list(invalid_classes)
-    fields = read_labels(
-        labels,
-        label_column,
-        taxonomy,
-        stack.crs,
-        id_column,
-        layer=layer,
-        x_column=x_column,
-        y_column=y_column,
-        labels_crs=labels_crs,
-        drop_unknown=drop_unknown,
-    )
+    return stack, prep
+
+
+def _field_samples(
+    fields: gpd.GeoDataFrame,
+    stack: RasterStack,
+    prep: Preparation,
+    *,
+    labels: Path,
+    tiles: Path,
+    statistic: Statistic,
+    sampling: Sampling,
+    pixels_per_field: int,
+    buffer: float,
+    min_pixels: int,
+    seed: int,
+    progress: Progress | None,
+    unlabelled: bool = False,
+) -> tuple[Samples, dict]:
+    """The samples of ``fields`` (read by ``read_labels`` or ``read_fields``) and the summary
+    of what was kept and dropped; see :func:`preprocess_region`."""
     label_report = dict(fields.attrs.get("label_report", {}))
     polygonal = fields.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
     if buffer > 0:
@@ -126,7 +320,7 @@ def preprocess_region(
     ids = burn_fields(fields, stack)
     pixels = np.bincount(ids.ravel(), minlength=len(fields) + 1)[1:]
     if not pixels.any():
-        raise InputError(labels, "no labelled field overlaps the tiles")
+        raise InputError(labels, f"no {'' if unlabelled else 'labelled '}field overlaps the tiles")
     large_enough = (pixels >= min_pixels) | (~polygonal & (pixels > 0))
     ids[~np.concatenate([[True], large_enough])[ids]] = 0
 
@@ -170,37 +364,105 @@ def preprocess_region(
         cx=centres[usable, 0],
         cy=centres[usable, 1],
     )
+    return samples, summary
+
+
+def _random_pixel_samples(
+    stack: RasterStack,
+    prep: Preparation,
+    n: int,
+    rng: np.random.Generator,
+    tiles: Path,
+    progress: Progress | None,
+) -> tuple[Samples, dict]:
+    """``n`` random pixels of the tiles whose series is usable, as unlabelled samples.
+
+    Each pass draws pixels not drawn before (as many as the usable share seen so far suggests
+    are needed, with a margin), reads their series (:func:`pixel_values`, window by window) and
+    keeps the usable ones in draw order, so the result is a uniform sample of the valid area.
+    """
+    total = stack.height * stack.width
+    if n < 1 or n > total:
+        raise InputError(tiles, f"cannot sample {n} pixels: the tiles have {total}")
+    drawn = np.zeros(0, np.int64)
+    kept_flat: list[np.ndarray] = []
+    kept_series: list[np.ndarray] = []
+    kept_fraction: list[np.ndarray] = []
+    found = rounds = unusable = 0
+    while found < n and len(drawn) < total and rounds < PIXEL_ROUNDS:
+        rounds += 1
+        share = found / len(drawn) if len(drawn) else 1.0
+        want = int(np.ceil((n - found) / max(share, 0.05) * 1.25)) + 16
+        if len(drawn) > total // 4:  # from what is left: few fresh draws would miss it all
+            left = np.setdiff1d(np.arange(total), drawn, assume_unique=True)
+            fresh = rng.choice(left, size=min(len(left), want), replace=False)
+        else:  # the usual case: draws from the whole grid, those seen before dropped
+            fresh = rng.choice(total, size=min(total, want), replace=False)
+            fresh = fresh[~np.isin(fresh, drawn)]
+        drawn = np.concatenate([drawn, fresh])
+        rows, cols = np.unravel_index(fresh, (stack.height, stack.width))
+        obs = pixel_values(stack, rows, cols, prep, progress)
+        series, fraction = regularise(obs, stack.doys, prep)
+        ok = ~np.isnan(series).any(axis=(0, 1))
+        unusable += int(np.count_nonzero(~ok))
+        usable = np.flatnonzero(ok)[: n - found]  # in draw order, which is random
+        kept_flat.append(fresh[usable])
+        kept_series.append(series[:, :, usable])
+        kept_fraction.append(fraction[usable])
+        found += len(usable)
+    if found == 0:
+        raise InputError(tiles, "no pixel drawn has a usable series (nodata or clouds throughout)")
+    flat = np.concatenate(kept_flat)
+    order = np.argsort(flat)
+    flat = flat[order]
+    rows, cols = np.unravel_index(flat, (stack.height, stack.width))
+    xs, ys = rasterio.transform.xy(stack.transform, rows, cols)
+    summary = {
+        "sample_pixels": n,
+        "pixels_drawn": int(len(drawn)),
+        "passes": rounds,
+        "samples": found,
+        "too_few_valid_observations": unusable,
+        "short_of_request": n - found,
+    }
+    samples = Samples(
+        series=np.concatenate(kept_series, axis=2)[:, :, order],
+        codes=np.full(found, UNLABELLED_CODE, np.int16),
+        labels=np.full(found, "", dtype=object),
+        field_ids=flat,
+        valid_fraction=np.concatenate(kept_fraction)[order],
+        n_pixels=np.ones(found, np.int32),
+        cx=np.asarray(xs, np.float64),
+        cy=np.asarray(ys, np.float64),
+    )
+    return samples, summary
+
+
+def _region_dataset(
+    samples: Samples,
+    stack: RasterStack,
+    prep: Preparation,
+    *,
+    region: str,
+    taxonomy: Taxonomy | None,
+    summary: dict,
+    inputs: dict,
+) -> xr.Dataset:
+    """The region dataset of ``samples``: unlabelled when no ``taxonomy`` is given."""
     grid = prep.grid
     in_season = [d for d in stack.dates if grid.in_season(np.array([d.timetuple().tm_yday]))[0]]
-    ds = build_region_dataset(
+    return build_region_dataset(
         samples,
-        region=region or Path(tiles).resolve().parent.name,
+        region=region,
         prep=prep,
         season_start=grid.season_start((in_season or stack.dates)[0]),
         crs_wkt=stack.crs.to_wkt(),
         taxonomy=taxonomy,
         acquisition_dates=[d.isoformat() for d in stack.dates],
         summary=summary,
-        inputs=dict(
-            tiles=str(Path(tiles).resolve()),
-            raster=spec.model_dump(mode="json"),
-            band_scaling="scale/offset from the spec where given, else from the files' metadata",
-            labels=str(Path(labels).resolve()),
-            label_column=label_column,
-            id_column=id_column,
-            taxonomy=taxonomy.name,
-            statistic=statistic,
-            sampling=sampling,
-            pixels_per_field=pixels_per_field,
-            buffer=buffer,
-            min_pixels=min_pixels,
-            drop_unknown=drop_unknown,
-            seed=seed,
-        ),
+        inputs=inputs,
+        unlabelled=taxonomy is None,
     )
-    if out is not None:
-        save_region(ds, out)
-    return ds
 
 
 def preprocess_catalog_region(

@@ -217,7 +217,7 @@ def meta_train(
             option="--checkpoint-dir",
         )
     device = dist.resolve_device(run.device)
-    data = [RegionArrays.load(p) for p in paths]
+    data = [RegionArrays.load(p, require_labels=True) for p in paths]
     check_compatible(data, paths)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -228,6 +228,9 @@ def meta_train(
             ", ".join(map(str, paths)), "band values too large to standardise (not finite)"
         )
 
+    if cfg.encoder.name == "presto":  # Presto maps bands by name and undoes the standardisation
+        fed = {"bands": list(data[0].preparation.bands), "normaliser": normaliser}
+        cfg = cfg.model_copy(update={"encoder": cfg.encoder.model_copy(update=fed)})
     infos = [region_info(p) for p in paths]  # task information (location), for TIML
 
     def labelled(mask_of: Callable[[np.ndarray], np.ndarray]) -> list[LabelledSet]:

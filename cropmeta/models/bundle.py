@@ -14,11 +14,13 @@ from safetensors.torch import load_file, save_file
 from cropmeta.errors import InputError, atomic_output
 from cropmeta.fileinfo import sha256
 from cropmeta.ingest.prepare import Normaliser, Preparation
+from cropmeta.models.adjusted import AdjustedClassifier
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.models.ensemble import EnsembleClassifier, EnsembleHeadConfig
 from cropmeta.models.forest import ForestClassifier
 from cropmeta.models.heads import HeadConfig, LinearHeadConfig
+from cropmeta.models.presto_head import PrestoFeatureClassifier
 from cropmeta.ownership import mark_folder
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -65,7 +67,26 @@ class BundleConfig(BaseModel):
         return max(1, len(self.classes))
 
 
-Model = CropClassifier | ForestClassifier | EnsembleClassifier
+Model = (
+    CropClassifier
+    | ForestClassifier
+    | EnsembleClassifier
+    | AdjustedClassifier
+    | PrestoFeatureClassifier
+)
+
+
+def head_config(model: Model, cfg: BundleConfig) -> HeadConfig:
+    """The head config that describes ``model``'s weights, saved in its bundle config ``cfg``
+    (an adjusted model's member is described by ``cfg`` with the member's own head)."""
+    if isinstance(model, AdjustedClassifier):
+        member = cfg.model_copy(
+            update={"head": head_config(model.member, cfg), "history": {}, "weights_sha256": None}
+        )
+        return model.cfg.model_copy(update={"member": member.model_dump(mode="json")})
+    if isinstance(model, EnsembleClassifier | PrestoFeatureClassifier):
+        return model.cfg
+    return model.head.cfg
 
 
 def build_model(cfg: BundleConfig) -> Model:
@@ -75,6 +96,12 @@ def build_model(cfg: BundleConfig) -> Model:
     if cfg.head.kind == "ensemble":
         members = [build_model(BundleConfig.model_validate(m)) for m in cfg.head.members]
         return EnsembleClassifier(cfg.head, members, cfg.normaliser)
+    if cfg.head.kind == "presto":  # a head on frozen Presto embeddings (baselines)
+        return PrestoFeatureClassifier(cfg.head)
+    if cfg.head.kind == "adjusted":
+        return AdjustedClassifier(
+            cfg.head, build_model(BundleConfig.model_validate(cfg.head.member))
+        )
     n_steps = len(cfg.preparation.grid)
     return CropClassifier(
         len(cfg.preparation.bands), n_steps, cfg.encoder, cfg.n_classes, head=cfg.head
@@ -93,10 +120,7 @@ def save_bundle(
     ``parts`` stores further modules in the same file, each under its name as a prefix (the
     transfer baselines' source classifier as ``transfer.*``); :func:`load_part` reads one back.
     """
-    if isinstance(model, CropClassifier | ForestClassifier):  # the head the weights are for
-        cfg = cfg.model_copy(update={"head": model.head.cfg})
-    elif isinstance(model, EnsembleClassifier):
-        cfg = cfg.model_copy(update={"head": model.cfg})
+    cfg = cfg.model_copy(update={"head": head_config(model, cfg)})  # what the weights are for
     with atomic_output(out) as tmp:
         tmp.mkdir()
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -194,8 +218,8 @@ def ensemble_of(members: list[tuple[Model, BundleConfig]], names: list[str]) -> 
         if (cfg.preparation, cfg.classes) != (first.preparation, first.classes):
             raise ValueError("ensemble members must share data preparation and classes")
     configs = [  # each member's config describes its own head; histories stay out
-        cfg.model_copy(update={"head": model.head.cfg, "history": {}}).model_dump(mode="json")
-        for model, cfg in members
+        cfg.model_copy(update={"head": head_config(m, cfg), "history": {}}).model_dump(mode="json")
+        for m, cfg in members
     ]
     head = EnsembleHeadConfig(members=configs, names=names)
     return EnsembleClassifier(head, [model for model, _ in members], first.normaliser)

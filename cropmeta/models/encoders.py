@@ -13,12 +13,15 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
+from cropmeta.ingest.prepare import Normaliser
 from cropmeta.models.sizes import MAX_WIDTH, Count
 
-EncoderName = Literal["tempcnn", "lstm", "transformer", "ltae"]
+EncoderName = Literal["tempcnn", "lstm", "transformer", "ltae", "presto"]
+#: The embedding size of the pretrained Presto encoder (:mod:`cropmeta.models.presto`).
+PRESTO_EMBED = 128
 
 
 class EncoderConfig(BaseModel):
@@ -33,6 +36,25 @@ class EncoderConfig(BaseModel):
     layers: Count = 3
     embed: int = Field(64, ge=4, le=MAX_WIDTH, description="embedding size the head reads")
     heads: Count = Field(4, description="attention heads (transformer, L-TAE)")
+    bands: list[str] = Field(
+        default_factory=list,
+        description="presto: the series' band names, mapped to Presto's inputs (filled in by "
+        "meta-training from the data's preparation)",
+    )
+    normaliser: Normaliser | None = Field(
+        None,
+        description="presto: the standardisation of its inputs, undone before Presto's own "
+        "(filled in by meta-training)",
+    )
+
+    @model_validator(mode="after")
+    def _presto_embedding(self) -> EncoderConfig:
+        """Presto's embedding is 128 wide: set it, and refuse another size asked for."""
+        if self.name == "presto":
+            if "embed" in self.model_fields_set and self.embed != PRESTO_EMBED:
+                raise ValueError(f"presto's embedding is {PRESTO_EMBED} wide, not {self.embed}")
+            self.embed = PRESTO_EMBED
+        return self
 
 
 def doy_features(doy: torch.Tensor) -> torch.Tensor:
@@ -71,9 +93,10 @@ Builder = Callable[[int, int, EncoderConfig], nn.Module]
 
 
 def _registry() -> dict[str, Builder]:
+    from cropmeta.models.presto_inputs import presto_encoder
     from cropmeta.models.tempcnn import TempCNN
 
-    table: dict[str, Builder] = {"tempcnn": TempCNN}
+    table: dict[str, Builder] = {"tempcnn": TempCNN, "presto": presto_encoder}
     try:  # encoders added by later modules register here
         from cropmeta.models.sequence import SEQUENCE_ENCODERS
 

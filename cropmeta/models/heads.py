@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
+from cropmeta.models.adjusted import AdjustedHeadConfig
 from cropmeta.models.encoders import LayerNorm
 from cropmeta.models.ensemble import EnsembleHeadConfig
 from cropmeta.models.forest import ForestHeadConfig
+from cropmeta.models.presto_head import PrestoHeadConfig
 from cropmeta.models.sizes import MAX_WIDTH, Count, Shapes, Width
 
 Memory = dict[str, torch.Tensor]
@@ -65,7 +67,9 @@ HeadConfig = Annotated[
     | RelationHeadConfig
     | SnailHeadConfig
     | ForestHeadConfig
-    | EnsembleHeadConfig,
+    | EnsembleHeadConfig
+    | AdjustedHeadConfig
+    | PrestoHeadConfig,
     Field(discriminator="kind"),
 ]
 

@@ -1,0 +1,99 @@
+"""Issue 18's real-data comparison, read from `cropmeta evaluate` results (pre-registered in
+BENCHMARKS.md, "Transductive corrections, Presto and the automatic choice on real data").
+
+For each evaluation folder (one per data set, made by `pipelines/evaluate-NAME.sh`): every
+method's overall accuracy and macro-F1, means over the draws then over the data set's targets,
+at each K; each transductive correction's mean change over the methods it was applied to; the
+pre-registered decision rule for the correction `--method best` adds by default; and the
+automatic choice with that default, recomputed from the same draws (the pick's corrected row
+on the same draw, as `cropmeta.evaluate.protocol._automatic_record` takes it).
+
+Run: python benchmarks/adaptation_study.py /tmp/i18/gee-tsda /tmp/i18/mato-grosso /tmp/i18/tiselac
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from statistics import fmean
+
+HOWS = ("label_shift", "self_training", "timematch", "soft_kmeans")
+METRICS = ("overall_accuracy", "macro_f1")
+
+
+def target_means(runs: list[dict], k: int) -> dict[str, dict[str, tuple[float, float]]]:
+    """method → target → (OA, macro-F1) means over the draws at K."""
+    by: dict = {}
+    for r in runs:
+        if "metrics" in r and r["shots"] == k:
+            by.setdefault(r["method"], {}).setdefault(r["target"], []).append(r["metrics"])
+    return {
+        m: {t: tuple(fmean(x[metric] for x in xs) for metric in METRICS) for t, xs in ts.items()}
+        for m, ts in by.items()
+    }
+
+
+def with_default(runs: list[dict], how: str | None) -> list[dict]:
+    """The ``best`` runs re-taken with correction ``how`` where the pick's corrected row was
+    scored on the same draw (the automatic choice had ``how`` been the default)."""
+    index = {(r["target"], r["shots"], r["seed"], r["method"]): r for r in runs if "metrics" in r}
+    out = []
+    for r in runs:
+        if r.get("method") != "best" or how is None:
+            continue
+        pick = r["notes"].removeprefix("picked ")
+        twin = index.get((r["target"], r["shots"], r["seed"], f"{pick}+{how}"))
+        out.append({**r, "method": f"best+{how}", "metrics": (twin or r)["metrics"]})
+    return out
+
+
+def data_set_table(runs: list[dict], k: int) -> dict[str, tuple[float, float]]:
+    """method → (OA, macro-F1): means over the targets (methods scored on every target)."""
+    per = target_means(runs, k)
+    targets = {t for ts in per.values() for t in ts}
+    return {
+        m: tuple(fmean(ts[t][i] for t in targets) for i in range(2))
+        for m, ts in per.items()
+        if set(ts) == targets
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path)
+    args = parser.parse_args()
+    data = {f.name: json.loads((f / "results.json").read_text())["runs"] for f in args.folders}
+    gains: dict[str, list[tuple[float, float]]] = {h: [] for h in HOWS}
+    tables = {}
+    for name, runs in data.items():
+        for k in sorted({r["shots"] for r in runs if "metrics" in r}):
+            table = data_set_table(runs, k)
+            tables[name, k] = table
+            for how in HOWS:
+                pairs = [(table[m], table[m.split("+")[0]]) for m in table if m.endswith(f"+{how}")]
+                if pairs:
+                    gains[how].append(tuple(fmean(v[i] - b[i] for v, b in pairs) for i in range(2)))
+    print("## Mean change each correction makes to the methods it applies to")
+    print("| correction | ΔOA | Δmacro-F1 | (data set, K) pairs |\n|---|---:|---:|---:|")
+    eligible = {}
+    for how, g in gains.items():
+        if not g:
+            continue
+        d_oa, d_f1 = fmean(x for x, _ in g), fmean(y for _, y in g)
+        print(f"| {how} | {d_oa:+.3f} | {d_f1:+.3f} | {len(g)} |")
+        if d_oa > 0 and d_f1 >= -0.01:
+            eligible[how] = d_oa
+    default = max(eligible, key=eligible.get) if eligible else None
+    print(f"\nDecision rule: default correction = {default}\n")
+    for name, runs in data.items():
+        runs = runs + with_default(runs, default)
+        for k in sorted({r["shots"] for r in runs if "metrics" in r}):
+            table = data_set_table(runs, k)
+            print(f"## {name}, K = {k} (OA / macro-F1, best macro-F1 first)")
+            for m in sorted(table, key=lambda m: -table[m][1]):
+                print(f"  {m:32s} {table[m][0]:.3f} / {table[m][1]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
