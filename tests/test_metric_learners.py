@@ -141,8 +141,9 @@ def test_cli_meta_train_adapt_map(name, cli, regions, catalog, tmp_path):
     assert res.exit_code == 0, res.output
     target = regions[catalog.targets()[0].name]
     res = cli(
-        "adapt", "--model", meta, "--region", target, "--shots", "2", "--out", adapted, "--json"
-    )
+        "adapt", "--model", meta, "--region", target, "--shots", "2", "--out", adapted, "--json",
+        "--method", name,
+    )  # fmt: skip
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
     assert 0 <= result["metrics"][name]["overall_accuracy"] <= 1

@@ -289,9 +289,12 @@ def test_meta_train_and_adapt_with_the_presto_encoder(cli, regions, catalog, tmp
     assert cfg.encoder.normaliser == cfg.normaliser
     trained = model.encoder.presto.state_dict()
     assert any(not torch.equal(trained[k], read_weights()[k]) for k in trained)
-    res = cli("adapt", "--model", meta, "--region", target, "--out", adapted)
+    res = cli(
+        "adapt", "--model", meta, "--region", target, "--out", adapted, "--method", "maml"
+    )  # fmt: skip  (the fine-tuned Presto encoder, not the pick)
     assert res.exit_code == 0, res.output
     model, cfg = load_bundle(adapted)
+    assert cfg.encoder.name == "presto"
     data = RegionArrays.load(target)
     with torch.no_grad():
         scores = model(torch.from_numpy(cfg.normaliser(data.x[:5])), torch.from_numpy(data.doy))
