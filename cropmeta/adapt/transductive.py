@@ -35,7 +35,12 @@ from torch import nn
 
 from cropmeta.adapt.label_shift import em_priors
 from cropmeta.adapt.names import SEPARATOR, TRANSDUCTIONS
-from cropmeta.adapt.phenology_shift import aligning_index, estimate_shift, shift_series
+from cropmeta.adapt.phenology_shift import (
+    ShiftEstimate,
+    aligning_index,
+    estimate_shift,
+    shift_series,
+)
 from cropmeta.adapt.self_training import (
     ForestFit,
     SelfTrainingConfig,
@@ -72,6 +77,9 @@ class Unlabelled:
     seed: int = 0
     self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
     notes: dict[str, str] = field(default_factory=dict)
+    #: the calendar shift found for a support set (by its tensor): one estimate serves every
+    #: method aligned on it
+    shifts: dict[int, ShiftEstimate] = field(default_factory=dict, repr=False)
 
 
 def variant(method: str, how: str) -> str:
@@ -136,17 +144,20 @@ def aligned(method: str, on: Shots, data: Unlabelled) -> AdjustedClassifier:
     for the source model on the unlabelled samples, with the support's likelihood."""
     if data.source is None or data.source_prior is None:
         raise ValueError("alignment needs the source classifier the meta-model stores")
-    source = data.source()
-    estimate = estimate_shift(
-        lambda x: torch.from_numpy(posteriors(source, x, on.doy)),
-        data.x,
-        data.source_prior,
-        data.time_index,
-        data.max_shift,
-        on.x_support,
-        on.y_support,
-        seed=data.seed,
-    )
+    key = on.x_support.data_ptr()
+    if key not in data.shifts:
+        source = data.source()
+        data.shifts[key] = estimate_shift(
+            lambda x: torch.from_numpy(posteriors(source, x, on.doy)),
+            data.x,
+            data.source_prior,
+            data.time_index,
+            data.max_shift,
+            on.x_support,
+            on.y_support,
+            seed=data.seed,
+        )
+    estimate = data.shifts[key]
     index = aligning_index(data.time_index, estimate.shift)
     shifted = on.replace(x_support=shift_series(on.x_support, index))
     fitted = data.refit(method, shifted)
