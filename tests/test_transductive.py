@@ -191,3 +191,21 @@ def test_unlabelled_samples_preprocessed_from_the_tiles_serve_adapt(
     assert load_config(out).head.kind == "adjusted"
     res = cli("adapt", "--model", meta_model, "--region", pixels, "--out", tmp_path / "n")
     assert res.exit_code == 2 and "unlabelled samples only" in res.output
+
+
+def test_unlabelled_samples_prepared_otherwise_are_refused(
+    cli, meta_model, target, catalog, tmp_path
+):
+    from checks import assert_one_line_error
+
+    from cropmeta.ingest.preprocess import preprocess_unlabelled
+
+    prep = RegionArrays.load(target).preparation
+    pixels = tmp_path / "pixels.zarr"
+    tiles = catalog.path(catalog.targets()[0].tiles)
+    preprocess_unlabelled(tiles, out=pixels, sample_pixels=50, grid=prep.grid,
+                          bands=prep.bands[:2], seed=1)  # fmt: skip
+    out = tmp_path / "m"
+    res = cli("adapt", "--model", meta_model, "--region", target, "--out", out,
+              "--unlabelled", pixels)  # fmt: skip
+    assert_one_line_error(res, out, "prepared differently")
