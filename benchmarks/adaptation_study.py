@@ -6,7 +6,9 @@ method's overall accuracy and macro-F1, means over the draws then over the data 
 at each K; each transductive correction's mean change over the methods it was applied to; the
 pre-registered decision rule for the correction `--method best` adds by default; and the
 automatic choice with that default, recomputed from the same draws (the pick's corrected row
-on the same draw, as `cropmeta.evaluate.protocol._automatic_record` takes it).
+on the same draw, as `cropmeta.evaluate.protocol._automatic_record` takes it); and, for runs
+that record cross-validation's leader, the plain first-in-macro-F1 rule on the same draws
+(BENCHMARKS.md, "The automatic choice, steadier").
 
 Run: python benchmarks/adaptation_study.py /tmp/i18/gee-tsda /tmp/i18/mato-grosso /tmp/i18/tiselac
 """
@@ -20,6 +22,8 @@ from statistics import fmean
 
 HOWS = ("label_shift", "self_training", "timematch", "soft_kmeans")
 METRICS = ("overall_accuracy", "macro_f1")
+#: The correction the plain rule added wherever it applied (the second increment's default).
+PLAIN_RULE_CORRECTION = "self_training"
 
 
 def target_means(runs: list[dict], k: int) -> dict[str, dict[str, tuple[float, float]]]:
@@ -34,18 +38,39 @@ def target_means(runs: list[dict], k: int) -> dict[str, dict[str, tuple[float, f
     }
 
 
-def with_default(runs: list[dict], how: str | None) -> list[dict]:
-    """The ``best`` runs re-taken with correction ``how`` where the pick's corrected row was
-    scored on the same draw (the automatic choice had ``how`` been the default)."""
+def picked(run: dict) -> str:
+    """The method the automatic choice took on a ``best`` run's draw."""
+    return run["notes"].removeprefix("picked ")
+
+
+def retaken(runs: list[dict], how: str | None, label: str, pick=picked) -> list[dict]:
+    """The ``best`` runs re-taken as another choice on the same draw: method ``pick(run)``
+    (None: left out), with correction ``how`` where that row was scored, recorded as
+    ``label``."""
     index = {(r["target"], r["shots"], r["seed"], r["method"]): r for r in runs if "metrics" in r}
     out = []
     for r in runs:
-        if r.get("method") != "best" or how is None:
+        if r.get("method") != "best" or (method := pick(r)) is None:
             continue
-        pick = r["notes"].removeprefix("picked ")
-        twin = index.get((r["target"], r["shots"], r["seed"], f"{pick}+{how}"))
-        out.append({**r, "method": f"best+{how}", "metrics": (twin or r)["metrics"]})
+        key = (r["target"], r["shots"], r["seed"])
+        base = index.get((*key, method), r)
+        twin = index.get((*key, f"{method}+{how}"), base) if how else base
+        out.append({**r, "method": label, "metrics": twin["metrics"]})
     return out
+
+
+def with_default(runs: list[dict], how: str | None) -> list[dict]:
+    """The ``best`` runs re-taken with correction ``how`` where the pick's corrected row was
+    scored on the same draw (the automatic choice had ``how`` been the default)."""
+    return retaken(runs, how, f"best+{how}") if how else []
+
+
+def leader_rule(runs: list[dict], how: str | None) -> list[dict]:
+    """The ``best`` runs re-taken as the plain rule before the third increment would have:
+    cross-validation's leader, with correction ``how`` wherever it was scored (runs that
+    recorded their leader only)."""
+    label = "cv leader" + (f"+{how}" if how else "") + " (first-in-macro-F1 rule)"
+    return retaken(runs, how, label, pick=lambda r: r.get("cv_leader"))
 
 
 def data_set_table(runs: list[dict], k: int) -> dict[str, tuple[float, float]]:
@@ -87,7 +112,7 @@ def main() -> None:
     default = max(eligible, key=eligible.get) if eligible else None
     print(f"\nDecision rule: default correction = {default}\n")
     for name, runs in data.items():
-        runs = runs + with_default(runs, default)
+        runs = runs + with_default(runs, default) + leader_rule(runs, PLAIN_RULE_CORRECTION)
         for k in sorted({r["shots"] for r in runs if "metrics" in r}):
             table = data_set_table(runs, k)
             print(f"## {name}, K = {k} (OA / macro-F1, best macro-F1 first)")

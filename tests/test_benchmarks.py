@@ -109,3 +109,6 @@ def test_adaptation_study_retakes_the_automatic_choice_with_a_default_correction
     assert [r["metrics"]["overall_accuracy"] for r in again] == [0.7, 0.3]
     table = study.data_set_table(runs + again, 5)
     assert abs(table["best+timematch"][0] - 0.5) < 1e-12 and "rf+timematch" not in table
+    runs[2]["cv_leader"] = "rf"  # the plain rule's pick, where the run recorded it
+    plain = study.leader_rule(runs, "timematch")
+    assert [(r["target"], r["metrics"]["overall_accuracy"]) for r in plain] == [("a", 0.7)]

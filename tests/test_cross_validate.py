@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from checks import assert_one_line_error
 
-from cropmeta.adapt.cross_validate import check_folds, cross_validate
+from cropmeta.adapt.cross_validate import check_folds, cross_validate, macro_f1_se
 from cropmeta.baselines.names import BASELINES
 from cropmeta.errors import InputError
 
@@ -32,8 +32,26 @@ def test_every_label_is_predicted_once_by_a_fit_that_never_saw_it():
     assert len(seen) == 5 and sorted(tests) == list(range(len(y)))
     assert scores["oracle"]["overall_accuracy"] == 1.0 and scores["oracle"]["kappa"] == 1.0
     assert scores["majority"]["overall_accuracy"] < 1.0
+    assert scores["oracle"]["macro_f1_se"] == 0.0 < scores["majority"]["macro_f1_se"]
     again = cross_validate(fit_predict, y, folds=5, seed=0)
     assert again == scores
+
+
+def test_the_macro_f1_error_is_scikit_learns_f1_over_stratified_resamples():
+    """The vectorised bootstrap equals scikit-learn's ``f1_score`` on the same resamples, and
+    shrinks as 1/sqrt(n) with more labelled samples."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(4), 10)
+    guess = np.where(rng.random(40) < 0.7, y, rng.integers(0, 4, 40))
+    draw = np.random.default_rng(0)  # the resamples macro_f1_se(seed=0) draws
+    members = [np.flatnonzero(y == c) for c in range(4)]
+    picks = np.concatenate([draw.choice(m, size=(200, len(m))) for m in members], axis=1)
+    spread = np.std([f1_score(y[i], guess[i], average="macro") for i in picks], ddof=1)
+    assert macro_f1_se(y, guess, seed=0) == pytest.approx(spread, rel=1e-9)
+    more = macro_f1_se(np.tile(y, 16), np.tile(guess, 16), seed=0)
+    assert more == pytest.approx(spread / 4, rel=0.3)
 
 
 def test_folds_need_as_many_labels_in_every_class():

@@ -1,5 +1,5 @@
 """`cropmeta adapt --method`: save a baseline fitted on the same fields instead of the
-meta-learner (or `best`, the one `--cv` ranks first), as a model `cropmeta map` maps like any
+meta-learner (or `best`, what cross-validation picks), as a model `cropmeta map` maps like any
 other."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import rasterio
 import torch
 from checks import assert_one_line_error
 
-from cropmeta.adapt.cross_validate import best_method
-from cropmeta.adapt.names import DEFAULT_TRANSDUCTION
+from cropmeta.adapt.adapt import chosen_method
+from cropmeta.adapt.names import DEFAULT_METHOD, DEFAULT_TRANSDUCTION
 from cropmeta.adapt.transductive import split_variant
 from cropmeta.evaluate.metrics import score
 from cropmeta.ingest.dataset import RegionArrays
@@ -74,32 +74,58 @@ def test_adapt_refuses_a_method_it_cannot_save(cli, meta_model, regions, catalog
 
 def test_adapt_saves_the_automatic_choice_by_default(cli, meta_model, regions, catalog, tmp_path):
     """Without --method: every method cross-validated on the labelled fields (as many folds as
-    they fill, at most 5), the first saved — and a class with one field: the learner."""
+    they fill, at most 5), the choice saved with the default correction where it applies
+    (every query sample of the region is unlabelled data here) — and a class with one field:
+    the learner."""
     target = regions[catalog.targets()[0].name]
     out = tmp_path / "a"
     res = cli("adapt", "--model", meta_model, "--region", target, "--out", out, "--shots", "3",
               "--json")  # fmt: skip
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
-    pick, how = split_variant(result["saved"])  # with the default correction where it applies
-    assert result["cv_folds"] == 3 and pick == best_method(result["cv_metrics"])
-    assert how in (None, DEFAULT_TRANSDUCTION)
+    assert result["cv_folds"] == 3
+    assert result["saved"] == chosen_method(result["cv_metrics"], "best", lambda *_: True)
     res = cli("adapt", "--model", meta_model, "--region", target, "--out", tmp_path / "b",
               "--shots", "1", "--json")  # fmt: skip
     result = json.loads(res.stdout)
     assert result["saved"] == "maml" and "one labelled sample" in result["notes"]["best"]
 
 
-def test_best_saves_the_method_cross_validation_ranks_first(meta_model, regions, catalog, tmp_path):
+def test_best_saves_what_cross_validation_picks(meta_model, regions, catalog, tmp_path):
     from cropmeta.adapt.adapt import adapt_region
 
     target = regions[catalog.targets()[0].name]
     out = tmp_path / "adapted"
     result = adapt_region(meta_model, target, out, shots=3, seed=2, cv_folds=3, method="best")
-    assert split_variant(result.saved)[0] == best_method(result.cv_metrics)
+    assert split_variant(result.saved)[0] == split_variant(chosen_method(result.cv_metrics))[0]
     assert load_config(out).history["adaptation"]["saved"] == result.saved
     predicted, truth = query_predictions(out, target, shots=3, seed=2)
     assert score(truth, predicted) == result.metrics[result.saved]
+
+
+CV = {  # cross-validated macro-F1 (and its standard error) of three methods
+    "maml": {"macro_f1": 0.70, "macro_f1_se": 0.06},
+    "random_forest": {"macro_f1": 0.66, "macro_f1_se": 0.05},
+    "pooled_forest": {"macro_f1": 0.65, "macro_f1_se": 0.07},
+}
+
+
+def test_best_keeps_the_default_method_unless_another_leads_by_more_than_its_error():
+    assert DEFAULT_METHOD == "pooled_forest"
+    assert chosen_method(CV) == "pooled_forest"  # 0.65 >= 0.70 - 0.06
+    clear = CV | {"maml": {"macro_f1": 0.80, "macro_f1_se": 0.06}}
+    assert chosen_method(clear) == "maml"
+    without = {m: v for m, v in CV.items() if m != "pooled_forest"}  # no source samples
+    assert chosen_method(without) == "maml"
+
+
+def test_best_adds_the_default_correction_to_a_learner_only():
+    every = lambda how, method: True  # noqa: E731
+    clear = CV | {"maml": {"macro_f1": 0.80, "macro_f1_se": 0.06}}
+    assert chosen_method(clear, "best", every) == f"maml+{DEFAULT_TRANSDUCTION}"
+    assert chosen_method(CV, "best", every) == "pooled_forest"  # a forest: left as it is
+    assert chosen_method(CV, "best+label_shift", every) == "pooled_forest+label_shift"
+    assert chosen_method(clear, "best", lambda how, method: False) == "maml"
 
 
 def test_transfer_needs_the_source_classifier(cli, regions, catalog, tmp_path):

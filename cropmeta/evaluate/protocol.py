@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 from scipy import stats
 
 from cropmeta.adapt.adapt import AdaptResult, adapt_region, chosen_method
-from cropmeta.adapt.cross_validate import AUTOMATIC_FOLDS
+from cropmeta.adapt.cross_validate import AUTOMATIC_FOLDS, best_method
 from cropmeta.adapt.ensemble import ENSEMBLE, adapt_ensemble
 from cropmeta.adapt.names import BEST
 from cropmeta.adapt.transductive import variant
@@ -309,8 +309,9 @@ def ensemble_members(training: dict, cfg: EvaluationConfig) -> list[str]:
 
 def _automatic_record(draw: list[AdaptResult], fold: Fold, k: int, seed: int) -> dict:
     """The automatic choice on one draw, as ``adapt --method best`` makes it: every learner's
-    and baseline's support cross-validation pooled, the first (with the default correction
-    where it was scored) taken, and its query figures recorded as method ``best``."""
+    and baseline's support cross-validation pooled, the choice (with the default correction
+    where it was scored) taken, and its query figures recorded as method ``best``, with
+    cross-validation's leader and its macro-F1 (± standard error) beside it."""
     cv_metrics: dict = {}
     owner: dict[str, AdaptResult] = {}
     for res in draw:
@@ -318,7 +319,15 @@ def _automatic_record(draw: list[AdaptResult], fold: Fold, k: int, seed: int) ->
         owner |= dict.fromkeys(res.metrics, res)
     chosen = chosen_method(cv_metrics, BEST, lambda how, m: variant(m, how) in owner)
     record = _records(owner[chosen], fold, k, seed, keep=[chosen])[0]
-    return record | {"method": BEST, "learner": False, "notes": f"picked {chosen}"}
+    leader = best_method(cv_metrics)  # what the plain first-in-macro-F1 rule would have taken
+    return record | {
+        "method": BEST,
+        "learner": False,
+        "notes": f"picked {chosen}",
+        "cv_leader": leader,
+        "cv_leader_macro_f1": cv_metrics[leader]["macro_f1"],
+        "cv_leader_macro_f1_se": cv_metrics[leader].get("macro_f1_se"),
+    }
 
 
 def _records(res: AdaptResult, fold: Fold, k: int, seed: int, keep) -> list[dict]:

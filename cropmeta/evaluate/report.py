@@ -18,7 +18,10 @@ def metrics_table(result: AdaptResult, cross_validated: bool = False) -> Table:
     """
     if cross_validated:
         title = f"{result.region}: cross-validated on the {result.n_support} labelled fields"
-        caption = [f"{result.cv_folds} stratified folds: each method fitted on all but one"]
+        caption = [
+            f"{result.cv_folds} stratified folds: each method fitted on all but one; "
+            "± a bootstrap standard error"
+        ]
         metrics = result.cv_metrics
     else:
         title = f"{result.region}: {len(result.classes)} classes, {result.shots} shots each"
@@ -33,7 +36,7 @@ def metrics_table(result: AdaptResult, cross_validated: bool = False) -> Table:
         table.add_row(
             name,
             f"{m['overall_accuracy']:.3f}",
-            f"{m['macro_f1']:.3f}",
+            f"{m['macro_f1']:.3f}" + (f" ± {m['macro_f1_se']:.3f}" if "macro_f1_se" in m else ""),
             f"{m['kappa']:.3f}",
             style="bold" if name == result.learner else None,
         )
