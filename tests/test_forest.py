@@ -165,3 +165,33 @@ def test_a_forest_saved_before_boosting_loads_as_it_was(tmp_path, meta_model):
     assert list(loaded.state_dict()) == list(model.state_dict())
     with torch.no_grad():
         assert torch.equal(loaded(torch.from_numpy(x)), model(torch.from_numpy(x)))
+
+
+def test_compiled_leaves_are_the_tensor_walks_for_forests_and_boosting():
+    """scikit-learn's compiled ``Tree.apply`` on trees rebuilt from the stored tensors finds
+    the leaf the tensor walk finds, missing values included; the rebuild follows new weights."""
+    from cropmeta.models import forest as forest_module
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    y = np.repeat(np.arange(4), 15)
+    query = rng.normal(size=(500, 8)).astype(np.float32)
+    query[::7, 3] = np.nan
+    x_nan = x.copy()
+    x_nan[::5, 3] = np.nan  # fitted with missing values: learnt missing_go_to_left
+    models = [
+        ForestClassifier.from_sklearn(fitted(x_nan, y), 4),
+        ForestClassifier.from_sklearn_boosting(boosted(x_nan, y, max_iter=20, random_state=0), 4),
+    ]
+    flat = torch.from_numpy(query)
+    for model in models:
+        head = model.head
+        assert forest_module.compiled_trees(head, 8) is not None
+        compiled = torch.cat(list(head._leaves(flat)))
+        leaf = head.branches[:, 0] == torch.arange(len(head.branches))
+        assert torch.equal(compiled, head._walk(flat, leaf))
+    other = ForestClassifier.from_sklearn(fitted(x, y, seed=1), 4)
+    before = models[0].head(flat)
+    models[0].head.load_state_dict(other.head.state_dict(), strict=False)
+    assert not torch.equal(before, models[0].head(flat))
+    assert torch.equal(models[0].head(flat), other.head(flat))
