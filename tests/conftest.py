@@ -63,10 +63,15 @@ def adapted(meta_model, regions, catalog, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def cli():
-    """Run ``cropmeta`` in-process; returns the click Result (exit_code, stdout, stderr)."""
+    """Run ``cropmeta`` in-process; returns the click Result (exit_code, stdout, stderr).
+    torch's thread count, which every command sets (``--threads``), is restored after each."""
     runner = CliRunner()
 
     def invoke(*args: str):
-        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+        before = torch.get_num_threads()
+        try:
+            return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+        finally:
+            torch.set_num_threads(before)
 
     return invoke

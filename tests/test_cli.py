@@ -7,10 +7,10 @@ COMMANDS = ["synth", "preprocess", "meta-train", "adapt", "map", "demo", "previe
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help_and_seed(cli, command):
+def test_every_command_has_help_seed_and_threads(cli, command):
     res = cli(command, "--help")
     assert res.exit_code == 0
-    assert "--seed" in res.stdout
+    assert "--seed" in res.stdout and "--threads" in res.stdout
 
 
 def test_synth_cli_writes_one_region(cli, tmp_path):

@@ -291,7 +291,10 @@ def adapt_region(
             "kind": "adapted",
             "classes": classes,
             "transfer_classes": [],  # the source classifier stays in the meta-model
-            "history": {**cfg.history, "adaptation": json.loads(result.to_json())},
+            "history": {
+                **cfg.history,
+                "adaptation": json.loads(result.to_json()) | {"threads": torch.get_num_threads()},
+            },
         }
     )
     save_bundle(adapted, adapted_cfg, out)

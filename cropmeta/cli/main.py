@@ -15,7 +15,7 @@ from cropmeta.cli.evaluate import evaluate
 from cropmeta.cli.ingest import preprocess, synth
 from cropmeta.cli.learn import adapt, learners_, meta_train
 from cropmeta.cli.mapping import map_, preview, suggest_labels
-from cropmeta.cli.options import Overwrite, Seed, count
+from cropmeta.cli.options import Overwrite, Seed, count, with_threads
 from cropmeta.cli.progress import OneLineErrors, one_line_errors, setup_logging
 
 app = typer.Typer(
@@ -53,13 +53,13 @@ def demo(
     run_demo(out, seed=seed, scale=scale, iterations=iterations, shots=shots, overwrite=overwrite)
 
 
-app.command()(synth)
-app.command()(preprocess)
-app.command(context_settings={"allow_extra_args": True})(meta_train)
-app.command()(adapt)
-app.command("learners")(learners_)
-app.command("suggest-labels")(suggest_labels)
-app.command("map")(map_)
-app.command()(evaluate)
-app.command()(demo)
-app.command()(preview)
+app.command()(with_threads(synth))
+app.command()(with_threads(preprocess))
+app.command(context_settings={"allow_extra_args": True})(with_threads(meta_train))
+app.command()(with_threads(adapt))
+app.command("learners")(learners_)  # a listing: no work to thread
+app.command("suggest-labels")(with_threads(suggest_labels))
+app.command("map")(with_threads(map_))
+app.command()(with_threads(evaluate))
+app.command()(with_threads(demo))
+app.command()(with_threads(preview))

@@ -82,7 +82,11 @@ def map_(
         ),
     ] = None,
     workers: Annotated[
-        int | None, count("Local Dask worker processes (default: all cores; 1 = no Dask).", hi=1024)
+        int | None,
+        count(
+            "Local Dask worker processes (default: the cores not already busy; 1 = no Dask).",
+            hi=1024,
+        ),
     ] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Address of a running Dask scheduler (e.g. tcp://host:8786).")

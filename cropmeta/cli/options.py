@@ -7,7 +7,10 @@ work starts (tests/test_cli_bounds.py checks every numeric option of every comma
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +44,14 @@ def real(help: str, lo: float, hi: float, **kwargs):
 
 
 Seed = Annotated[int, count("Random seed: same inputs + seed → same outputs.", lo=0, hi=SEED_MAX)]
+Threads = Annotated[
+    int | None,
+    count(
+        "CPU threads for torch (default: OMP_NUM_THREADS, else 1: never oversubscribes a busy "
+        "machine; results depend on the count, which is recorded in the outputs).",
+        hi=1024,
+    ),
+]
 Overwrite = Annotated[
     bool,
     typer.Option(
@@ -170,3 +181,22 @@ def learner_options(algorithms: list[str], pairs: list[str] | None) -> dict:
         return learner_settings(algorithms, pairs or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
+
+
+def with_threads(command: Callable) -> Callable:
+    """``command`` with a ``--threads`` option (:data:`Threads`) that sets torch's threads
+    (:func:`cropmeta.threads.use_threads`) before it runs: every command takes it, declared once."""
+    signature = inspect.signature(command, eval_str=True)
+    threads = inspect.Parameter("threads", inspect.Parameter.KEYWORD_ONLY, default=None)
+    threads = threads.replace(annotation=Threads)
+
+    @functools.wraps(command)
+    def run(*args, threads: int | None = None, **kwargs):
+        from cropmeta.threads import use_threads
+
+        use_threads(threads)
+        return command(*args, **kwargs)
+
+    run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), threads])
+    run.__annotations__ = {**command.__annotations__, "threads": Threads}
+    return run

@@ -7,7 +7,6 @@ scheduler address is given (the workers must see the same paths).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 from cropmeta.errors import InputError
 from cropmeta.ingest.preprocess import preprocess_catalog_region
 from cropmeta.ownership import claim, output_folder
+from cropmeta.threads import free_cores
 
 if TYPE_CHECKING:
     from dask.distributed import Client
@@ -61,8 +61,9 @@ def preprocess_regions(
 ) -> dict[str, Path]:
     """Write ``out_dir/<region>.zarr`` for every region; returns the paths by region name.
 
-    ``workers`` local processes (default: all cores, at most one per region), or the Dask
-    cluster at ``scheduler``. The first failing region's error is raised after the others end.
+    ``workers`` local processes (default: the cores not already busy, at most one per region),
+    or the Dask cluster at ``scheduler``. The first failing region's error is raised after the
+    others end.
     """
     from cropmeta.catalog import load_catalog
 
@@ -97,7 +98,7 @@ def _run(jobs: list[tuple], workers: int | None, scheduler: str | None, progress
                 if progress:
                     progress(done, len(jobs))
         return
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    workers = max(1, min(workers or free_cores(), len(jobs)))
     if workers == 1:
         for done, job in enumerate(jobs, start=1):
             _one(*job)

@@ -305,6 +305,7 @@ def meta_train(
         regions=[r.name for r in data],
         config=json.loads(cfg.model_dump_json()),
         init=cfg.init,
+        threads=torch.get_num_threads(),  # intra-op threads it ran with (cropmeta.threads)
     )
     if loop.stopped:
         history["stopped_early"] = loop.iteration

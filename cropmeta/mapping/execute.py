@@ -13,13 +13,13 @@ such (``--scheduler``) before any work starts.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from cropmeta.ingest.parallel import connect
 from cropmeta.mapping.blocks import BlockResult, MapJob, compute_block
+from cropmeta.threads import free_cores
 
 if TYPE_CHECKING:
     from dask.distributed import Client
@@ -28,7 +28,9 @@ BLOCKS_PER_WORKER = 4
 
 
 def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Local processes when none are named: the cores not already busy
+    (:func:`cropmeta.threads.free_cores`), each block running on one thread."""
+    return free_cores()
 
 
 @contextmanager

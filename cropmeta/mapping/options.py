@@ -26,7 +26,10 @@ class MapOptions(BaseModel):
     aoi: Path | None = Field(None, description="polygons outside which pixels stay nodata")
     fields: Path | None = Field(None, description="field polygons for the per-field export")
     workers: int | None = Field(
-        None, ge=1, le=1024, description="local processes (default: all cores; 1 = in this process)"
+        None,
+        ge=1,
+        le=1024,
+        description="local processes (default: the cores not already busy; 1 = in this process)",
     )
     scheduler: str | None = Field(None, description="address of a running Dask scheduler")
     overwrite: bool = Field(
