@@ -186,9 +186,10 @@ class Catalog(BaseModel):
     def path(self, relative: str) -> Path:
         return (self.root / relative).resolve()
 
-    def load_taxonomy(self) -> Taxonomy:
+    def load_taxonomy(self, extra: str | os.PathLike[str] | None = None) -> Taxonomy:
+        """The catalog's taxonomy, with a user's taxonomy file ``extra`` merged over it."""
         local = self.root / self.taxonomy
-        return load_taxonomy(local if local.exists() else CATALOG_DIR / self.taxonomy)
+        return load_taxonomy(local if local.exists() else CATALOG_DIR / self.taxonomy, extra)
 
     def inputs(self, names: list[str] | None = None) -> list[Path]:
         """Every file a command reads through this catalog for the regions ``names`` (default:
@@ -203,7 +204,7 @@ class Catalog(BaseModel):
         return [r for r in self.regions if r.role == "target"]
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
@@ -215,28 +216,36 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(x) for x in err["loc"])
     return f"invalid entry at {where}: {err['msg']}"
 
 
-def load_taxonomy(path: str | os.PathLike[str] | None = None) -> Taxonomy:
-    """Load a taxonomy YAML; by default the shared one in ``data_catalog/taxonomy.yaml``."""
+def load_taxonomy(
+    path: str | os.PathLike[str] | None = None, extra: str | os.PathLike[str] | None = None
+) -> Taxonomy:
+    """Load a taxonomy YAML (by default the shared one in ``data_catalog/taxonomy.yaml``), with
+    a user's taxonomy file ``extra`` merged over it (:mod:`cropmeta.taxonomy`)."""
     p = Path(path) if path is not None else CATALOG_DIR / "taxonomy.yaml"
     try:
-        return Taxonomy.model_validate(_read_yaml(p))
+        taxonomy = Taxonomy.model_validate(read_yaml(p))
     except ValidationError as exc:
-        raise InputError(p, _first_error(exc)) from None
+        raise InputError(p, first_error(exc)) from None
+    if extra is None:
+        return taxonomy
+    from cropmeta.taxonomy import merged_taxonomy
+
+    return merged_taxonomy(taxonomy, extra)
 
 
 def load_catalog(path: str | os.PathLike[str]) -> Catalog:
     """Load and validate a region catalog YAML."""
     p = Path(path)
     try:
-        cat = Catalog.model_validate(_read_yaml(p))
+        cat = Catalog.model_validate(read_yaml(p))
     except ValidationError as exc:
-        raise InputError(p, _first_error(exc)) from None
+        raise InputError(p, first_error(exc)) from None
     cat.root = p.resolve().parent
     return cat
 

@@ -19,6 +19,7 @@ from cropmeta.cli.options import (
     Seed,
     Settings,
     ShiftDays,
+    UserTaxonomyOpt,
     ValRegions,
     augment_options,
     count,
@@ -100,6 +101,7 @@ def evaluate(
             "+soft_kmeans.",
         ),
     ] = True,
+    taxonomy: UserTaxonomyOpt = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
 ) -> None:
@@ -126,6 +128,7 @@ def evaluate(
         ensemble=ensemble,
         transductive=transductive,
         automatic=automatic,
+        taxonomy=taxonomy,
         meta=MetaTrainConfig(
             learner=learner_options(learners, settings),
             encoder=EncoderConfig(name=encoder.value),

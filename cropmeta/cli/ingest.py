@@ -19,6 +19,7 @@ from cropmeta.cli.options import (
     Seed,
     StatisticChoice,
     TableFormat,
+    UserTaxonomyOpt,
     ValidRangeOpt,
     WorldScale,
     count,
@@ -181,6 +182,7 @@ def preprocess(
             "summary) instead of refusing the label file."
         ),
     ] = False,
+    taxonomy: UserTaxonomyOpt = None,
     unlabelled: Annotated[
         bool,
         typer.Option(
@@ -225,6 +227,8 @@ def preprocess(
         overwrite=overwrite,
         drop_unknown=drop_unknown,
     )
+    if taxonomy is not None and not unlabelled:
+        options["user_taxonomy"] = str(taxonomy)
     if mask_values:
         options["invalid_classes"] = [int(v) for v in mask_values.split(",") if v.strip()]
     if unlabelled:
@@ -291,7 +295,7 @@ def preprocess(
                 spec,
                 out,
                 region=table.stem,
-                taxonomy=load_taxonomy(),
+                taxonomy=load_taxonomy(extra=taxonomy),
                 grid=grid or TemporalGrid(),
                 min_valid_fraction=min_valid_fraction,
                 overwrite=overwrite,
@@ -316,3 +320,30 @@ def preprocess(
                 **options,
             )
     typer.echo(f"{out}: {ds.sizes['sample']} samples; {ds.attrs['summary']}")
+
+
+@one_line_errors
+def taxonomy_(
+    taxonomy: UserTaxonomyOpt = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="A catalog whose taxonomy is the base [the packaged one].")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the taxonomy as JSON.")] = False,
+) -> None:
+    """List the crop classes labels may name: code (the map's pixel value), name, colour and
+    the local names that mean it, with your --taxonomy merged in."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cropmeta.catalog import load_catalog, load_taxonomy
+
+    merged = load_catalog(catalog).load_taxonomy(taxonomy) if catalog else None
+    merged = merged or load_taxonomy(extra=taxonomy)
+    if as_json:
+        typer.echo(merged.model_dump_json(indent=2))
+        return
+    table = Table("code", "name", "colour", "local names", title=merged.name)
+    for c in merged.classes:
+        names = ", ".join(f"{tag}: {name}" for tag, name in c.names.items())
+        table.add_row(str(c.code), c.name, c.colour, names)
+    Console().print(table)  # a listing: standard output

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from cropmeta.cli.evaluate import evaluate
-from cropmeta.cli.ingest import preprocess, synth
+from cropmeta.cli.ingest import preprocess, synth, taxonomy_
 from cropmeta.cli.learn import adapt, learners_, meta_train
 from cropmeta.cli.mapping import map_, preview, suggest_labels
 from cropmeta.cli.options import Overwrite, Seed, count, with_threads
@@ -55,6 +55,7 @@ def demo(
 
 app.command()(with_threads(synth))
 app.command()(with_threads(preprocess))
+app.command("taxonomy")(taxonomy_)  # a listing: no work to thread
 app.command(context_settings={"allow_extra_args": True})(with_threads(meta_train))
 app.command()(with_threads(adapt))
 app.command("learners")(learners_)  # a listing: no work to thread

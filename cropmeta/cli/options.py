@@ -52,6 +52,15 @@ Threads = Annotated[
         hi=1024,
     ),
 ]
+UserTaxonomyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--taxonomy",
+        help="Your own taxonomy YAML (classes with their local names), merged over the packaged "
+        "one: labels in your words without touching the package (docs/own-labels.md; list the "
+        "result with `cropmeta taxonomy`).",
+    ),
+]
 Overwrite = Annotated[
     bool,
     typer.Option(

@@ -230,7 +230,8 @@ def evaluate_catalog(
     """
     catalog, out = Path(catalog), Path(out)
     cfg = cfg or EvaluationConfig()
-    inputs = [catalog, *load_catalog(catalog).inputs(cfg.regions)]
+    inputs = [catalog, *load_catalog(catalog).inputs(cfg.regions), cfg.taxonomy]
+    inputs = [p for p in inputs if p is not None]
     if missing := [p for p in inputs if not p.exists()]:
         raise InputError(missing[0], f"not found (named by the catalog {catalog})")
     claim(out, "evaluation", inputs=inputs, overwrite=overwrite, in_place=True)

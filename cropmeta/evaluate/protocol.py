@@ -82,6 +82,9 @@ class EvaluationConfig(BaseModel):
         "draw: every method cross-validated on the support in min(5, K) folds, the first in "
         "macro-F1 (with the default correction) scored on the query (needs K ≥ 2)",
     )
+    taxonomy: Path | None = Field(
+        None, description="a user's taxonomy file merged over the catalog's (cropmeta.taxonomy)"
+    )
 
 
 @dataclass(frozen=True)
@@ -141,13 +144,16 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
-def _regions(catalog: Path, names: set[str], out: Path, progress: Progress | None) -> dict:
-    """Every region needed, preprocessed once into ``out`` (datasets there are reused)."""
+def _regions(
+    catalog: Path, names: set[str], out: Path, progress: Progress | None, taxonomy: Path | None
+) -> dict:
+    """Every region needed, preprocessed once into ``out`` (datasets there are reused), its
+    labels read with the catalog's taxonomy and the user's ``taxonomy`` file merged over it."""
     paths = {}
     for done, name in enumerate(sorted(names), start=1):
         path = out / f"{name}.zarr"
         if not path.exists():
-            preprocess_catalog_region(catalog, name, path)
+            preprocess_catalog_region(catalog, name, path, user_taxonomy=taxonomy)
         paths[name] = path
         if progress:
             progress("preprocess", done, len(names))
@@ -204,7 +210,7 @@ def run_evaluation(
     catalog, out = Path(catalog), Path(out)
     folds = plan_folds(catalog, cfg)
     needed = {f.target for f in folds} | {s for f in folds for s in f.sources}
-    paths = _regions(catalog, needed, out / "regions", progress)
+    paths = _regions(catalog, needed, out / "regions", progress, cfg.taxonomy)
     runs: list[dict] = []
     training: dict = {}
     models: dict = {}

@@ -45,6 +45,7 @@ def preprocess_region(
     id_column: str | None = None,
     region: str | None = None,
     taxonomy: Taxonomy | None = None,
+    user_taxonomy: str | Path | None = None,
     grid: TemporalGrid | None = None,
     bands: list[str] | None = None,
     statistic: Statistic = "mean",
@@ -82,16 +83,19 @@ def preprocess_region(
 
     ``layer``, ``x_column``/``y_column`` and ``labels_crs`` describe the label file when it is a
     multi-layer GeoPackage or a CSV of points (see :func:`cropmeta.ingest.labels.read_labels`);
-    labels the taxonomy does not know refuse the label file unless ``drop_unknown``.
+    labels the taxonomy does not know refuse the label file unless ``drop_unknown``. The
+    taxonomy is ``taxonomy``, else the packaged one with a user's taxonomy file
+    ``user_taxonomy`` merged over it (:mod:`cropmeta.taxonomy`).
     ``out`` must not be an input, nor an existing path that is not a region dataset cropmeta
     wrote, unless ``overwrite`` (:func:`cropmeta.ownership.claim`).
     """
     spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
     tiles = Path(root or ".") / spec.path
+    taxonomy = taxonomy or load_taxonomy(extra=user_taxonomy)
     if out is not None:
-        claim(out, "region-dataset", inputs=[tiles, labels], overwrite=overwrite)
+        inputs = [tiles, labels, user_taxonomy]
+        claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
     stack, prep = _prepared_stack(spec, root, bands, grid, invalid_classes, min_valid_fraction)
-    taxonomy = taxonomy or load_taxonomy()
     fields = read_labels(
         labels,
         label_column,
@@ -471,22 +475,26 @@ def preprocess_catalog_region(
     out: str | Path | None = None,
     overwrite: bool = False,
     drop_unknown: bool = False,
+    user_taxonomy: str | Path | None = None,
     **kwargs,
 ) -> xr.Dataset:
     """Preprocess the region ``region`` as a catalog YAML describes it.
 
     Raster regions go through :func:`preprocess_region` (``kwargs`` are its options), table
     regions through :func:`cropmeta.ingest.tables.preprocess_table`. The temporal grid is
-    ``kwargs["grid"]`` when given, else the region's ``season``, else the default. Unknown
-    labels are dropped when ``drop_unknown`` or the entry's ``drop_unknown`` says so.
+    ``kwargs["grid"]`` when given, else the region's ``season``, else the default. Labels are
+    read with the catalog's taxonomy, a user's taxonomy file ``user_taxonomy`` merged over it
+    (:mod:`cropmeta.taxonomy`); unknown ones are dropped when ``drop_unknown`` or the entry's
+    ``drop_unknown`` says so.
     """
     from cropmeta.catalog import load_catalog
     from cropmeta.ingest.tables import preprocess_table
 
     cat = load_catalog(catalog)
     entry = cat.region(region)
+    taxonomy = cat.load_taxonomy(user_taxonomy)  # a bad file is refused before anything else
     if out is not None:
-        inputs = [catalog, *cat.inputs([region])]
+        inputs = [catalog, *cat.inputs([region]), *([user_taxonomy] if user_taxonomy else [])]
         claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
     grid = kwargs.pop("grid", None) or (TemporalGrid(**entry.season) if entry.season else None)
     drop_unknown = drop_unknown or entry.drop_unknown
@@ -495,7 +503,7 @@ def preprocess_catalog_region(
             entry.table,
             out,
             region=entry.name,
-            taxonomy=cat.load_taxonomy(),
+            taxonomy=taxonomy,
             grid=grid or TemporalGrid(),
             root=cat.root,
             min_valid_fraction=kwargs.get("min_valid_fraction"),
@@ -514,7 +522,7 @@ def preprocess_catalog_region(
         out,
         id_column=entry.id_column,
         region=entry.name,
-        taxonomy=cat.load_taxonomy(),
+        taxonomy=taxonomy,
         grid=grid,
         layer=entry.labels_layer,
         x_column=entry.x_column,
