@@ -147,6 +147,12 @@ class RegionEntry(BaseModel):
         "of refusing the region",
     )
     table: TableSpec | None = None
+    non_crop_pixels: int = Field(
+        0,
+        ge=0,
+        description="random pixels away from every field to add as class non_crop "
+        "(cropmeta.ingest.pixels; `preprocess --non-crop-pixels` overrides)",
+    )
     season: dict | None = Field(
         None, description="temporal grid: start_doy, end_doy, step (default: the tool's)"
     )

@@ -20,6 +20,9 @@ from cropmeta.synth import make_world
 
 #: Task shapes that the regions of each world scale can fill.
 TASKS = {"demo": dict(n_way=5, k_shot=5, q_query=10), "tiny": dict(n_way=4, k_shot=3, q_query=4)}
+#: Pixels outside the fields each region gives as class non_crop (about a crop's number of
+#: fields), so the map leaves roads, villages, woods and water out of the crops.
+NON_CROP_PIXELS = {"demo": 300, "tiny": 40}
 
 
 def run_demo(
@@ -30,8 +33,9 @@ def run_demo(
     shots: int = 5,
     overwrite: bool = False,
 ) -> dict:
-    """synth → preprocess every region → meta-train on the sources → adapt to each target with
-    ``shots`` labelled fields per class (beside the baselines) → map the first target.
+    """synth → preprocess every region (its fields, and pixels outside them as class non_crop)
+    → meta-train on the sources → adapt to each target with ``shots`` labelled samples per
+    class (beside the baselines) → map the first target.
 
     Returns a summary (metrics per target, output paths, seconds per stage), also written to
     ``out/summary.json``. ``out`` must be a demo folder (or new, or empty) unless ``overwrite``.
@@ -64,7 +68,13 @@ def _run(out: Path, seed: int, scale: str, iterations: int, shots: int) -> dict:
     for entry in catalog.regions:
         datasets[entry.name] = out / "regions" / f"{entry.name}.zarr"
         with progress_bar(f"preprocess {entry.name}") as bar:
-            preprocess_catalog_region(catalog_path, entry.name, datasets[entry.name], progress=bar)
+            preprocess_catalog_region(
+                catalog_path,
+                entry.name,
+                datasets[entry.name],
+                progress=bar,
+                non_crop_pixels=NON_CROP_PIXELS[scale],
+            )
     lap("preprocess")
     meta_model = out / "models" / "maml-tempcnn"
     with progress_bar("meta-train maml") as bar:

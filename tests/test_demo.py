@@ -78,3 +78,16 @@ def test_demo_end_to_end(tmp_path):
             agree.append(np.bincount(px).argmax() == code)
     chance = 1 / len(set(codes))
     assert np.mean(agree) > chance + 0.25
+
+    # and the land between the fields is non-crop, the fields are crops (the world's truth)
+    from cropmeta.synth import fields as kinds
+    from cropmeta.synth.world import land_cover
+
+    truth = land_cover(target.name, seed=1, scale="tiny")
+    non_crop = tax.resolve("non_crop").code
+    classified = crop_map > 0
+    field_land = (truth == kinds.FIELD) & classified
+    other_land = np.isin(truth, [kinds.FOREST, kinds.VILLAGE, kinds.WATER, kinds.ROAD, 255])
+    other_land &= classified
+    assert (crop_map[field_land] == non_crop).mean() < 0.1
+    assert (crop_map[other_land] == non_crop).mean() > 0.6

@@ -215,3 +215,25 @@ def test_margin_band_is_one_minus_the_top_two_gap(adapted, catalog, tmp_path):
     ok = unc != 255
     top = np.sort(probs[:, ok], axis=0)
     assert np.abs((100 - (top[-1] - top[-2])) - unc[ok]).max() <= 2
+
+
+def test_pixels_below_min_probability_stay_unclassified(cli, full_map, adapted, big, tmp_path):
+    """--min-probability leaves the unsure pixels nodata in the class map, changes no other
+    pixel, and keeps their probabilities; the legend says why a pixel is unclassified."""
+    out = tmp_path / "sure.tif"
+    res = cli("map", "--model", adapted, "--tiles", big / "tiles", "--out", out,
+              "--min-probability", "0.6", "--probabilities", "--workers", "1")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with rasterio.open(full_map) as m, rasterio.open(out) as s:
+        every, sure = m.read(1), s.read(1)
+    with rasterio.open(out.with_suffix(".probabilities.tif")) as p:
+        top = p.read().max(axis=0).astype(int)  # percent, 255 = nodata
+    left = (every > 0) & (sure == 0)
+    assert left.any() and (sure[sure > 0] == every[sure > 0]).all()
+    assert (top[left] <= 60).all() and (top[sure > 0] >= 60).all()  # rounded percent
+    assert (top[left] < 255).all()  # probabilities still written for the unsure pixels
+    legend = json.loads(out.with_suffix(".legend.json").read_text())
+    assert "min-probability" in legend["nodata"]["meaning"]
+    res = cli("map", "--model", adapted, "--tiles", big / "tiles", "--out", tmp_path / "x.tif",
+              "--min-probability", "1.5")  # fmt: skip
+    assert res.exit_code == 2 and not (tmp_path / "x.tif").exists()

@@ -183,6 +183,19 @@ def preprocess(
         ),
     ] = False,
     taxonomy: UserTaxonomyOpt = None,
+    non_crop_pixels: Annotated[
+        int,
+        count(
+            "Also N random pixels at least --non-crop-margin from every polygon of the label "
+            "file, as class non_crop: the model learns to leave roads, buildings and woods "
+            "out of the crops (the label file should hold every field of its area).",
+            lo=0,
+            hi=1_000_000,
+        ),
+    ] = 0,
+    non_crop_margin: Annotated[
+        float, real("Metres between a non-crop pixel and the nearest field.", 0, 10_000)
+    ] = 20.0,
     unlabelled: Annotated[
         bool,
         typer.Option(
@@ -229,6 +242,13 @@ def preprocess(
     )
     if taxonomy is not None and not unlabelled:
         options["user_taxonomy"] = str(taxonomy)
+    if non_crop_pixels:
+        if unlabelled or table is not None:
+            raise typer.BadParameter(
+                "non-crop pixels are labelled samples from tiles and a label file",
+                param_hint="--non-crop-pixels",
+            )
+        options |= {"non_crop_pixels": non_crop_pixels, "non_crop_margin": non_crop_margin}
     if mask_values:
         options["invalid_classes"] = [int(v) for v in mask_values.split(",") if v.strip()]
     if unlabelled:

@@ -19,6 +19,7 @@ from cropmeta.cli.options import (
     Uncertainty,
     count,
     raster_spec,
+    real,
 )
 from cropmeta.cli.progress import one_line_errors, progress_bar
 
@@ -71,6 +72,15 @@ def map_(
         Uncertainty,
         typer.Option(help="Also write an uncertainty band: entropy or margin (OUT.<kind>.tif)."),
     ] = "none",
+    min_probability: Annotated[
+        float,
+        real(
+            "Leave a pixel unclassified (nodata) when its most probable class is below this "
+            "probability: no guess where the model is unsure (roads, built-up land).",
+            0.0,
+            1.0,
+        ),
+    ] = 0.0,
     aoi: Annotated[
         Path | None,
         typer.Option(help="Polygons (AOI or field parcels) outside which pixels stay nodata."),
@@ -110,6 +120,7 @@ def map_(
         block=block,
         probabilities=probabilities,
         uncertainty=Uncertainty(uncertainty).value,
+        min_probability=min_probability,
         aoi=aoi,
         fields=fields,
         workers=workers,

@@ -77,6 +77,16 @@ class Samples:
     cy: np.ndarray
 
 
+def joined(first: Samples, second: Samples) -> Samples:
+    """The samples of ``first`` then those of ``second``."""
+    return Samples(
+        **{
+            name: np.concatenate([getattr(first, name), getattr(second, name)], axis=-1)
+            for name in Samples.__dataclass_fields__
+        }
+    )
+
+
 def provenance(**parameters) -> dict:
     """Inputs and parameters of a run, with the versions of cropmeta and its main libraries."""
     libraries = ("numpy", "pandas", "rasterio", "geopandas", "xarray", "zarr")

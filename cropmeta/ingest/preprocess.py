@@ -18,8 +18,9 @@ import xarray as xr
 from cropmeta.catalog import RasterSpec, Taxonomy, load_taxonomy
 from cropmeta.errors import InputError
 from cropmeta.ingest.aggregate import Statistic, field_statistics, pixel_values, sample_pixels
-from cropmeta.ingest.dataset import UNLABELLED_CODE, Samples, build_region_dataset, save_region
+from cropmeta.ingest.dataset import Samples, build_region_dataset, joined, save_region
 from cropmeta.ingest.labels import read_fields, read_labels
+from cropmeta.ingest.pixels import NON_CROP, non_crop_samples, random_pixel_samples
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
 from cropmeta.ingest.sources import RasterStack, open_raster
 from cropmeta.ownership import claim
@@ -64,6 +65,8 @@ def preprocess_region(
     progress: Progress | None = None,
     overwrite: bool = False,
     drop_unknown: bool = False,
+    non_crop_pixels: int = 0,
+    non_crop_margin: float = 20.0,
 ) -> xr.Dataset:
     """Turn time-resolved rasters and a label file into a region dataset (saved if ``out``).
 
@@ -86,6 +89,9 @@ def preprocess_region(
     labels the taxonomy does not know refuse the label file unless ``drop_unknown``. The
     taxonomy is ``taxonomy``, else the packaged one with a user's taxonomy file
     ``user_taxonomy`` merged over it (:mod:`cropmeta.taxonomy`).
+    ``non_crop_pixels`` N adds N random pixels at least ``non_crop_margin`` metres from every
+    polygon or point of the label file as the taxonomy's ``non_crop`` class, so a model learns
+    to leave roads, buildings and woods out of the crops (:mod:`cropmeta.ingest.pixels`).
     ``out`` must not be an input, nor an existing path that is not a region dataset cropmeta
     wrote, unless ``overwrite`` (:func:`cropmeta.ownership.claim`).
     """
@@ -122,6 +128,15 @@ def preprocess_region(
         seed=seed,
         progress=progress,
     )
+    if non_crop_pixels:
+        every = read_fields(
+            labels, stack.crs, id_column, layer=layer, x_column=x_column, y_column=y_column,
+            labels_crs=labels_crs,
+        )  # fmt: skip
+        samples, summary = _with_non_crop(
+            samples, summary, stack, prep, burn_fields(every, stack), taxonomy, labels,
+            non_crop_pixels, non_crop_margin, seed, tiles, progress,
+        )  # fmt: skip
     ds = _region_dataset(
         samples,
         stack,
@@ -143,12 +158,41 @@ def preprocess_region(
             buffer=buffer,
             min_pixels=min_pixels,
             drop_unknown=drop_unknown,
+            non_crop_pixels=non_crop_pixels,
+            non_crop_margin=non_crop_margin,
             seed=seed,
         ),
     )
     if out is not None:
         save_region(ds, out)
     return ds
+
+
+def _with_non_crop(
+    samples: Samples,
+    summary: dict,
+    stack: RasterStack,
+    prep: Preparation,
+    fields: np.ndarray,
+    taxonomy: Taxonomy,
+    labels: str | Path,
+    n: int,
+    margin: float,
+    seed: int,
+    tiles: Path,
+    progress: Progress | None,
+) -> tuple[Samples, dict]:
+    """``samples`` and ``n`` non-crop pixel samples after them (:func:`non_crop_samples`),
+    drawn with their own random stream so the fields' samples do not change."""
+    non_crop = taxonomy.resolve(NON_CROP)
+    if non_crop is None:
+        raise InputError(labels, f"the taxonomy {taxonomy.name!r} has no {NON_CROP!r} class")
+    rng = np.random.default_rng([seed, 1])
+    extra, found = non_crop_samples(stack, prep, fields, n, margin, non_crop.code, rng, tiles,
+                                    progress)  # fmt: skip
+    if not np.issubdtype(samples.field_ids.dtype, np.integer):  # text ids: the pixel's, as text
+        extra.field_ids = np.array([f"pixel {-i - 1}" for i in extra.field_ids], dtype=object)
+    return joined(samples, extra), summary | found
 
 
 def preprocess_unlabelled(
@@ -190,9 +234,9 @@ def preprocess_unlabelled(
     Without ``fields``, ``sample_pixels`` (N) random pixels of the tiles' valid area become the
     samples (seeded by ``seed``): pixels are drawn uniformly without replacement, those whose
     series is unusable (nodata, or too few valid acquisitions) are replaced by further draws,
-    for at most :data:`PIXEL_ROUNDS` passes over the tiles; fewer than N usable pixels are
-    counted in the ``summary``. Their ``field_id`` is the pixel's index ``row * width + col``.
-    Give one of ``fields`` and ``sample_pixels``.
+    for at most :data:`~cropmeta.ingest.pixels.PIXEL_ROUNDS` passes over the tiles; fewer than
+    N usable pixels are counted in the ``summary``. Their ``field_id`` is the pixel's index
+    ``row * width + col``. Give one of ``fields`` and ``sample_pixels``.
     """
     spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
     tiles = Path(root or ".") / spec.path
@@ -238,7 +282,7 @@ def preprocess_unlabelled(
         )
     else:
         assert sample_pixels is not None
-        samples, summary = _random_pixel_samples(
+        samples, summary = random_pixel_samples(
             stack, prep, sample_pixels, np.random.default_rng(seed), tiles, progress
         )
         how = dict(fields=None, sampling="random-pixels", sample_pixels=sample_pixels)
@@ -261,10 +305,6 @@ def preprocess_unlabelled(
     if out is not None:
         save_region(ds, out)
     return ds
-
-
-#: Passes over the tiles :func:`preprocess_unlabelled` makes at most to find N usable pixels.
-PIXEL_ROUNDS = 4
 
 
 def _prepared_stack(
@@ -371,77 +411,6 @@ def _field_samples(
     return samples, summary
 
 
-def _random_pixel_samples(
-    stack: RasterStack,
-    prep: Preparation,
-    n: int,
-    rng: np.random.Generator,
-    tiles: Path,
-    progress: Progress | None,
-) -> tuple[Samples, dict]:
-    """``n`` random pixels of the tiles whose series is usable, as unlabelled samples.
-
-    Each pass draws pixels not drawn before (as many as the usable share seen so far suggests
-    are needed, with a margin), reads their series (:func:`pixel_values`, window by window) and
-    keeps the usable ones in draw order, so the result is a uniform sample of the valid area.
-    """
-    total = stack.height * stack.width
-    if n < 1 or n > total:
-        raise InputError(tiles, f"cannot sample {n} pixels: the tiles have {total}")
-    drawn = np.zeros(0, np.int64)
-    kept_flat: list[np.ndarray] = []
-    kept_series: list[np.ndarray] = []
-    kept_fraction: list[np.ndarray] = []
-    found = rounds = unusable = 0
-    while found < n and len(drawn) < total and rounds < PIXEL_ROUNDS:
-        rounds += 1
-        share = found / len(drawn) if len(drawn) else 1.0
-        want = int(np.ceil((n - found) / max(share, 0.05) * 1.25)) + 16
-        if len(drawn) > total // 4:  # from what is left: few fresh draws would miss it all
-            left = np.setdiff1d(np.arange(total), drawn, assume_unique=True)
-            fresh = rng.choice(left, size=min(len(left), want), replace=False)
-        else:  # the usual case: draws from the whole grid, those seen before dropped
-            fresh = rng.choice(total, size=min(total, want), replace=False)
-            fresh = fresh[~np.isin(fresh, drawn)]
-        drawn = np.concatenate([drawn, fresh])
-        rows, cols = np.unravel_index(fresh, (stack.height, stack.width))
-        obs = pixel_values(stack, rows, cols, prep, progress)
-        series, fraction = regularise(obs, stack.doys, prep)
-        ok = ~np.isnan(series).any(axis=(0, 1))
-        unusable += int(np.count_nonzero(~ok))
-        usable = np.flatnonzero(ok)[: n - found]  # in draw order, which is random
-        kept_flat.append(fresh[usable])
-        kept_series.append(series[:, :, usable])
-        kept_fraction.append(fraction[usable])
-        found += len(usable)
-    if found == 0:
-        raise InputError(tiles, "no pixel drawn has a usable series (nodata or clouds throughout)")
-    flat = np.concatenate(kept_flat)
-    order = np.argsort(flat)
-    flat = flat[order]
-    rows, cols = np.unravel_index(flat, (stack.height, stack.width))
-    xs, ys = rasterio.transform.xy(stack.transform, rows, cols)
-    summary = {
-        "sample_pixels": n,
-        "pixels_drawn": int(len(drawn)),
-        "passes": rounds,
-        "samples": found,
-        "too_few_valid_observations": unusable,
-        "short_of_request": n - found,
-    }
-    samples = Samples(
-        series=np.concatenate(kept_series, axis=2)[:, :, order],
-        codes=np.full(found, UNLABELLED_CODE, np.int16),
-        labels=np.full(found, "", dtype=object),
-        field_ids=flat,
-        valid_fraction=np.concatenate(kept_fraction)[order],
-        n_pixels=np.ones(found, np.int32),
-        cx=np.asarray(xs, np.float64),
-        cy=np.asarray(ys, np.float64),
-    )
-    return samples, summary
-
-
 def _region_dataset(
     samples: Samples,
     stack: RasterStack,
@@ -498,7 +467,10 @@ def preprocess_catalog_region(
         claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
     grid = kwargs.pop("grid", None) or (TemporalGrid(**entry.season) if entry.season else None)
     drop_unknown = drop_unknown or entry.drop_unknown
+    kwargs["non_crop_pixels"] = kwargs.get("non_crop_pixels") or entry.non_crop_pixels
     if entry.table is not None:
+        if kwargs.get("non_crop_pixels"):
+            raise InputError(catalog, f"region {region!r} is a table: non-crop pixels need tiles")
         return preprocess_table(
             entry.table,
             out,

@@ -49,6 +49,7 @@ class MapJob:
     batch: int
     uncertainty: str = "none"
     probabilities: bool = False
+    min_probability: float = 0.0
     aoi: tuple[bytes, ...] = ()
     fields: tuple[tuple[int, bytes], ...] = ()
     inputs: str = ""
@@ -206,7 +207,8 @@ def prepare_block(job: MapJob, index: int) -> tuple[torch.Tensor, np.ndarray]:
 
 def compute_block(job: MapJob, index: int) -> BlockResult:
     """Classify block ``index`` of ``job``; pixels outside the AOI or without enough valid
-    observations get nodata in every band.
+    observations get nodata in every band, pixels below ``job.min_probability`` in the class
+    band.
 
     Bad input found here (a damaged raster, weights changed since the run was checked) raises
     an :class:`InputError` without the errors it was raised from: rasterio's GDAL errors do not
@@ -229,7 +231,9 @@ def _classify(job: MapJob, index: int) -> BlockResult:
     with one_thread():
         p = predict_proba(ctx, x, job.batch)
     classes = np.full(ok.shape, NODATA_CLASS, np.uint8)
-    classes[ok] = ctx.codes[p.argmax(axis=1)] if len(p) else classes[ok]
+    if len(p):  # below --min-probability: not labelled (nodata), the probabilities kept
+        sure = p.max(axis=1) >= job.min_probability
+        classes[ok] = np.where(sure, ctx.codes[p.argmax(axis=1)], NODATA_CLASS)
     probs = unc = None
     if job.probabilities:
         probs = np.full((len(ctx.codes), ok.size), NODATA_SCALED, np.uint8)

@@ -186,6 +186,7 @@ def map_region(
         batch=options.batch,
         uncertainty=options.uncertainty,
         probabilities=options.probabilities,
+        min_probability=options.min_probability,
         aoi=polygons.as_wkb(aoi) if aoi is not None else (),
         fields=tuple(enumerate(polygons.as_wkb(fields_gdf))) if fields_gdf is not None else (),
         inputs=inputs_digest(inputs),

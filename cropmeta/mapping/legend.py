@@ -23,7 +23,10 @@ from xml.etree import ElementTree as ET
 from cropmeta.errors import atomic_output
 from cropmeta.models.bundle import ClassInfo
 
-NODATA_LABEL = "not classified (masked, outside the AOI or too few valid observations)"
+NODATA_LABEL = (
+    "not classified (masked, outside the AOI, too few valid observations, or below "
+    "--min-probability)"
+)
 
 
 def rgba(colour: str) -> tuple[int, int, int, int]:

@@ -23,6 +23,13 @@ class MapOptions(BaseModel):
     batch: int = Field(16384, ge=1, le=2**22, description="pixels per forward pass")
     probabilities: bool = Field(False, description="write the per-class probability stack")
     uncertainty: Uncertainty = Field("none", description="uncertainty band: entropy or margin")
+    min_probability: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="pixels whose most probable class has a lower probability stay unclassified "
+        "(nodata in the class map; their probabilities and uncertainty are still written)",
+    )
     aoi: Path | None = Field(None, description="polygons outside which pixels stay nodata")
     fields: Path | None = Field(None, description="field polygons for the per-field export")
     workers: int | None = Field(

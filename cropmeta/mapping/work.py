@@ -128,6 +128,7 @@ def fingerprint(job: MapJob, stack_identity: dict, n_classes: int, inputs: dict)
         "block": job.block,
         "batch": job.batch,
         "probabilities": job.probabilities,
+        "min_probability": job.min_probability,
         "uncertainty": job.uncertainty,
         "geometry": geometry.hexdigest(),
         "classes": n_classes,

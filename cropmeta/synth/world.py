@@ -198,6 +198,26 @@ def _region(
     )
 
 
+#: :func:`land_cover`'s value of pixels outside every parcel (the grass verges between them).
+VERGE = 255
+
+
+def land_cover(
+    region: str, seed: int = 0, scale: str = "demo", tile_size: int | None = None
+) -> np.ndarray:
+    """The truth behind a region's tiles as :func:`make_world` with the same arguments writes
+    them: per pixel, the kind of land (:data:`cropmeta.synth.fields.FIELD`, ``UNLABELLED``,
+    ``FOREST``, ``VILLAGE``, ``WATER``, ``ROAD``; :data:`VERGE` between parcels), on the tiles'
+    grid. Recomputed from the seed, nothing is read: to check a map against what is there."""
+    index = REGION_NAMES.index(region)
+    spec, conf = REGIONS[index], SCALES[scale]
+    own = conf.source_px if spec.role == "source" else conf.target_px
+    size = tile_size or own or spec.tile_px
+    plan = _plan(spec, _rng(seed, index, 1), size, conf)
+    kinds = np.concatenate([[VERGE], plan.kind]).astype(np.uint8)
+    return kinds[plan.cover]
+
+
 def make_world(
     out: str | Path,
     seed: int = 0,
