@@ -66,9 +66,9 @@ def with_default(runs: list[dict], how: str | None) -> list[dict]:
 
 
 def leader_rule(runs: list[dict], how: str | None) -> list[dict]:
-    """The ``best`` runs re-taken as the plain rule before the third increment would have:
-    cross-validation's leader, with correction ``how`` wherever it was scored (runs that
-    recorded their leader only)."""
+    """The ``best`` runs re-taken with the plain rule (what ``best`` does again since the third
+    increment's one-standard-error rule measured no better): cross-validation's leader, with
+    correction ``how`` wherever it was scored (runs that recorded their leader only)."""
     label = "cv leader" + (f"+{how}" if how else "") + " (first-in-macro-F1 rule)"
     return retaken(runs, how, label, pick=lambda r: r.get("cv_leader"))
 

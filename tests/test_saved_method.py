@@ -13,7 +13,8 @@ import torch
 from checks import assert_one_line_error
 
 from cropmeta.adapt.adapt import chosen_method
-from cropmeta.adapt.names import DEFAULT_METHOD, DEFAULT_TRANSDUCTION
+from cropmeta.adapt.cross_validate import best_method
+from cropmeta.adapt.names import DEFAULT_TRANSDUCTION
 from cropmeta.adapt.transductive import split_variant
 from cropmeta.evaluate.metrics import score
 from cropmeta.ingest.dataset import RegionArrays
@@ -83,8 +84,9 @@ def test_adapt_saves_the_automatic_choice_by_default(cli, meta_model, regions, c
               "--json")  # fmt: skip
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
-    assert result["cv_folds"] == 3
-    assert result["saved"] == chosen_method(result["cv_metrics"], "best", lambda *_: True)
+    pick, how = split_variant(result["saved"])  # with the default correction where it applies
+    assert result["cv_folds"] == 3 and pick == best_method(result["cv_metrics"])
+    assert how in (None, DEFAULT_TRANSDUCTION)
     res = cli("adapt", "--model", meta_model, "--region", target, "--out", tmp_path / "b",
               "--shots", "1", "--json")  # fmt: skip
     result = json.loads(res.stdout)
@@ -106,26 +108,19 @@ def test_best_saves_what_cross_validation_picks(meta_model, regions, catalog, tm
 CV = {  # cross-validated macro-F1 (and its standard error) of three methods
     "maml": {"macro_f1": 0.70, "macro_f1_se": 0.06},
     "random_forest": {"macro_f1": 0.66, "macro_f1_se": 0.05},
-    "pooled_forest": {"macro_f1": 0.65, "macro_f1_se": 0.07},
+    "pooled_forest": {"macro_f1": 0.72, "macro_f1_se": 0.07},
 }
 
 
-def test_best_keeps_the_default_method_unless_another_leads_by_more_than_its_error():
-    assert DEFAULT_METHOD == "pooled_forest"
-    assert chosen_method(CV) == "pooled_forest"  # 0.65 >= 0.70 - 0.06
-    clear = CV | {"maml": {"macro_f1": 0.80, "macro_f1_se": 0.06}}
-    assert chosen_method(clear) == "maml"
-    without = {m: v for m, v in CV.items() if m != "pooled_forest"}  # no source samples
-    assert chosen_method(without) == "maml"
-
-
-def test_best_adds_the_default_correction_to_a_learner_only():
+def test_best_takes_the_cv_leader_with_the_default_correction_where_it_applies():
     every = lambda how, method: True  # noqa: E731
-    clear = CV | {"maml": {"macro_f1": 0.80, "macro_f1_se": 0.06}}
-    assert chosen_method(clear, "best", every) == f"maml+{DEFAULT_TRANSDUCTION}"
-    assert chosen_method(CV, "best", every) == "pooled_forest"  # a forest: left as it is
+    assert chosen_method(CV) == "pooled_forest"  # no unlabelled samples: no correction
+    assert chosen_method(CV, "best", every) == f"pooled_forest+{DEFAULT_TRANSDUCTION}"
     assert chosen_method(CV, "best+label_shift", every) == "pooled_forest+label_shift"
-    assert chosen_method(clear, "best", lambda how, method: False) == "maml"
+    learner = CV | {"maml": {"macro_f1": 0.80, "macro_f1_se": 0.06}}
+    only_networks = lambda how, method: method == "maml"  # noqa: E731
+    assert chosen_method(learner, "best", only_networks) == f"maml+{DEFAULT_TRANSDUCTION}"
+    assert chosen_method(CV, "best", only_networks) == "pooled_forest"
 
 
 def test_transfer_needs_the_source_classifier(cli, regions, catalog, tmp_path):

@@ -17,7 +17,7 @@ from cropmeta.adapt.cross_validate import (
     check_folds,
     cross_validate,
 )
-from cropmeta.adapt.names import BEST, DEFAULT_METHOD, DEFAULT_TRANSDUCTION, TRANSDUCTIONS
+from cropmeta.adapt.names import BEST, DEFAULT_TRANSDUCTION, TRANSDUCTIONS
 from cropmeta.adapt.transductive import (
     Unlabelled,
     applies,
@@ -306,20 +306,13 @@ def chosen_method(
     named: str = BEST,
     can_correct: Callable[[str, str], bool] = lambda how, method: False,
 ) -> str:
-    """What ``--method best[+how]`` saves. The method: the one cross-validation ranks first
-    in macro-F1, unless :data:`~cropmeta.adapt.names.DEFAULT_METHOD` was cross-validated and
-    scored within that leader's standard error of it (the one-standard-error rule). The
-    correction: the named one, or else the default
-    (:data:`~cropmeta.adapt.names.DEFAULT_TRANSDUCTION`) on a learner's network, where
-    ``can_correct(how, method)`` (the region's unlabelled samples are at hand and the
-    correction applies)."""
+    """What ``--method best[+how]`` saves: the method cross-validation ranks first, with the
+    named correction or else the default one
+    (:data:`~cropmeta.adapt.names.DEFAULT_TRANSDUCTION`) where ``can_correct(how, method)``
+    (the region's unlabelled samples are at hand and the correction applies)."""
     pick = best_method(cv_metrics)
-    lead = cv_metrics[pick]
-    steady = cv_metrics.get(DEFAULT_METHOD)
-    if steady and steady["macro_f1"] >= lead["macro_f1"] - lead.get("macro_f1_se", 0.0):
-        pick = DEFAULT_METHOD
     how = split_variant(named)[1]
-    if how is None and DEFAULT_TRANSDUCTION is not None and pick not in BASELINES:
+    if how is None and DEFAULT_TRANSDUCTION is not None:
         how = DEFAULT_TRANSDUCTION if can_correct(DEFAULT_TRANSDUCTION, pick) else None
     return variant(pick, how) if how else pick
 

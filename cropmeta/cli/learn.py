@@ -154,9 +154,8 @@ def adapt(
     method: Annotated[
         Method | None,
         typer.Option(
-            help="The model to save: 'best' (default: the forest on source samples + these "
-            "fields unless cross-validation on the labelled fields, in --cv folds or as many "
-            "as they fill, at most 5, ranks another method clearly above it), "
+            help="The model to save: 'best' (default: the method cross-validation on the "
+            "labelled fields ranks first, in --cv folds or as many as they fill, at most 5), "
             "the meta-learner, or a baseline fitted on the same fields.",
         ),
     ] = None,
