@@ -7,8 +7,10 @@ the prepared series, so the trees grow to a realistic depth), then, in the same 
 ``in memory``, one thread, the same N prepared pixels: scikit-learn's ``predict_proba``
 (``n_jobs=1``) of the fitted forest; cropmeta's forest loaded from its saved tensors (leaves
 found by scikit-learn's compiled ``Tree.apply`` on trees rebuilt from the tensors); the same
-with the tensor walk it used before (kept as the fallback); the TempCNN's forward pass.
-Median of ``--repeats``; ratios to scikit-learn's (target ≥ 1×).
+with the tensor walk it used before (kept as the fallback); the TempCNN's forward pass. Each
+round times all four in turn, each from the prepared block as the map holds it (scikit-learn's
+from its flattened copy); medians over ``--repeats`` rounds, and the median of the rounds'
+ratios to scikit-learn's (target ≥ 1×).
 
 ``end to end``: `map_region` of the whole tile with the saved forest and with the TempCNN
 (all cores, default options), pixels per second (target: forest ≥ TempCNN).
@@ -41,14 +43,19 @@ CLASSES = 7
 PER_CLASS = 20
 
 
-def median_seconds(run, repeats: int) -> float:
-    run()  # warm-up (and the trees' rebuild, paid once per loaded model)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def round_robin(runs: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each of ``runs`` (name → callable), measured in turn ``repeats`` times after
+    one warm-up each (the trees' rebuild is paid in it), so that a slower spell of the machine
+    hits every contender alike."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def saved_forest(work: Path, network: Path, x: torch.Tensor, seed: int) -> tuple[Path, object]:
@@ -92,26 +99,30 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"{len(x):,} prepared pixels of a {args.size} px tile; forest: 300 trees, depth {depth}")
 
-    with torch.inference_mode():
-        sk = median_seconds(lambda: rf.predict_proba(flat32), args.repeats)
-        ours = median_seconds(lambda: forest(x), args.repeats)
-        compiled = forest_module.compiled_trees
+    compiled = forest_module.compiled_trees
+
+    def walk():
         forest_module.compiled_trees = lambda head, n: None  # the tensor walk
         try:
-            walk = median_seconds(lambda: forest(x), args.repeats)
+            forest(x)
         finally:
             forest_module.compiled_trees = compiled
-        net = median_seconds(lambda: tempcnn(x, context(job).doy), args.repeats)
+
+    runs = {  # each from the block as the map holds it: (pixel, step, band), float32
+        "scikit-learn predict_proba": lambda: rf.predict_proba(x.flatten(1).numpy()),
+        "cropmeta forest (compiled leaves)": lambda: forest(x),
+        "cropmeta forest (tensor walk)": walk,
+        "TempCNN forward": lambda: tempcnn(x, context(job).doy),
+    }
+    with torch.inference_mode():
+        times = round_robin(runs, args.repeats)
     same = np.array_equal(forest.head(x.flatten(1)).numpy(), rf.predict_proba(flat32))
-    rows = [
-        ("scikit-learn predict_proba", sk),
-        ("cropmeta forest (compiled leaves)", ours),
-        ("cropmeta forest (tensor walk)", walk),
-        ("TempCNN forward", net),
-    ]
-    print("\n| one thread, in memory | px/s | ratio to scikit-learn |\n|---|---:|---:|")
-    for name, seconds in rows:
-        print(f"| {name} | {len(x) / seconds:,.0f} | {sk / seconds:.2f}× |")
+    sk = times["scikit-learn predict_proba"]
+    print("\n| one thread, in memory | px/s (median) | ratio to scikit-learn (median of rounds) |")
+    print("|---|---:|---:|")
+    for name, seconds in times.items():
+        ratio = statistics.median(a / b for a, b in zip(sk, seconds, strict=True))
+        print(f"| {name} | {len(x) / statistics.median(seconds):,.0f} | {ratio:.2f}× |")
     print(f"\nprobabilities equal to scikit-learn's bit for bit: {same}")
 
     e2e = {}

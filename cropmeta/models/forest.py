@@ -52,6 +52,8 @@ FOREST_TENSORS = ("feature", "threshold", "branches", "missing_left", "value", "
 #: a class absent from the fit), and ``classes``, the class whose raw score each tree adds to.
 BOOSTING_TENSORS = ("bias", "classes")
 WALK_PAIRS = 2**18
+#: Samples per ``Tree.apply`` call of the compiled walk (its leaves: 8 bytes per sample and tree).
+COMPILED_CHUNK = 2**16
 DTYPES = {
     "threshold": torch.float32,
     "value": torch.float64,
@@ -126,12 +128,16 @@ class ForestHead(nn.Module):
         chunk = max(1, WALK_PAIRS // max(1, len(self.roots)))
         x = flat.to(torch.float32)
         trees = compiled_trees(self, x.shape[1]) if len(x) else None
-        if trees is not None:
+        if trees is not None:  # one call per tree and chunk: large chunks, few calls
             rows = np.ascontiguousarray(x.numpy())
-            for i in range(0, len(x), chunk):
-                part = rows[i : i + chunk]
-                local = np.stack([t.apply(part) for t in trees], 1)
-                yield torch.from_numpy(local + self.roots.numpy())
+            roots = self.roots.numpy()[:, None]
+            for i in range(0, len(x), COMPILED_CHUNK):
+                part = rows[i : i + COMPILED_CHUNK]
+                node = np.empty((len(trees), len(part)), np.int64)  # tree by tree, contiguous
+                for t, tree in enumerate(trees):
+                    node[t] = tree.apply(part)
+                node += roots
+                yield torch.from_numpy(node).T  # (sample, tree), each tree's column contiguous
             return
         leaf = self.branches[:, 0] == torch.arange(len(self.branches))
         for i in range(0, len(x), chunk):
@@ -164,10 +170,11 @@ class ForestHead(nn.Module):
         """A random forest's probabilities: the trees' leaf fractions, summed tree by tree as
         sklearn sums them, over the number of trees."""
         n, n_trees = node.shape
-        total = torch.zeros(n, self.value.shape[1], dtype=torch.float64)
+        value, leaves = self.value.numpy(), node.numpy()  # numpy's take: 2× torch's indexing
+        total = np.zeros((n, value.shape[1]))
         for tree in range(n_trees):
-            total += self.value[node[:, tree]]
-        return total / n_trees
+            total += np.take(value, leaves[:, tree], axis=0)
+        return torch.from_numpy(total / n_trees)
 
     def _scores(self, node: torch.Tensor) -> torch.Tensor:
         """Raw scores (class, sample): the bias plus each tree's leaf score, added tree by tree
