@@ -24,6 +24,13 @@ CATALOG_DIR = Path(
 )
 
 
+def label_key(label: str) -> str | None:
+    """How a local name is looked up: stripped and case-folded; None for a number (numeric
+    labels mean other classes in other data sets and are looked up per data set only)."""
+    key = str(label).strip().casefold()
+    return None if key.replace(".", "").isdigit() else key
+
+
 class CropClass(BaseModel):
     """One shared crop class: its code (the map's pixel value), name, colour and local names."""
 
@@ -44,8 +51,8 @@ class Taxonomy(BaseModel):
         table: dict[str, CropClass] = {}
         for c in self.classes:
             for label in (c.name, *c.names.values()):
-                if not label.strip().replace(".", "").isdigit():  # numeric codes are per data set
-                    table[label.casefold()] = c
+                if (key := label_key(label)) is not None:
+                    table[key] = c
         return table
 
     def resolve(self, local_name: str) -> CropClass | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from cropmeta.catalog import CropClass, Taxonomy, first_error, read_yaml
+from cropmeta.catalog import CropClass, Taxonomy, first_error, label_key, read_yaml
 from cropmeta.errors import InputError
 
 #: Colours of new classes without one, by code (matplotlib's tab20, a qualitative palette).
@@ -98,8 +98,8 @@ def _refuse_ambiguous_names(taxonomy: Taxonomy, path: Path) -> None:
     meaning: dict[str, CropClass] = {}
     for c in taxonomy.classes:
         for label in (c.name, *c.names.values()):
-            key = label.strip().casefold()
-            if key.replace(".", "").isdigit():
+            key = label_key(label)
+            if key is None:
                 continue
             other = meaning.setdefault(key, c)
             if other.code != c.code:

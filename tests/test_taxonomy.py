@@ -118,3 +118,10 @@ def test_catalog_regions_read_labels_with_the_users_file_too(world, catalog, tmp
         bad = write(tmp_path, "classes:\n  - {name: rice, names: {x: Mais}}\n", "bad.yaml")
         preprocess_catalog_region(world, name, tmp_path / "t.zarr", user_taxonomy=bad)
     assert not (tmp_path / "t.zarr").exists()
+
+
+def test_taxonomy_refuses_a_bad_file_in_one_line(cli, tmp_path):
+    bad = write(tmp_path, "classes:\n  - {name: rice, code: 1}\n", "bad.yaml")
+    res = cli("taxonomy", "--taxonomy", bad)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "bad.yaml" in lines[0]

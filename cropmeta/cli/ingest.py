@@ -357,8 +357,10 @@ def taxonomy_(
 
     from cropmeta.catalog import load_catalog, load_taxonomy
 
-    merged = load_catalog(catalog).load_taxonomy(taxonomy) if catalog else None
-    merged = merged or load_taxonomy(extra=taxonomy)
+    if catalog is not None:
+        merged = load_catalog(catalog).load_taxonomy(taxonomy)
+    else:
+        merged = load_taxonomy(extra=taxonomy)
     if as_json:
         typer.echo(merged.model_dump_json(indent=2))
         return

@@ -17,9 +17,10 @@ rather than with ``skops``: the house rule is tensors plus a JSON config.
 The walk itself runs in scikit-learn's compiled tree code: on first use the stored arrays are
 rebuilt into scikit-learn ``Tree`` objects (plain arrays through ``Tree.__setstate__``; nothing
 is unpickled, no code is loaded), whose ``apply`` finds each sample's leaf at scikit-learn's own
-speed (4× the tensor walk's, which stays as the fallback where the rebuild is refused). The leaf
-is the same either way: ``apply`` compares a float32 input with a float64 threshold, and the
-thresholds are stored as float32 values. BENCHMARKS.md ("Crop-map throughput") has the figures.
+speed (about 3× the tensor walk's, which stays as the fallback where the rebuild is refused).
+The leaf is the same either way: ``apply`` compares a float32 input with a float64 threshold,
+and the thresholds are stored as float32 values. BENCHMARKS.md ("Crop-map throughput") has the
+figures.
 
 :meth:`ForestClassifier.from_sklearn_boosting` holds a ``HistGradientBoostingClassifier`` the
 same way: the same walk (its splits are ``x <= threshold`` on float64 data, a missing value
@@ -315,7 +316,7 @@ def compiled_trees(head: ForestHead, n_features: int) -> list | None:
         feature, threshold = head.feature.numpy(), head.threshold.numpy().astype(np.float64)
         branches, missing = head.branches.numpy(), head.missing_left.numpy()
         bounds = [*head.roots.tolist(), len(branches)]
-        trees = []
+        trees, depth = [], head.cfg.depth
         for start, end in zip(bounds[:-1], bounds[1:], strict=True):
             index = np.arange(start, end)
             leaf = branches[start:end, 0] == index
@@ -326,7 +327,6 @@ def compiled_trees(head: ForestHead, n_features: int) -> list | None:
             nodes["threshold"] = np.where(leaf, -2.0, threshold[start:end])
             nodes["missing_go_to_left"] = missing[start:end]
             tree = Tree(n_features, np.array([1], dtype=np.intp), 1)
-            depth = head.cfg.depth
             values = np.zeros((end - start, 1, 1))
             tree.__setstate__(
                 {"max_depth": depth, "node_count": end - start, "nodes": nodes, "values": values}
