@@ -10,6 +10,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import rasterio
+from digests import RECORDED, demo_digests
 from rasterio.features import rasterize
 
 from cropmeta.catalog import load_catalog, load_taxonomy
@@ -91,3 +92,8 @@ def test_demo_end_to_end(tmp_path):
     other_land &= classified
     assert (crop_map[field_land] == non_crop).mean() < 0.1
     assert (crop_map[other_land] == non_crop).mean() > 0.6
+
+    # no behaviour change (issue 20): the region datasets and the map are the ones recorded
+    # before the house was restructured, to the bit (same machine kind, same pinned libraries)
+    recorded = json.loads(RECORDED.read_text())
+    assert demo_digests(out) == recorded
