@@ -23,7 +23,7 @@ from cropmeta.catalog import load_catalog
 from cropmeta.ingest.aggregate import field_statistics
 from cropmeta.ingest.prepare import Preparation
 from cropmeta.ingest.preprocess import burn_fields
-from cropmeta.ingest.tiles import open_tiles
+from cropmeta.ingest.sources.per_date import open_tiles
 from cropmeta.synth import make_world
 
 

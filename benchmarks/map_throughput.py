@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cropmeta.catalog import RasterSpec, load_taxonomy
+from cropmeta.catalog import RasterSpec
 from cropmeta.ingest.prepare import Normaliser, Preparation, TemporalGrid
 from cropmeta.ingest.sources import open_raster
 from cropmeta.mapping.blocks import MapJob, context, predict_proba, prepare_block
@@ -38,6 +38,7 @@ from cropmeta.models.bundle import BundleConfig, ClassInfo, build_model, save_bu
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.synth.phenology import BANDS
 from cropmeta.synth.world import make_world
+from cropmeta.taxonomy import load_taxonomy
 
 REGION = "nebraska"
 

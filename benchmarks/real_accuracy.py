@@ -41,11 +41,11 @@ import torch
 
 from cropmeta.adapt.adapt import adapt_region
 from cropmeta.baselines.names import BASELINES
-from cropmeta.catalog import CATALOG_DIR
-from cropmeta.ingest.preprocess import preprocess_catalog_region
+from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.learners.registry import LEARNERS, build_learner
 from cropmeta.tasks.augment import TaskAugmentation
+from cropmeta.taxonomy import CATALOG_DIR
 
 # short name → (catalog region, the gee README's reference letter)
 DOMAINS = {

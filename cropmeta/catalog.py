@@ -1,70 +1,21 @@
-"""Region catalogs and the shared crop taxonomy (``data_catalog/``), validated with pydantic.
+"""Region catalogs (``data_catalog/``), validated with pydantic.
 
 A catalog lists regions — where their tiles and labelled fields are, which column holds the
-label, and whether the region is a data-rich *source* or a sparse *target*. The taxonomy maps
-each region's local label names to shared codes so that tasks drawn from several regions agree
-on what "maize" is.
+label, and whether the region is a data-rich *source* or a sparse *target*. The crop taxonomy
+their labels use is :mod:`cropmeta.taxonomy`.
 """
 
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from cropmeta.errors import InputError
-
-#: The repository's ``data_catalog/`` folder (the package is installed in editable mode).
-CATALOG_DIR = Path(
-    os.environ.get("CROPMETA_CATALOG_DIR", Path(__file__).resolve().parents[1] / "data_catalog")
-)
-
-
-def label_key(label: str) -> str | None:
-    """How a local name is looked up: stripped and case-folded; None for a number (numeric
-    labels mean other classes in other data sets and are looked up per data set only)."""
-    key = str(label).strip().casefold()
-    return None if key.replace(".", "").isdigit() else key
-
-
-class CropClass(BaseModel):
-    """One shared crop class: its code (the map's pixel value), name, colour and local names."""
-
-    code: int = Field(ge=1, le=254)
-    name: str
-    colour: str = "#808080"
-    names: dict[str, str] = Field(default_factory=dict, description="local name by language tag")
-
-
-class Taxonomy(BaseModel):
-    """Shared crop codes with the local names that map onto them."""
-
-    name: str
-    classes: list[CropClass]
-
-    @cached_property
-    def _lookup(self) -> dict[str, CropClass]:
-        table: dict[str, CropClass] = {}
-        for c in self.classes:
-            for label in (c.name, *c.names.values()):
-                if (key := label_key(label)) is not None:
-                    table[key] = c
-        return table
-
-    def resolve(self, local_name: str) -> CropClass | None:
-        """The shared class for a local label name, or None when the taxonomy does not know it."""
-        return self._lookup.get(str(local_name).strip().casefold())
-
-    def by_code(self, code: int) -> CropClass:
-        return next(c for c in self.classes if c.code == code)
-
-    def local_name(self, code: int, language: str) -> str:
-        c = self.by_code(code)
-        return c.names.get(language, c.name)
+from cropmeta.errors import InputError, first_error, read_yaml
+from cropmeta.taxonomy import CATALOG_DIR, Taxonomy, load_taxonomy
 
 
 class RasterSpec(BaseModel):
@@ -215,41 +166,6 @@ class Catalog(BaseModel):
 
     def targets(self) -> list[RegionEntry]:
         return [r for r in self.regions if r.role == "target"]
-
-
-def read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise InputError(path, f"not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "expected a YAML mapping at the top level")
-    return data
-
-
-def first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(x) for x in err["loc"])
-    return f"invalid entry at {where}: {err['msg']}"
-
-
-def load_taxonomy(
-    path: str | os.PathLike[str] | None = None, extra: str | os.PathLike[str] | None = None
-) -> Taxonomy:
-    """Load a taxonomy YAML (by default the shared one in ``data_catalog/taxonomy.yaml``), with
-    a user's taxonomy file ``extra`` merged over it (:mod:`cropmeta.taxonomy`)."""
-    p = Path(path) if path is not None else CATALOG_DIR / "taxonomy.yaml"
-    try:
-        taxonomy = Taxonomy.model_validate(read_yaml(p))
-    except ValidationError as exc:
-        raise InputError(p, first_error(exc)) from None
-    if extra is None:
-        return taxonomy
-    from cropmeta.taxonomy import merged_taxonomy
-
-    return merged_taxonomy(taxonomy, extra)
 
 
 def load_catalog(path: str | os.PathLike[str]) -> Catalog:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from cropmeta.adapt.adapt import adapt_region
 from cropmeta.catalog import load_catalog
-from cropmeta.cli.progress import console, progress_bar
 from cropmeta.evaluate.plots import plot_training, preview_map
 from cropmeta.evaluate.report import metrics_table
-from cropmeta.ingest.preprocess import preprocess_catalog_region
+from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.mapping.crop_map import map_region
 from cropmeta.models.bundle import load_bundle
 from cropmeta.ownership import claim, output_folder
+from cropmeta.progress import console, progress_bar
 from cropmeta.synth import make_world
 
 #: Task shapes that the regions of each world scale can fill.

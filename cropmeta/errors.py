@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import yaml
+from pydantic import ValidationError
+
 
 class InputError(Exception):
     """A problem with an input file: ``path`` names the file, ``problem`` says what is wrong."""
@@ -87,3 +90,24 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(old)
     else:
         os.replace(tmp, final)
+
+
+def read_yaml(path: Path) -> dict:
+    """A user's YAML file as a mapping; a missing file, bad YAML or another top level is an
+    :class:`InputError`."""
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a YAML mapping at the top level")
+    return data
+
+
+def first_error(exc: ValidationError) -> str:
+    """Pydantic's first complaint about a file's content, as one line."""
+    err = exc.errors()[0]
+    where = ".".join(str(x) for x in err["loc"])
+    return f"invalid entry at {where}: {err['msg']}"

@@ -1,4 +1,8 @@
-"""A user's own taxonomy file, merged over the packaged one (``--taxonomy FILE``).
+"""The shared crop taxonomy, and a user's own taxonomy file merged over it (``--taxonomy``).
+
+The taxonomy maps each region's local label names to shared codes, so that tasks drawn from
+several regions agree on what "maize" is.
+
 
 Labels come in the user's words ("Reis", "lucerne", "orchard"). The packaged taxonomy
 (``data_catalog/taxonomy.yaml``, or a catalog's own) knows the demo's and the shared data sets'
@@ -17,12 +21,17 @@ classes are recorded in every region dataset prepared with it, so later stages n
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from cropmeta.catalog import CropClass, Taxonomy, first_error, label_key, read_yaml
-from cropmeta.errors import InputError
+from cropmeta.errors import InputError, first_error, read_yaml
+
+#: The repository's ``data_catalog/`` folder (the package is installed in editable mode).
+CATALOG_DIR = Path(
+    os.environ.get("CROPMETA_CATALOG_DIR", Path(__file__).resolve().parents[1] / "data_catalog")
+)
 
 #: Colours of new classes without one, by code (matplotlib's tab20, a qualitative palette).
 PALETTE = (
@@ -31,6 +40,64 @@ PALETTE = (
     "#bcbd22", "#dbdb8d", "#17becf", "#9edae5",
 )  # fmt: skip
 CODES = range(1, 255)  # a map's pixel values: 0 is nodata, 255 is spare
+
+
+def label_key(label: str) -> str | None:
+    """How a local name is looked up: stripped and case-folded; None for a number (numeric
+    labels mean other classes in other data sets and are looked up per data set only)."""
+    key = str(label).strip().casefold()
+    return None if key.replace(".", "").isdigit() else key
+
+
+class CropClass(BaseModel):
+    """One shared crop class: its code (the map's pixel value), name, colour and local names."""
+
+    code: int = Field(ge=1, le=254)
+    name: str
+    colour: str = "#808080"
+    names: dict[str, str] = Field(default_factory=dict, description="local name by language tag")
+
+
+class Taxonomy(BaseModel):
+    """Shared crop codes with the local names that map onto them."""
+
+    name: str
+    classes: list[CropClass]
+
+    @cached_property
+    def _lookup(self) -> dict[str, CropClass]:
+        table: dict[str, CropClass] = {}
+        for c in self.classes:
+            for label in (c.name, *c.names.values()):
+                if (key := label_key(label)) is not None:
+                    table[key] = c
+        return table
+
+    def resolve(self, local_name: str) -> CropClass | None:
+        """The shared class for a local label name, or None when the taxonomy does not know it."""
+        return self._lookup.get(str(local_name).strip().casefold())
+
+    def by_code(self, code: int) -> CropClass:
+        return next(c for c in self.classes if c.code == code)
+
+    def local_name(self, code: int, language: str) -> str:
+        c = self.by_code(code)
+        return c.names.get(language, c.name)
+
+
+def load_taxonomy(
+    path: str | os.PathLike[str] | None = None, extra: str | os.PathLike[str] | None = None
+) -> Taxonomy:
+    """Load a taxonomy YAML (by default the shared one in ``data_catalog/taxonomy.yaml``), with
+    a user's taxonomy file ``extra`` merged over it (:func:`merged_taxonomy`)."""
+    p = Path(path) if path is not None else CATALOG_DIR / "taxonomy.yaml"
+    try:
+        taxonomy = Taxonomy.model_validate(read_yaml(p))
+    except ValidationError as exc:
+        raise InputError(p, first_error(exc)) from None
+    if extra is None:
+        return taxonomy
+    return merged_taxonomy(taxonomy, extra)
 
 
 class UserClass(BaseModel):

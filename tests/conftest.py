@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cropmeta.catalog import load_catalog
 from cropmeta.cli.main import app
-from cropmeta.ingest.preprocess import preprocess_catalog_region
+from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.synth import make_world
 

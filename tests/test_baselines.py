@@ -9,13 +9,9 @@ import torch
 
 from cropmeta.baselines.pooled import load_pool
 from cropmeta.baselines.run import Shots, Sources, baseline_predictions
-from cropmeta.baselines.transfer import (
-    fine_tune_all,
-    fine_tune_head,
-    load_pretrained,
-    source_only,
-)
+from cropmeta.baselines.transfer import fine_tune_all, fine_tune_head, source_only
 from cropmeta.ingest.dataset import RegionArrays
+from cropmeta.learners.pretrain import load_pretrained
 from cropmeta.models.bundle import load_config, load_part
 
 EVERY_METHOD = {

@@ -13,7 +13,8 @@ import rasterio
 from digests import RECORDED, demo_digests
 from rasterio.features import rasterize
 
-from cropmeta.catalog import load_catalog, load_taxonomy
+from cropmeta.catalog import load_catalog
+from cropmeta.taxonomy import load_taxonomy
 
 
 def test_demo_end_to_end(tmp_path):

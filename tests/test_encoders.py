@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from cropmeta.models.classifier import CropClassifier
-from cropmeta.models.encoders import EncoderConfig, EncoderName, build_encoder
+from cropmeta.models.encoder_registry import ENCODERS, build_encoder
+from cropmeta.models.encoders import EncoderConfig, EncoderName
 from cropmeta.models.sequence import SEQUENCE_ENCODERS, LSTMEncoder
 
 # presto reads named bands and its normaliser; tests/test_presto.py tests it on such series
@@ -68,6 +69,7 @@ def test_output_shape(name):
 
 
 def test_registry_and_vmap_flags():
+    assert set(ENCODERS) == set(get_args(EncoderName))  # every name the config admits builds
     assert set(SEQUENCE_ENCODERS) == {"lstm", "transformer", "ltae"}
     assert LSTMEncoder.supports_vmap is False
     assert SEQUENCE_ENCODERS["transformer"].supports_vmap is True

@@ -11,7 +11,7 @@ import torch
 from checks import assert_one_line_error
 from test_saved_method import query_predictions
 
-from cropmeta.evaluate.metrics import score
+from cropmeta.adapt.metrics import score
 from cropmeta.models.bundle import load_bundle
 from cropmeta.models.ensemble import EnsembleClassifier, mean_log_probability
 

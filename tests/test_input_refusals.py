@@ -21,13 +21,14 @@ import yaml
 from checks import assert_one_line_error
 from shapely.geometry import box
 
-from cropmeta.catalog import CropClass, TableSpec, Taxonomy, load_taxonomy
+from cropmeta.catalog import TableSpec
 from cropmeta.errors import InputError
+from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.labels import MAX_BAD_COORDINATES, read_labels
 from cropmeta.ingest.prepare import TemporalGrid
-from cropmeta.ingest.preprocess import preprocess_catalog_region
 from cropmeta.ingest.tables import preprocess_table
+from cropmeta.taxonomy import CropClass, Taxonomy, load_taxonomy
 
 UTM = "EPSG:32721"
 TAXONOMY = Taxonomy(

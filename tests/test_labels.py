@@ -17,9 +17,9 @@ import pytest
 import shapely
 from shapely.geometry import Point, Polygon, box
 
-from cropmeta.catalog import CropClass, Taxonomy
 from cropmeta.errors import InputError
 from cropmeta.ingest.labels import read_labels
+from cropmeta.taxonomy import CropClass, Taxonomy
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 UTM = "EPSG:32721"

@@ -54,7 +54,7 @@ def test_learner_and_encoder_meta_train_adapt_predict(
 def gee(tmp_path_factory) -> dict[str, Path]:
     if not SHARED.is_dir():
         pytest.skip(f"shared data absent: {SHARED}")
-    from cropmeta.ingest.preprocess import preprocess_catalog_region
+    from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 
     root = tmp_path_factory.mktemp("gee")
     out = {}

@@ -11,12 +11,12 @@ import pytest
 import shapely
 from checks import assert_one_line_error
 
-from cropmeta.catalog import load_taxonomy
 from cropmeta.errors import InputError
+from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.ingest.pixels import NON_CROP
-from cropmeta.ingest.preprocess import preprocess_catalog_region
 from cropmeta.synth import fields as kinds
 from cropmeta.synth.world import land_cover
+from cropmeta.taxonomy import load_taxonomy
 
 
 @pytest.fixture(scope="module")

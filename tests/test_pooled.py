@@ -10,8 +10,9 @@ import rasterio
 import torch
 from sklearn.ensemble import RandomForestClassifier
 
-from cropmeta.baselines.pooled import SourcePool, load_pool, pooled_forest, source_samples
+from cropmeta.baselines.pooled import SourcePool, load_pool, pooled_forest
 from cropmeta.ingest.dataset import RegionArrays
+from cropmeta.learners.pretrain import source_samples
 from cropmeta.models.bundle import load_bundle, load_config, load_part
 
 

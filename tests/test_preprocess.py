@@ -9,8 +9,8 @@ import rasterio
 import xarray as xr
 from checks import assert_one_line_error
 
-from cropmeta.catalog import load_taxonomy
 from cropmeta.ingest.dataset import open_region
+from cropmeta.taxonomy import load_taxonomy
 
 
 def test_region_dataset_schema(regions, catalog):
@@ -53,7 +53,7 @@ def test_region_dataset_schema(regions, catalog):
 
 def test_clouds_are_masked_before_aggregation(world, catalog, tmp_path):
     """Without SCL masking, cloudy dates leak bright values into the field means."""
-    from cropmeta.ingest.preprocess import preprocess_catalog_region
+    from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 
     entry = catalog.sources()[0]
     masked = preprocess_catalog_region(world, entry.name)
@@ -84,7 +84,7 @@ def test_preprocess_cli_writes_zarr(cli, catalog, tmp_path):
 
 
 def test_preprocess_is_deterministic(world, catalog, tmp_path):
-    from cropmeta.ingest.preprocess import preprocess_catalog_region
+    from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 
     a = preprocess_catalog_region(world, catalog.targets()[1].name)
     b = preprocess_catalog_region(world, catalog.targets()[1].name)
@@ -198,7 +198,7 @@ def test_corrupt_tile(cli, target, tmp_path):
 
 
 def test_median_buffer_and_pixel_sampling(world, catalog):
-    from cropmeta.ingest.preprocess import preprocess_catalog_region
+    from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 
     name = catalog.targets()[0].name
     mean = preprocess_catalog_region(world, name)

@@ -11,7 +11,7 @@ import rasterio
 import xarray as xr
 
 from cropmeta.baselines.names import BASELINES
-from cropmeta.catalog import CATALOG_DIR
+from cropmeta.taxonomy import CATALOG_DIR
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CATALOG = CATALOG_DIR / "shared-data.yaml"

@@ -14,9 +14,9 @@ from checks import assert_one_line_error
 
 from cropmeta.adapt.adapt import chosen_method
 from cropmeta.adapt.cross_validate import best_method
+from cropmeta.adapt.metrics import score
 from cropmeta.adapt.names import DEFAULT_TRANSDUCTION
 from cropmeta.adapt.transductive import split_variant
-from cropmeta.evaluate.metrics import score
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.models.bundle import load_bundle, load_config
 from cropmeta.tasks.episodes import split_support_query

@@ -23,7 +23,7 @@ from cropmeta.catalog import RasterSpec, load_catalog
 from cropmeta.errors import InputError
 from cropmeta.ingest.prepare import Preparation
 from cropmeta.ingest.sources import RasterStack, open_source
-from cropmeta.ingest.tiles import TileStack, open_tiles
+from cropmeta.ingest.sources.per_date import TileStack, open_tiles
 from cropmeta.synth import make_world
 
 SINOP = Path(__file__).resolve().parents[2] / "shared" / "data" / "sinop-modis-cube"

@@ -13,7 +13,11 @@ import pytest
 import shapely
 from checks import assert_one_line_error
 
-from cropmeta.adapt.suggest import (
+from cropmeta.evaluate.label_budget import compare_with_random
+from cropmeta.ingest.dataset import open_region
+from cropmeta.ingest.sources import open_raster
+from cropmeta.mapping.fields import read_polygons
+from cropmeta.mapping.suggest import (
     LAYER,
     coverage_radius,
     embed_series,
@@ -22,10 +26,6 @@ from cropmeta.adapt.suggest import (
     select_fields,
     suggest_labels,
 )
-from cropmeta.evaluate.label_budget import compare_with_random
-from cropmeta.ingest.dataset import open_region
-from cropmeta.ingest.sources import open_raster
-from cropmeta.mapping.fields import read_polygons
 
 BUDGET = 8
 

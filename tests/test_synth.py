@@ -12,9 +12,10 @@ import pytest
 import rasterio
 from rasterio.features import rasterize
 
-from cropmeta.catalog import Catalog, load_catalog, load_taxonomy
+from cropmeta.catalog import Catalog, load_catalog
 from cropmeta.errors import InputError
 from cropmeta.synth import REGION_NAMES, make_world
+from cropmeta.taxonomy import load_taxonomy
 
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 SCL_CODES = {0, 3, 4, 5, 6, 8, 9, 10, 11}

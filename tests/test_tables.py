@@ -12,11 +12,13 @@ import pandas as pd
 import pyproj
 import pytest
 
-from cropmeta.catalog import CATALOG_DIR, TableSpec, load_catalog, load_taxonomy
+from cropmeta.catalog import TableSpec, load_catalog
 from cropmeta.errors import InputError
+from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.ingest.dataset import RegionArrays, open_region
 from cropmeta.ingest.prepare import TemporalGrid
-from cropmeta.ingest.tables import normalise_label, preprocess_catalog_table, preprocess_table
+from cropmeta.ingest.tables import normalise_label, preprocess_table
+from cropmeta.taxonomy import CATALOG_DIR, load_taxonomy
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_CATALOG = CATALOG_DIR / "shared-data.yaml"
@@ -311,7 +313,7 @@ def test_shared_data_catalog_preprocesses_every_table(tmp_path):
     for entry in tables:
         assert entry.table.label_names  # numeric labels need their data set's tag
         out = tmp_path / f"{entry.name}.zarr" if entry.name == "mato-grosso" else None
-        ds = preprocess_catalog_table(SHARED_CATALOG, entry.name, out)
+        ds = preprocess_catalog_region(SHARED_CATALOG, entry.name, out)
         summary = json.loads(ds.attrs["summary"])
         n, n_classes = EXPECTED[entry.name]
         assert summary["fields_in_file"] == summary["kept"] == ds.sizes["sample"] == n, entry.name

@@ -10,9 +10,8 @@ import pytest
 import xarray as xr
 from checks import assert_one_line_error
 
-from cropmeta.catalog import load_taxonomy
 from cropmeta.errors import InputError
-from cropmeta.taxonomy import PALETTE
+from cropmeta.taxonomy import PALETTE, load_taxonomy
 
 USER = """
 name: my-labels
@@ -109,7 +108,7 @@ def test_taxonomy_lists_the_merged_classes(cli, world, tmp_path):
 
 
 def test_catalog_regions_read_labels_with_the_users_file_too(world, catalog, tmp_path):
-    from cropmeta.ingest.preprocess import preprocess_catalog_region
+    from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 
     name = catalog.targets()[0].name
     ds = preprocess_catalog_region(world, name, user_taxonomy=write(tmp_path, USER))

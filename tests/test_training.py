@@ -153,7 +153,7 @@ def test_lr_schedules():
 
 
 def test_cli_schedule_warmup_and_progress_metrics(cli, sources, tmp_path):
-    from cropmeta.cli.progress import format_metrics
+    from cropmeta.progress import format_metrics
 
     assert format_metrics({"loss": 1.23456, "val_acc": 0.5}) == "loss 1.235  val acc 0.500"
     out = tmp_path / "m"

@@ -22,6 +22,7 @@ from affine import Affine
 from checks import assert_one_line_error
 
 from cropmeta.errors import InputError
+from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.ingest.dataset import (
     UNLABELLED_CODE,
     UNLABELLED_ONLY,
@@ -29,11 +30,7 @@ from cropmeta.ingest.dataset import (
     open_region,
 )
 from cropmeta.ingest.prepare import incompatibility
-from cropmeta.ingest.preprocess import (
-    preprocess_catalog_region,
-    preprocess_region,
-    preprocess_unlabelled,
-)
+from cropmeta.ingest.preprocess import preprocess_region, preprocess_unlabelled
 from cropmeta.ownership import ZARR_ATTR
 
 

@@ -17,6 +17,7 @@ from cropmeta.adapt.cross_validate import (
     check_folds,
     cross_validate,
 )
+from cropmeta.adapt.metrics import class_details, score
 from cropmeta.adapt.names import BEST, DEFAULT_TRANSDUCTION, TRANSDUCTIONS
 from cropmeta.adapt.transductive import (
     Unlabelled,
@@ -39,11 +40,11 @@ from cropmeta.baselines.run import (
     unreadable_by_presto,
     weighted_fit,
 )
-from cropmeta.baselines.transfer import load_pretrained, source_only
+from cropmeta.baselines.transfer import source_only
 from cropmeta.errors import InputError
-from cropmeta.evaluate.metrics import class_details, score
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import incompatibility
+from cropmeta.learners.pretrain import load_pretrained
 from cropmeta.learners.registry import build_learner, check_adaptation, recorded_learner
 from cropmeta.models.bundle import (
     CONFIG,
@@ -86,6 +87,10 @@ class AdaptResult:
     # true classes, for scoring ensembles (:mod:`cropmeta.adapt.ensemble`); not in the JSON
     query_proba: torch.Tensor | None = field(default=None, repr=False)
     query_truth: np.ndarray | None = field(default=None, repr=False)
+
+    def __fspath__(self) -> str:
+        """The adapted model's folder: a result goes wherever a model path does (``map``)."""
+        return str(self.model_dir)
 
     def to_json(self) -> str:
         kept = {k: v for k, v in self.__dict__.items() if not k.startswith("query_")}

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from cropmeta.adapt.metrics import score
 from cropmeta.errors import InputError
-from cropmeta.evaluate.metrics import score
 
 #: Folds of ``--method best``'s cross-validation when none are named (fewer when a class has
 #: fewer labelled samples).

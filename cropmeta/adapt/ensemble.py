@@ -15,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from cropmeta.adapt.adapt import AdaptResult, adapt_region
+from cropmeta.adapt.metrics import class_details, score
 from cropmeta.errors import InputError
-from cropmeta.evaluate.metrics import class_details, score
 from cropmeta.models.bundle import ensemble_of, load_bundle, load_config, save_bundle
 from cropmeta.models.ensemble import mean_log_probability
 from cropmeta.ownership import claim

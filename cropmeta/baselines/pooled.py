@@ -29,43 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from torch import nn
 
-from cropmeta.baselines.transfer import FineTuneConfig, Pretrained, fine_tune_all
-from cropmeta.ingest.dataset import RegionArrays
+from cropmeta.baselines.transfer import FineTuneConfig, fine_tune_all
 from cropmeta.ingest.prepare import Normaliser
+from cropmeta.learners.pretrain import SOURCES, Pretrained
 from cropmeta.models.bundle import load_part
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.forest import ForestClassifier
-
-SOURCES = "sources"  # prefix of the stored source samples in a meta-model bundle
-
-
-class SourceSamples(nn.Module):
-    """The source regions' labelled series as buffers, so the bundle stores them as tensors:
-    ``x`` (sample, step, band) as prepared (not standardised) and ``codes`` (taxonomy codes)."""
-
-    def __init__(self, x: torch.Tensor, codes: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("x", x)
-        self.register_buffer("codes", codes)
-
-
-def source_samples(regions: list[RegionArrays], limit: int, seed: int) -> SourceSamples:
-    """Every sample of ``regions``, or a stratified random ``limit`` of them (each class keeps
-    its share, at least one sample; seeded)."""
-    x = np.concatenate([r.x for r in regions]).astype(np.float32)
-    codes = np.concatenate([r.codes for r in regions]).astype(np.int64)
-    if len(codes) > limit:
-        rng = np.random.default_rng(seed)
-        keep = []
-        for c in np.unique(codes):
-            members = np.flatnonzero(codes == c)
-            quota = max(1, round(limit * len(members) / len(codes)))
-            keep.append(rng.choice(members, size=min(quota, len(members)), replace=False))
-        chosen = np.sort(np.concatenate(keep))
-        x, codes = x[chosen], codes[chosen]
-    return SourceSamples(torch.from_numpy(x), torch.from_numpy(codes))
 
 
 @dataclass

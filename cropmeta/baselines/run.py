@@ -25,14 +25,9 @@ from cropmeta.baselines.names import (
 )
 from cropmeta.baselines.pooled import SourcePool, pooled_boosting, pooled_forest, transfer_pooled
 from cropmeta.baselines.presto import presto_forest, presto_linear
-from cropmeta.baselines.transfer import (
-    Pretrained,
-    fine_tune_all,
-    fine_tune_head,
-    known_mask,
-    source_only,
-)
+from cropmeta.baselines.transfer import fine_tune_all, fine_tune_head, known_mask, source_only
 from cropmeta.ingest.prepare import Normaliser
+from cropmeta.learners.pretrain import Pretrained
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.models.fit import fit_on_shots

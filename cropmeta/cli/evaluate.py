@@ -25,8 +25,9 @@ from cropmeta.cli.options import (
     count,
     learner_options,
 )
-from cropmeta.cli.progress import one_line_errors, progress_bar
+from cropmeta.cli.progress import one_line_errors
 from cropmeta.learners.names import ALGORITHMS
+from cropmeta.progress import progress_bar
 
 
 @one_line_errors

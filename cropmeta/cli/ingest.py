@@ -26,7 +26,8 @@ from cropmeta.cli.options import (
     raster_spec,
     real,
 )
-from cropmeta.cli.progress import one_line_errors, progress_bar
+from cropmeta.cli.progress import one_line_errors
+from cropmeta.progress import progress_bar
 
 
 def integer_list(value: str | None) -> str | None:
@@ -218,12 +219,9 @@ def preprocess(
     """Tiles + labelled fields (or a catalog region, rasters or a pre-extracted table) → a
     region dataset of time series (Zarr); with --unlabelled, tiles + fields without labels
     (or random pixels) → an unlabelled one."""
+    from cropmeta.ingest.catalog_regions import preprocess_catalog_region
     from cropmeta.ingest.prepare import TemporalGrid
-    from cropmeta.ingest.preprocess import (
-        preprocess_catalog_region,
-        preprocess_region,
-        preprocess_unlabelled,
-    )
+    from cropmeta.ingest.preprocess import preprocess_region, preprocess_unlabelled
 
     given = {"start_doy": grid_start, "end_doy": grid_end, "step": grid_step}
     given = {k: v for k, v in given.items() if v is not None}
@@ -293,8 +291,9 @@ def preprocess(
                 raise typer.BadParameter("--catalog needs --region")
             ds = preprocess_catalog_region(catalog, region[0], out, progress=bar, **options)
         elif table is not None:
-            from cropmeta.catalog import TableSpec, load_taxonomy
+            from cropmeta.catalog import TableSpec
             from cropmeta.ingest.tables import preprocess_table
+            from cropmeta.taxonomy import load_taxonomy
 
             spec = TableSpec(
                 format=TableFormat(table_format).value,
@@ -355,7 +354,8 @@ def taxonomy_(
     from rich.console import Console
     from rich.table import Table
 
-    from cropmeta.catalog import load_catalog, load_taxonomy
+    from cropmeta.catalog import load_catalog
+    from cropmeta.taxonomy import load_taxonomy
 
     if catalog is not None:
         merged = load_catalog(catalog).load_taxonomy(taxonomy)

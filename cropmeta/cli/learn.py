@@ -30,7 +30,8 @@ from cropmeta.cli.options import (
     learner_options,
     real,
 )
-from cropmeta.cli.progress import console, one_line_errors, progress_bar
+from cropmeta.cli.progress import one_line_errors
+from cropmeta.progress import console, progress_bar
 
 
 @one_line_errors

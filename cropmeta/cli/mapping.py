@@ -21,7 +21,8 @@ from cropmeta.cli.options import (
     raster_spec,
     real,
 )
-from cropmeta.cli.progress import one_line_errors, progress_bar
+from cropmeta.cli.progress import one_line_errors
+from cropmeta.progress import progress_bar
 
 
 @one_line_errors
@@ -47,7 +48,7 @@ def suggest_labels(
 ) -> None:
     """Propose which fields to label first: the meta-model embeds every field's series, and
     BUDGET fields that cover that embedding space are written in priority order."""
-    from cropmeta.adapt.suggest import suggest_labels as suggest
+    from cropmeta.mapping.suggest import suggest_labels as suggest
 
     spec = raster_spec(tiles, layout, pattern, scale, offset)
     method = SuggestMethod(method).value

@@ -1,4 +1,4 @@
-"""Progress bars (rich) and the one-line error contract of every command.
+"""Logging and the one-line error contract of every command (bars: :mod:`cropmeta.progress`).
 
 Every failure a user can fix ends the same way: ``error: WHAT: PROBLEM`` as the only line on
 stderr and exit status 2, where WHAT is the file or the option at fault. Files' problems come
@@ -11,31 +11,20 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from cropmeta.errors import InputError
+from cropmeta.progress import console
 
 try:  # typer ≥ 0.20 carries its own copy of click
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_errors
 from typer.core import TyperGroup
-
-console = Console(stderr=True)
 
 
 def setup_logging() -> None:
@@ -44,40 +33,6 @@ def setup_logging() -> None:
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False, show_time=False)],
     )
-
-
-@contextmanager
-def progress_bar(description: str) -> Iterator[Callable[..., None]]:
-    """Yield ``update(done, total, metrics=None)`` driving one rich progress bar.
-
-    ``metrics`` (e.g. meta-training's loss, acc and val_acc) are shown beside the bar as
-    ``loss 1.234  acc 0.560  val acc 0.610``. The bar is drawn on a terminal only and cleared
-    when done, so logs and error output stay clean (an error is then the only line a failing
-    command prints).
-    """
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task(description, total=None, info="")
-
-        def update(done: int, total: int, metrics: dict | None = None) -> None:
-            info = format_metrics(metrics or {})
-            bar.update(task, completed=done, total=total, info=info)
-
-        yield update
-
-
-def format_metrics(metrics: dict[str, float]) -> str:
-    """``{"loss": 1.2, "val_acc": 0.6}`` → ``loss 1.200  val acc 0.600``."""
-    return "  ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in metrics.items())
 
 
 def one_line_errors(func: Callable) -> Callable:

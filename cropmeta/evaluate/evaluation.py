@@ -3,7 +3,7 @@
 The report's sections per held-out region: the results and recommendation
 (:mod:`.outputs`), the diagnostics the meta-learning literature warns about
 (:mod:`.diagnostics`), a preview of a map made by the best learner (raster regions), and
-whether suggested labels beat random ones (:mod:`cropmeta.adapt.suggest`).
+whether suggested labels beat random ones (:mod:`cropmeta.mapping.suggest`).
 """
 
 from __future__ import annotations

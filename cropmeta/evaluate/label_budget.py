@@ -1,7 +1,7 @@
 """Does labelling the fields `cropmeta suggest-labels` proposes beat labelling random ones?
 
 Measured on a labelled region dataset at the same budget: the criterion of
-:mod:`cropmeta.adapt.suggest` chooses from the meta-model's embedding alone (labels unseen),
+:mod:`cropmeta.mapping.suggest` chooses from the meta-model's embedding alone (labels unseen),
 random choice draws uniformly; the meta-model adapts on each choice and is scored on the rest.
 """
 
@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cropmeta.adapt.suggest import (
+from cropmeta.errors import InputError
+from cropmeta.ingest.prepare import incompatibility
+from cropmeta.mapping.suggest import (
     METHODS,
     embed_series,
     load_meta_model,
     select_fields,
 )
-from cropmeta.errors import InputError
-from cropmeta.ingest.prepare import incompatibility
 from cropmeta.models.bundle import build_model, load_bundle, load_config
 
 
@@ -35,7 +35,7 @@ def _adapt_and_score(
 ) -> dict:
     """Adapt a fresh copy of the meta-model on ``support`` (public API only, as
     ``adapt_region`` does) and score it on every other sample of the region."""
-    from cropmeta.evaluate.metrics import score
+    from cropmeta.adapt.metrics import score
     from cropmeta.learners.registry import build_learner
 
     query = np.setdiff1d(np.arange(len(codes)), support)
@@ -74,7 +74,7 @@ def compare_with_random(
     picks ``budget`` samples from the meta-model's embedding alone (labels unseen), and
     ``budget`` samples are drawn uniformly at random (``numpy.random.default_rng(seed)``).
     The meta-model is adapted on each choice with its learner's own ``adapt`` (same torch seed
-    for both) and scored with :func:`cropmeta.evaluate.metrics.score` on all the region's
+    for both) and scored with :func:`cropmeta.adapt.metrics.score` on all the region's
     *other* samples (so each choice is scored on its own complement). A class that the chosen
     samples do not contain cannot be predicted: its query samples count as errors (OA and
     kappa) and its F1 is 0 (macro-F1 averages over every class present in the query). A

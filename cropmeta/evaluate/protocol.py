@@ -38,7 +38,7 @@ from cropmeta.adapt.transductive import variant
 from cropmeta.catalog import load_catalog
 from cropmeta.errors import InputError
 from cropmeta.evaluate.report import validation_ranking
-from cropmeta.ingest.preprocess import preprocess_catalog_region
+from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.learners.registry import own_settings
 from cropmeta.models.bundle import load_config

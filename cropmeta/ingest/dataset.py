@@ -46,10 +46,10 @@ import numpy as np
 import xarray as xr
 
 import cropmeta
-from cropmeta.catalog import Taxonomy
 from cropmeta.errors import InputError, atomic_output
 from cropmeta.ingest.prepare import Preparation
 from cropmeta.ownership import ZARR_ATTR
+from cropmeta.taxonomy import Taxonomy
 
 REQUIRED = ("x", "code", "label", "field_id")
 #: The ``code`` of every sample of an unlabelled dataset: no taxonomy code is negative.

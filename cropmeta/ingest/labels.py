@@ -26,10 +26,10 @@ import shapely
 from pyproj import CRS as ProjCRS
 from pyproj.exceptions import CRSError
 
-from cropmeta.catalog import Taxonomy
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import UNLABELLED_CODE
 from cropmeta.ingest.table_readers import data_row
+from cropmeta.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 

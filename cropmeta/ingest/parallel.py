@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cropmeta.errors import InputError
-from cropmeta.ingest.preprocess import preprocess_catalog_region
+from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.ownership import claim, output_folder
 from cropmeta.threads import free_cores
 

@@ -15,7 +15,7 @@ import numpy as np
 import rasterio.features
 import xarray as xr
 
-from cropmeta.catalog import RasterSpec, Taxonomy, load_taxonomy
+from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError
 from cropmeta.ingest.aggregate import Statistic, field_statistics, pixel_values, sample_pixels
 from cropmeta.ingest.dataset import Samples, build_region_dataset, joined, save_region
@@ -24,6 +24,7 @@ from cropmeta.ingest.pixels import NON_CROP, non_crop_samples, random_pixel_samp
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
 from cropmeta.ingest.sources import RasterStack, open_raster
 from cropmeta.ownership import claim
+from cropmeta.taxonomy import Taxonomy, load_taxonomy
 
 Progress = Callable[[int, int], None]
 Sampling = Literal["field", "pixels"]
@@ -435,73 +436,4 @@ def _region_dataset(
         summary=summary,
         inputs=inputs,
         unlabelled=taxonomy is None,
-    )
-
-
-def preprocess_catalog_region(
-    catalog: str | Path,
-    region: str,
-    out: str | Path | None = None,
-    overwrite: bool = False,
-    drop_unknown: bool = False,
-    user_taxonomy: str | Path | None = None,
-    **kwargs,
-) -> xr.Dataset:
-    """Preprocess the region ``region`` as a catalog YAML describes it.
-
-    Raster regions go through :func:`preprocess_region` (``kwargs`` are its options), table
-    regions through :func:`cropmeta.ingest.tables.preprocess_table`. The temporal grid is
-    ``kwargs["grid"]`` when given, else the region's ``season``, else the default. Labels are
-    read with the catalog's taxonomy, a user's taxonomy file ``user_taxonomy`` merged over it
-    (:mod:`cropmeta.taxonomy`); unknown ones are dropped when ``drop_unknown`` or the entry's
-    ``drop_unknown`` says so.
-    """
-    from cropmeta.catalog import load_catalog
-    from cropmeta.ingest.tables import preprocess_table
-
-    cat = load_catalog(catalog)
-    entry = cat.region(region)
-    taxonomy = cat.load_taxonomy(user_taxonomy)  # a bad file is refused before anything else
-    if out is not None:
-        inputs = [catalog, *cat.inputs([region]), *([user_taxonomy] if user_taxonomy else [])]
-        claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
-    grid = kwargs.pop("grid", None) or (TemporalGrid(**entry.season) if entry.season else None)
-    drop_unknown = drop_unknown or entry.drop_unknown
-    kwargs["non_crop_pixels"] = kwargs.get("non_crop_pixels") or entry.non_crop_pixels
-    if entry.table is not None:
-        if kwargs.get("non_crop_pixels"):
-            raise InputError(catalog, f"region {region!r} is a table: non-crop pixels need tiles")
-        return preprocess_table(
-            entry.table,
-            out,
-            region=entry.name,
-            taxonomy=taxonomy,
-            grid=grid or TemporalGrid(),
-            root=cat.root,
-            min_valid_fraction=kwargs.get("min_valid_fraction"),
-            overwrite=overwrite,
-            drop_unknown=drop_unknown,
-        )
-    if entry.raster_spec() is None or entry.labels is None or entry.label_column is None:
-        raise InputError(
-            catalog,
-            f"region {region!r} needs tiles (or raster), labels and label_column, or a table",
-        )
-    return preprocess_region(
-        entry.raster_spec(),
-        cat.path(entry.labels),
-        entry.label_column,
-        out,
-        id_column=entry.id_column,
-        region=entry.name,
-        taxonomy=taxonomy,
-        grid=grid,
-        layer=entry.labels_layer,
-        x_column=entry.x_column,
-        y_column=entry.y_column,
-        labels_crs=entry.labels_crs,
-        root=cat.root,
-        overwrite=overwrite,
-        drop_unknown=drop_unknown,
-        **kwargs,
     )

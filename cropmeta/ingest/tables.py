@@ -33,13 +33,14 @@ import pandas as pd
 import pyproj
 import xarray as xr
 
-from cropmeta.catalog import CropClass, TableSpec, Taxonomy
+from cropmeta.catalog import TableSpec
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import Samples, build_region_dataset, save_region
 from cropmeta.ingest.labels import EMPTY_LABEL, counted
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
 from cropmeta.ingest.table_readers import NUMBER, Table, normalise_label, read_long, read_wide
 from cropmeta.ownership import claim
+from cropmeta.taxonomy import CropClass, Taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -221,15 +222,3 @@ def preprocess_table(
     if out is not None:
         save_region(ds, out)
     return ds
-
-
-def preprocess_catalog_table(
-    catalog: str | Path, region: str, out: Path | None = None, **kwargs
-) -> xr.Dataset:
-    """Preprocess the catalog region ``region`` whose data are a ``table`` (grid: its season)."""
-    from cropmeta.catalog import load_catalog
-    from cropmeta.ingest.preprocess import preprocess_catalog_region
-
-    if load_catalog(catalog).region(region).table is None:
-        raise InputError(catalog, f"region {region!r} has no `table` entry")
-    return preprocess_catalog_region(catalog, region, out, **kwargs)

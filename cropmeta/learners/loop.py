@@ -30,7 +30,7 @@ from cropmeta.learners.checkpoint import (
 from cropmeta.tasks.episodes import EpisodeSampler, TaskBatch
 
 if TYPE_CHECKING:
-    from cropmeta.learners.meta_train import MetaTrainConfig
+    from cropmeta.learners.config import MetaTrainConfig
 
 #: ``progress(iteration, iterations, metrics)``: metrics are loss, acc and the last val_acc.
 Progress = Callable[[int, int, dict], None]

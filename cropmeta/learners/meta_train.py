@@ -6,98 +6,31 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field, model_validator
 
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.ingest.prepare import Normaliser, incompatibility
 from cropmeta.learners import distributed as dist
 from cropmeta.learners.checkpoint import Trainee, checkpoint_folder, restore
+from cropmeta.learners.config import MetaTrainConfig
 from cropmeta.learners.loop import Diverged, Progress, RunOptions, optimise
+from cropmeta.learners.pretrain import PART, SOURCES, Pretrained, pretrain, source_samples
 from cropmeta.learners.registry import build_learner
-from cropmeta.learners.schedule import Schedule, build_scheduler
+from cropmeta.learners.schedule import build_scheduler
 from cropmeta.models.bundle import BundleConfig, build_model, save_bundle
-from cropmeta.models.encoders import EncoderConfig
 from cropmeta.ownership import claim
-from cropmeta.tasks.augment import RegionEffects, TaskAugmentation
+from cropmeta.tasks.augment import RegionEffects
 from cropmeta.tasks.episodes import EpisodeSampler, LabelledSet, TaskBatch
 from cropmeta.tasks.task_info import region_info
 
 if TYPE_CHECKING:
-    from cropmeta.baselines.transfer import Pretrained
     from cropmeta.learners.base import GradientLearner
 
 log = logging.getLogger(__name__)
-
-
-class MetaTrainConfig(BaseModel):
-    """Task shape, optimisation and model choices of a meta-training run."""
-
-    algorithm: str = "maml"
-    learner: dict = Field(default_factory=dict, description="the learner's own settings")
-    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
-    n_way: int = Field(5, ge=2)
-    k_shot: int = Field(5, ge=1)
-    q_query: int = Field(10, ge=1)
-    meta_batch: int = Field(4, ge=1)
-    iterations: int = Field(300, ge=1)
-    meta_lr: float = Field(1e-3, gt=0)
-    val_share: float = Field(0.2, ge=0.05, le=0.5, description="source samples held out")
-    val_regions: list[str] = Field(
-        default_factory=list,
-        description="source regions held out whole for the validation tasks (the others then "
-        "train on all their samples); empty: val_share of every source region",
-    )
-    val_every: int = Field(50, ge=1)
-    val_tasks: int = Field(16, ge=1)
-    patience: int | None = Field(
-        None, ge=1, description="stop after this many validations without improvement"
-    )
-    schedule: Schedule = Field("cosine", description="meta learning-rate schedule")
-    warmup: int = Field(0, ge=0, description="iterations of linear learning-rate warm-up")
-    step_every: int | None = Field(
-        None, ge=1, description="step schedule: iterations between decays [iterations / 3]"
-    )
-    step_gamma: float = Field(0.1, gt=0, le=1, description="step schedule: decay factor")
-    baselines: bool = Field(
-        True,
-        description="also pre-train a source classifier on the same training split and store "
-        "it, and the source samples, in the bundle, for adapt's transfer, source-only and "
-        "pooled baselines (cropmeta.baselines)",
-    )
-    source_samples: int = Field(
-        20_000,
-        ge=0,
-        le=1_000_000,
-        description="at most this many source samples stored for the pooled baselines (a "
-        "stratified random subset when the sources have more)",
-    )
-    augment: TaskAugmentation = Field(
-        default_factory=TaskAugmentation,
-        description="simulated regions: per-task phenology shift and band gain / offset of the "
-        "meta-training tasks (cropmeta.tasks.augment); validation tasks stay as drawn",
-    )
-    augment_baselines: bool = Field(
-        False,
-        description="also pre-train the baselines' source classifier on simulated regions "
-        "(each training sample its own draw of ``augment``)",
-    )
-    init: Literal["random", "pretrained"] = Field(
-        "random",
-        description="the meta-model's starting encoder: random, or the encoder of the source "
-        "classifier pre-trained with cross-entropy (Meta-Baseline, Chen et al., 2021, ICCV; "
-        "Tian et al., 2020, ECCV) — the same one the baselines use, trained once",
-    )
-
-    @model_validator(mode="after")
-    def _baselines_need_an_augmentation(self) -> MetaTrainConfig:
-        if self.augment_baselines and not self.augment.active:
-            raise ValueError("augment_baselines needs an active augment (shift, gain or offset)")
-        return self
 
 
 def check_compatible(regions: list[RegionArrays], paths: list[Path]) -> None:
@@ -140,12 +73,10 @@ def _pretrain(
     cfg: MetaTrainConfig,
     seed: int,
 ) -> Pretrained:
-    """The supervised source classifier (:func:`cropmeta.baselines.transfer.pretrain`) on the
+    """The supervised source classifier (:func:`cropmeta.learners.pretrain.pretrain`) on the
     meta-training split, early-stopped on the held-out split. It runs under its own seeded RNG,
     so calling it before or after meta-training leaves meta-training's random draws unchanged.
     ``effects`` (the meta-training tasks' simulated regions) apply with ``augment_baselines``."""
-    from cropmeta.baselines.transfer import pretrain
-
     train, val = labelled(np.logical_not), labelled(lambda h: h)
     effects = effects if cfg.augment_baselines else None
     return pretrain(train, val, doy, cfg.encoder, seed, effects=effects)
@@ -314,9 +245,6 @@ def meta_train(
     # the source samples, stored in the bundle
     parts = {}
     if cfg.baselines:
-        from cropmeta.baselines.pooled import SOURCES, source_samples
-        from cropmeta.baselines.transfer import PART
-
         # one pre-training for both
         pre = pretrained or _pretrain(labelled, doy, effects, cfg, seed)
         bundle.transfer_classes, bundle.history["transfer"] = pre.codes, pre.history

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cropmeta.models.encoders import EncoderConfig, build_encoder
+from cropmeta.models.encoder_registry import build_encoder
+from cropmeta.models.encoders import EncoderConfig
 from cropmeta.models.heads import HeadConfig, LinearHeadConfig, Memory, build_head
 
 

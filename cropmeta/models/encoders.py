@@ -1,4 +1,7 @@
-"""Temporal encoders by name: (sample, step, band) series + day of year → an embedding.
+"""What every temporal encoder shares: its configuration and building blocks.
+
+Encoders map (sample, step, band) series + day of year → an embedding; they are built by name
+in :mod:`cropmeta.models.encoder_registry`.
 
 Every encoder takes the day of year of each step as an input (``doy_features``), so a model
 trained on one acquisition calendar works on another, and ends in a LayerNorm, so the
@@ -9,7 +12,6 @@ size in a shifted target region as in the source tasks it was meta-learned on).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -87,28 +89,3 @@ class LayerNorm(nn.Module):
         mean = x.mean(-1, keepdim=True)
         var = ((x - mean) ** 2).mean(-1, keepdim=True)
         return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
-
-
-Builder = Callable[[int, int, EncoderConfig], nn.Module]
-
-
-def _registry() -> dict[str, Builder]:
-    from cropmeta.models.presto_inputs import presto_encoder
-    from cropmeta.models.tempcnn import TempCNN
-
-    table: dict[str, Builder] = {"tempcnn": TempCNN, "presto": presto_encoder}
-    try:  # encoders added by later modules register here
-        from cropmeta.models.sequence import SEQUENCE_ENCODERS
-
-        table.update(SEQUENCE_ENCODERS)
-    except ImportError:
-        pass
-    return table
-
-
-def build_encoder(cfg: EncoderConfig, n_bands: int, n_steps: int) -> nn.Module:
-    """The encoder ``cfg.name`` for series of ``n_steps`` steps and ``n_bands`` bands."""
-    table = _registry()
-    if cfg.name not in table:
-        raise ValueError(f"encoder {cfg.name!r} is not available (have: {', '.join(table)})")
-    return table[cfg.name](n_bands, n_steps, cfg)

@@ -203,7 +203,7 @@ def presto_embeddings(
 
 
 def presto_encoder(n_bands: int, n_steps: int, cfg: EncoderConfig) -> PrestoFeatures:
-    """The ``presto`` encoder of :func:`cropmeta.models.encoders.build_encoder`: Presto with its
+    """The ``presto`` encoder of :mod:`cropmeta.models.encoder_registry`: Presto with its
     pretrained weights, trainable, reading standardised series of the bands ``cfg.bands`` with
     ``cfg.normaliser``'s statistics. Meta-training draws tasks from several regions, so it
     reads no location (the zero vector)."""

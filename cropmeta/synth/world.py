@@ -21,7 +21,7 @@ import pyogrio
 from affine import Affine
 from scipy.ndimage import gaussian_filter
 
-from cropmeta.catalog import Catalog, RegionEntry, Taxonomy, load_taxonomy, write_catalog
+from cropmeta.catalog import Catalog, RegionEntry, write_catalog
 from cropmeta.errors import InputError, atomic_output
 from cropmeta.ownership import claim, mark_folder
 from cropmeta.synth import fields as fl
@@ -29,6 +29,7 @@ from cropmeta.synth import phenology as ph
 from cropmeta.synth.clouds import apply_sky, draw_sky, sensor_noise
 from cropmeta.synth.regions import REGION_NAMES, REGIONS, RegionSpec, acquisition_dates
 from cropmeta.synth.tiles import tile_name, write_tile
+from cropmeta.taxonomy import Taxonomy, load_taxonomy
 
 Progress = Callable[[str, int, int], None]
 

@@ -4,8 +4,8 @@ The date comes from the file name (``YYYYMMDD`` or ``YYYY-MM-DD``); band names f
 descriptions; scale, offset and nodata from the file's metadata. All dates must share CRS, grid
 and bands, otherwise the stack is rejected with a one-line error naming the offending file.
 
-:func:`open_tiles` and :class:`TileStack` are the original reader (``cropmeta.ingest.tiles``
-re-exports them); :func:`open_per_date` adds a spec's overrides and band subset on top.
+:func:`open_tiles` reads such a folder into a :class:`TileStack`; :func:`open_per_date` adds a
+spec's overrides and band subset on top.
 """
 
 from __future__ import annotations
