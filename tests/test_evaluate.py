@@ -3,6 +3,7 @@ JSON, Markdown report and figures."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 
@@ -118,9 +119,11 @@ def test_html_report_shows_the_same_tables_and_figures(evaluation, catalog):
     report = (out / "report.md").read_text()
     assert len(found["h2"]) == report.count("\n## ")
     assert len(found["table"]) == report.count("\n|---")
-    images = [a["src"] for a in found["img"]]
-    assert images and all((out / src).is_file() for src in images)
-    assert {f"figures/{t.name}-macro_f1.png" for t in catalog.targets()} <= set(images)
+    images = [a["src"] for a in found["img"]]  # embedded: the page is sent as one file
+    assert len(images) == report.count("](figures/")
+    embedded = {base64.b64decode(src.removeprefix("data:image/png;base64,")) for src in images}
+    for t in catalog.targets():
+        assert (out / "figures" / f"{t.name}-macro_f1.png").read_bytes() in embedded
 
 
 def test_label_budget_and_diagnostics_are_in_the_results(evaluation, catalog):

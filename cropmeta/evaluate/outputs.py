@@ -1,17 +1,23 @@
 """An evaluation's files: ``results.json`` (everything, machine-readable), ``report.md`` (what
-a person reads first), the same report as ``report.html`` for a browser, and the PNG figures
-both show."""
+a person reads first, linking the PNG figures in ``figures/``), and the same report as
+``report.html`` for a browser, with the figures embedded so it can be sent as one file."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import mimetypes
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
 
 from cropmeta.errors import atomic_output
 from cropmeta.evaluate.plots import plot_confusions, plot_shots, plot_training
@@ -102,9 +108,10 @@ def _fold_section(results: dict, target: str, figures: Path) -> list[str]:
         *results_table(summary, learners, k),
         "",
     ]
+    against = "vs K" if len(ks) > 1 else f"at K = {k}"  # one K: bars, not curves
     for metric in ("macro_f1", "overall_accuracy"):
         png = plot_shots(summary, learners, metric, target, figures / f"{target}-{metric}.png")
-        lines += [f"![{metric} vs K]({png.parent.name}/{png.name})", ""]
+        lines += [f"![{metric} {against}]({png.parent.name}/{png.name})", ""]
     baselines = [m for m in summary if m not in learners and str(k) in summary[m]]
     rival = max(baselines, key=lambda m: summary[m][str(k)]["macro_f1"]["mean"], default=None)
     ours = [m for m in learners if m in summary and str(k) in summary[m]]
@@ -203,7 +210,7 @@ def write_report(results: dict, out: str | Path, sections: list[Section] | None 
     with atomic_output(out / "report.md") as tmp:
         tmp.write_text(markdown, encoding="utf-8")
     with atomic_output(out / "report.html") as tmp:
-        tmp.write_text(to_html(markdown), encoding="utf-8")
+        tmp.write_text(to_html(markdown, base=out), encoding="utf-8")
     return out / "report.md"
 
 
@@ -213,12 +220,36 @@ th,td{border:1px solid #ccc;padding:.25em .6em}td{text-align:right}td:first-chil
 tr:nth-child(even){background:#f6f6f6}img{max-width:100%}code{background:#f2f2f2;padding:0 .2em}"""
 
 
-def to_html(markdown: str, title: str = "cropmeta evaluation") -> str:
-    """A self-contained HTML page of the Markdown report (figures by the same relative links).
+def _embedded_image(
+    renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    """Render an image with its file inlined as a ``data:`` URI when it is an image file inside
+    ``env["base"]`` (the report's folder); any other link (remote, outside, missing) is kept."""
+    token = tokens[idx]
+    base = env.get("base")
+    src = str(token.attrGet("src") or "")
+    if base is not None and not urlsplit(src).scheme:
+        path = (Path(base) / unquote(src)).resolve()
+        kind, _ = mimetypes.guess_type(path.name)
+        inside = path.is_relative_to(Path(base).resolve())
+        if inside and kind and kind.startswith("image/") and path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            token.attrSet("src", f"data:{kind};base64,{data}")
+    return renderer.image(tokens, idx, options, env)
+
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+_MARKDOWN.add_render_rule("image", _embedded_image)
+
+
+def to_html(markdown: str, title: str = "cropmeta evaluation", base: Path | None = None) -> str:
+    """A self-contained HTML page of the Markdown report: inline style, and the images the
+    Markdown links relative to ``base`` (the report's folder) embedded, so the page can be sent
+    as one file; without ``base`` the links stay as they are.
 
     markdown-it-py (CommonMark with tables) renders it; raw HTML in the text stays escaped.
     """
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    body = _MARKDOWN.render(markdown, {"base": base})
     return (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{title}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n{body}</body>\n"

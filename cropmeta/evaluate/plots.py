@@ -1,4 +1,5 @@
-"""PNG figures people would rather look at than numbers: crop-map previews, training curves."""
+"""PNG figures people would rather look at than numbers: crop-map previews, training curves,
+accuracy against labels."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -74,31 +76,68 @@ def _save(fig: Figure, out: str | Path, kind: str | None = None) -> Path:
 
 
 def plot_shots(summary: dict, learners: list[str], metric: str, target: str, out: Path) -> Path:
-    """Accuracy against labelled samples per class, one line per method; meta-learners solid,
-    baselines dashed; 95 % bands for the meta-learners and the best baseline (all bands at
-    once would hide each other)."""
+    """Save :func:`shots_figure` as a PNG at ``out``."""
+    return _save(shots_figure(summary, learners, metric, target), out)
+
+
+def shots_figure(summary: dict, learners: list[str], metric: str, target: str) -> Figure:
+    """``metric`` of every method of ``summary`` (method → K → metric → mean and 95 % CI): a
+    curve against K when several K were evaluated, bars when one was (a one-point curve shows
+    neither the ranking nor the intervals)."""
     fig = Figure(figsize=(7.5, 4.5), dpi=110)
     ax = fig.subplots()
-    top_k = str(max(int(k) for by_k in summary.values() for k in by_k))
+    ks = sorted({int(k) for by_k in summary.values() for k in by_k})
+    name = metric.replace("_", " ")
+    if len(ks) == 1:
+        _shot_bars(ax, summary, learners, metric, ks[0])
+        what = f"{name} at K = {ks[0]}"
+    else:
+        _shot_curves(ax, summary, learners, metric, ks)
+        what = f"{name} vs labels"
+    ax.set(ylabel=name, ylim=(0, 1))
+    ax.set_title(f"{target}: {what} (mean, 95 % CI)", fontsize=10)
+    return fig
+
+
+def _column(entries: list[dict], metric: str, key: str) -> np.ndarray:
+    """``key`` (mean, low, high) of ``metric`` in each summary entry."""
+    return np.array([e[metric][key] for e in entries], dtype=float)
+
+
+def _shot_curves(ax: Axes, summary: dict, learners: list[str], metric: str, ks: list[int]):
+    """One line per method against K; meta-learners solid, baselines dashed; 95 % bands for the
+    meta-learners and the best baseline (all bands at once would hide each other)."""
+    top_k = str(ks[-1])
     baselines = [m for m in summary if m not in learners and top_k in summary[m]]
     best = max(baselines, key=lambda m: summary[m][top_k][metric]["mean"], default=None)
     for method, by_k in sorted(summary.items()):
-        ks = sorted(int(k) for k in by_k)
-        mean = np.array([by_k[str(k)][metric]["mean"] for k in ks])
-        low = np.array([by_k[str(k)][metric]["low"] for k in ks])
-        high = np.array([by_k[str(k)][metric]["high"] for k in ks])
+        shots = sorted(int(k) for k in by_k)
+        entries = [by_k[str(k)] for k in shots]
+        mean, low, high = (_column(entries, metric, key) for key in ("mean", "low", "high"))
         style = "-" if method in learners else "--"
-        (line,) = ax.plot(ks, mean, style, marker="o", ms=3, lw=1.2, label=method)
+        (line,) = ax.plot(shots, mean, style, marker="o", ms=3, lw=1.2, label=method)
         if np.isfinite(low).all() and (method in learners or method == best):
-            ax.fill_between(ks, low, high, color=line.get_color(), alpha=0.12, lw=0)
+            ax.fill_between(shots, low, high, color=line.get_color(), alpha=0.12, lw=0)
     ax.set_xscale("log")
-    ax.set_xticks(sorted({int(k) for by_k in summary.values() for k in by_k}))
+    ax.set_xticks(ks)
     ax.get_xaxis().set_major_formatter("{x:.0f}")
     ax.get_xaxis().set_minor_locator(NullLocator())
-    ax.set(xlabel="labelled samples per class (K)", ylabel=metric.replace("_", " "), ylim=(0, 1))
-    ax.set_title(f"{target}: {metric.replace('_', ' ')} vs labels (mean, 95 % CI)", fontsize=10)
+    ax.set_xlabel("labelled samples per class (K)")
     ax.legend(fontsize=7, ncol=2, frameon=False)
-    return _save(fig, out)
+
+
+def _shot_bars(ax: Axes, summary: dict, learners: list[str], metric: str, k: int):
+    """One bar per method at K (best first) with its 95 % CI as error bars (none for one
+    draw); meta-learners coloured, baselines grey."""
+    methods = sorted(summary, key=lambda m: -summary[m][str(k)][metric]["mean"])
+    entries = [summary[m][str(k)] for m in methods]
+    mean, low, high = (_column(entries, metric, key) for key in ("mean", "low", "high"))
+    colours = ["C0" if m in learners else "0.65" for m in methods]
+    x = np.arange(len(methods))
+    ax.bar(x, mean, yerr=[mean - low, high - mean], color=colours, capsize=3, ecolor="0.2")
+    ax.set_xticks(x, methods, rotation=35, ha="right", fontsize=7)
+    kinds = [Patch(color="C0", label="meta-learner"), Patch(color="0.65", label="baseline")]
+    ax.legend(handles=kinds, fontsize=7, frameon=False)
 
 
 def plot_confusions(matrices: dict[str, np.ndarray], classes: list[str], title: str, out: Path):
