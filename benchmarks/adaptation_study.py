@@ -1,5 +1,6 @@
 """Issue 18's real-data comparison, read from `cropmeta evaluate` results (pre-registered in
-BENCHMARKS.md, "Transductive corrections, Presto and the automatic choice on real data").
+docs/studies/adaptation-and-automatic-choice.md, "Transductive corrections, Presto and the
+automatic choice on real data").
 
 For each evaluation folder (one per data set, made by `pipelines/evaluate-NAME.sh`): every
 method's overall accuracy and macro-F1, means over the draws then over the data set's targets,
@@ -8,7 +9,7 @@ pre-registered decision rule for the correction `--method best` adds by default;
 automatic choice with that default, recomputed from the same draws (the pick's corrected row
 on the same draw, as `cropmeta.evaluate.protocol._automatic_record` takes it); and, for runs
 that record cross-validation's leader, the plain first-in-macro-F1 rule on the same draws
-(BENCHMARKS.md, "The automatic choice, steadier").
+(docs/studies/adaptation-and-automatic-choice.md, "The automatic choice, steadier").
 
 Run: python benchmarks/adaptation_study.py /tmp/i18/gee-tsda /tmp/i18/mato-grosso /tmp/i18/tiselac
 """

@@ -4,10 +4,11 @@ One `evaluate` run trains each model once: the meta-learner, and the source clas
 the transfer and source-only baselines. Its confidence intervals cover the support/query draws,
 not the training. Training noise is large under a region shift: on demo world 6's Poltava,
 source-only scored 0.811 OA with one torch thread and 0.670 with two, the same seed and data
-(BENCHMARKS.md). This script pools runs that differ only in ``--seed`` (training seed and
-draws): per target, every method's mean overall accuracy and macro-F1 over all (seed, draw)
-pairs, the spread of its per-seed means, and whether each meta-learner beats every baseline in
-both metrics pooled and in each seed alone (at the reports' headline K unless ``--shots``).
+(docs/studies/simulated-regions-and-class-heads.md). This script pools runs that differ only in
+``--seed`` (training seed and draws): per target, every method's mean overall accuracy and
+macro-F1 over all (seed, draw) pairs, the spread of its per-seed means, and whether each
+meta-learner beats every baseline in both metrics pooled and in each seed alone (at the reports'
+headline K unless ``--shots``).
 The runs must share every setting but the seed (the script checks) and the world (it cannot:
 give one world's runs).
 

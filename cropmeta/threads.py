@@ -3,12 +3,12 @@
 torch's own default is one thread per core whatever else runs: on a machine already busy that
 oversubscribes the cores and the threads wait on each other (meta-training was measured 4-9×
 slower with 2 threads than with 1 on a busy 2-core machine; issue 21). And the thread count
-changes results: another count sums floats in another order, and training drifts apart (README).
-So a command's torch work runs on **one thread** unless ``--threads N`` (or ``OMP_NUM_THREADS``)
-asks for more — a count that never oversubscribes and never depends on what else is running —
-and the count is recorded in what the command writes. Work that parallelises without changing
-a result (the map's blocks) runs in processes instead, as many as there are cores not already
-busy (:func:`free_cores`).
+changes results: another count sums floats in another order, and training drifts apart
+(docs/reliability.md). So a command's torch work runs on **one thread** unless ``--threads N``
+(or ``OMP_NUM_THREADS``) asks for more — a count that never oversubscribes and never depends on
+what else is running — and the count is recorded in what the command writes. Work that
+parallelises without changing a result (the map's blocks) runs in processes instead, as many as
+there are cores not already busy (:func:`free_cores`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@
 # (300 iterations, 1 torch thread, 2026-11-27, machine shared): meta-training takes 60-90 s for
 # maml (with the baselines' source classifier) and 6-10 s for protonet, once per distinct set
 # of sources (folds with the same sources share the models), and a draw 2-4 s per fold. All
-# 11 learners take ≈ 7 min of meta-training (BENCHMARKS.md, demo world).
+# 11 learners take ≈ 7 min of meta-training (docs/studies/few-shot-evaluation.md, demo world).
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 shared_data="$repo/../shared/data" # where data_catalog/shared-data.yaml's paths point

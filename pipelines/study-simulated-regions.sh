@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Simulated regions (task augmentation) on or off, chosen on meta-validation: runs one
-# evaluation pipeline twice into $OUT/off and $OUT/on (the second with
-# `--task-shift-days $SHIFT_DAYS --task-gain $GAIN --task-offset $OFFSET`), then
-# benchmarks/augmentation_study.py prints both runs side by side with the best baseline and the
-# (learner, run) pair that meta-validation picks over all runs, and draws
-# $OUT/simulated-regions.png. BENCHMARKS.md ("Simulated regions on the demo world") is this
-# study with LEARNERS=all SHOTS=5. With HEADS="shared classes" the gradient learners that have
-# class heads (maml fomaml anil metasgd alfa timl among LEARNERS) run twice more with
+# evaluation pipeline twice into $OUT/off and $OUT/on (the second with `--task-shift-days
+# $SHIFT_DAYS --task-gain $GAIN --task-offset $OFFSET`), then benchmarks/augmentation_study.py
+# prints both runs side by side with the best baseline and the (learner, run) pair that
+# meta-validation picks over all runs, and draws $OUT/simulated-regions.png.
+# docs/studies/simulated-regions-and-class-heads.md ("Simulated regions on the demo world") is
+# this study with LEARNERS=all SHOTS=5. With HEADS="shared classes" the gradient learners that
+# have class heads (maml fomaml anil metasgd alfa timl among LEARNERS) run twice more with
 # `--set head_init=classes`, into $OUT/classes-off and $OUT/classes-on, and join the choice.
 #
 # Usage: bash pipelines/study-simulated-regions.sh [PIPELINE [extra `cropmeta evaluate` args]]

@@ -169,8 +169,8 @@ def training_noise_line(results: dict) -> str:
         f"Every model (meta-learners and the baselines' source classifier) is trained once "
         f"({where}): the confidence intervals cover the support/query draws, not training noise, "
         "which on a shifted target can move a figure more than the draws do (another seed or "
-        "thread count, BENCHMARKS.md). Before concluding, pool runs with other `--seed`s "
-        "(`benchmarks/seed_pool.py`)."
+        "thread count, docs/studies/simulated-regions-and-class-heads.md). Before concluding, "
+        "pool runs with other `--seed`s (`benchmarks/seed_pool.py`)."
     )
 
 

@@ -1,13 +1,14 @@
 """Several adapted models as one: the mean of their class probabilities.
 
 Meta-validation ranks the learners, but on a shifted target region the first is often not the
-best (BENCHMARKS.md: ANIL chosen where ProtoNet, SNAIL or Matching win). Averaging the
-probabilities of the few best-validated learners, each adapted on the same labelled fields, is
-the classic remedy for an uncertain choice and for training noise (deep ensembles,
-Lakshminarayanan et al., 2017; for few-shot learning, Dvornik et al., 2019, "Diversity with
-Cooperation: Ensemble Methods for Few-Shot Classification", ICCV). The members keep their own
-configs (head kinds, stored support sets) in the ensemble's config and their weights under
-``members.<i>.`` in one safetensors file, so an ensemble saves, loads and maps as one model.
+best (docs/studies/simulated-regions-and-class-heads.md: ANIL chosen where ProtoNet, SNAIL or
+Matching win). Averaging the probabilities of the few best-validated learners, each adapted on
+the same labelled fields, is the classic remedy for an uncertain choice and for training noise
+(deep ensembles, Lakshminarayanan et al., 2017; for few-shot learning, Dvornik et al., 2019,
+"Diversity with Cooperation: Ensemble Methods for Few-Shot Classification", ICCV). The members
+keep their own configs (head kinds, stored support sets) in the ensemble's config and their
+weights under ``members.<i>.`` in one safetensors file, so an ensemble saves, loads and maps as
+one model.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ rebuilt into scikit-learn ``Tree`` objects (plain arrays through ``Tree.__setsta
 is unpickled, no code is loaded), whose ``apply`` finds each sample's leaf at scikit-learn's own
 speed (about 3× the tensor walk's, which stays as the fallback where the rebuild is refused).
 The leaf is the same either way: ``apply`` compares a float32 input with a float64 threshold,
-and the thresholds are stored as float32 values. BENCHMARKS.md ("Crop-map throughput") has the
-figures.
+and the thresholds are stored as float32 values. BENCHMARKS.md ("A saved random forest's map
+speed") has the figures.
 
 :meth:`ForestClassifier.from_sklearn_boosting` holds a ``HistGradientBoostingClassifier`` the
 same way: the same walk (its splits are ``x <= threshold`` on float64 data, a missing value
