@@ -139,17 +139,18 @@ def preprocess(
         str | None, typer.Option(help="Taxonomy tag of numeric labels (e.g. tiselac).")
     ] = None,
     grid_start: Annotated[
-        int | None, count("First day of year of the grid [catalog season or 60].", hi=366)
+        int | None,
+        count("First day of year of the grid (default: the catalog's season, else 60).", hi=366),
     ] = None,
     grid_end: Annotated[
         int | None,
         count(
-            "Last day of year of the grid [catalog season or 300]; below the start, the season "
-            "crosses New Year.",
+            "Last day of year of the grid (default: the catalog's season, else 300); below the "
+            "start, the season crosses New Year.",
             hi=366,
         ),
     ] = None,
-    grid_step: Annotated[int | None, count("Grid step in days [10].", hi=120)] = None,
+    grid_step: Annotated[int | None, count("Grid step in days (default: 10).", hi=120)] = None,
     statistic: Annotated[StatisticChoice, typer.Option(help="Per-field statistic.")] = "mean",
     sampling: Annotated[
         SamplingChoice, typer.Option(help="One sample per field, or random pixels of each field.")
@@ -172,7 +173,9 @@ def preprocess(
     mask_values: Annotated[
         str | None,
         typer.Option(
-            help="Quality-band values to mask, e.g. '3,8,9,10' [SCL's].", callback=integer_list
+            help="Quality-band values to mask, e.g. '3,8,9,10' (default: SCL's no-data, "
+            "saturated, shadow, cloud, cirrus and snow classes).",
+            callback=integer_list,
         ),
     ] = None,
     valid_range: ValidRangeOpt = None,
@@ -345,7 +348,8 @@ def preprocess(
 def taxonomy_(
     taxonomy: UserTaxonomyOpt = None,
     catalog: Annotated[
-        Path | None, typer.Option(help="A catalog whose taxonomy is the base [the packaged one].")
+        Path | None,
+        typer.Option(help="A catalog whose taxonomy is the base (default: the packaged one)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the taxonomy as JSON.")] = False,
 ) -> None:

@@ -61,7 +61,7 @@ def meta_train(
         int, count("Checkpoint every N iterations and at the end (0: never).", lo=0)
     ] = 50,
     checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="Checkpoint folder [OUT.checkpoints].")
+        Path | None, typer.Option(help="Checkpoint folder (default: OUT.checkpoints).")
     ] = None,
     resume: Annotated[
         bool,

@@ -92,7 +92,7 @@ PatternOpt = Annotated[
 ScaleOpt = Annotated[float | None, real("Scale factor (overrides the files').", lo=-1e9, hi=1e9)]
 OffsetOpt = Annotated[float | None, real("Offset (overrides the files').", lo=-1e9, hi=1e9)]
 QualityOpt = Annotated[
-    str | None, typer.Option(help="Quality/classification band [SCL when present].")
+    str | None, typer.Option(help="Quality/classification band (default: SCL when present).")
 ]
 ValidRangeOpt = Annotated[
     tuple[float, float] | None,

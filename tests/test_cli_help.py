@@ -1,0 +1,31 @@
+"""Every command's --help says what each option does, with its default (issue 20)."""
+
+import re
+
+import typer
+
+from cropmeta.cli.main import app
+
+#: rich reads "[word ...]" as a markup tag and drops it from --help: defaults must not look so
+SWALLOWED = re.compile(r"\[[A-Za-z/#@][^\]]*\]")
+
+
+def commands() -> dict:
+    group = typer.main.get_command(app)
+    return dict(group.commands)
+
+
+def test_no_help_text_is_swallowed_as_markup():
+    hidden = [
+        f"{name} {param.opts[0]}: {param.help}"
+        for name, command in commands().items()
+        for param in command.params
+        # typer carries its own copy of click: ask the parameter, not isinstance
+        if param.param_type_name == "option" and param.help and SWALLOWED.search(param.help)
+    ]
+    assert not hidden, hidden
+
+
+def test_the_swallowing_check_can_fail():
+    assert SWALLOWED.search("First day of year of the grid [catalog season or 60].")
+    assert not SWALLOWED.search("Grid step in days (default: 10). Range [1, 120].")
