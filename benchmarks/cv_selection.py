@@ -18,30 +18,27 @@ Run (a model and region dataset per target, e.g. from a `cropmeta evaluate` outp
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from statistics import fmean as mean
 
-from cropmeta.adapt.adapt import AdaptResult, adapt_region
+from cropmeta.adapt.adapt import AdaptResult, adapt
 from cropmeta.adapt.cross_validate import best_method as pick
 
 METRICS = ("overall_accuracy", "macro_f1")
 
 
 def draws(model: Path, region: Path, args: argparse.Namespace) -> list[AdaptResult]:
-    with tempfile.TemporaryDirectory() as tmp:
-        return [
-            adapt_region(
-                model,
-                region,
-                Path(tmp) / str(d),
-                args.shots,
-                seed,
-                cv_folds=args.folds,
-                transductive=False,  # the ranked methods only
-            )  # fmt: skip
-            for d, seed in enumerate(range(args.seed, args.seed + args.draws))
-        ]
+    return [
+        adapt(
+            model,
+            region,
+            args.shots,
+            seed,
+            cv_folds=args.folds,
+            transductive=False,  # the ranked methods only
+        )
+        for seed in range(args.seed, args.seed + args.draws)
+    ]
 
 
 def target_table(runs: list[AdaptResult]) -> list[str]:

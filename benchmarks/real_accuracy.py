@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cropmeta.adapt.adapt import adapt_region
+from cropmeta.adapt import adapt as adaptation
 from cropmeta.baselines.names import BASELINES
 from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
@@ -145,10 +145,7 @@ def adapt_grid(algorithm: str) -> tuple[tuple[int, float], ...]:
 
 def adapt_scores(model: Path, target: Path, seeds, args, baselines: bool, tmp: Path) -> list:
     """Metrics of every method for each support draw (seed)."""
-    return [
-        adapt_region(model, target, tmp / "adapted", args.shots, seed, baselines).metrics
-        for seed in seeds
-    ]
+    return [adaptation.adapt(model, target, args.shots, seed, baselines).metrics for seed in seeds]
 
 
 # -- selection: nested leave-one-domain-out on the sources --------------------------------------

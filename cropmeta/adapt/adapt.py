@@ -48,6 +48,7 @@ from cropmeta.learners.pretrain import load_pretrained
 from cropmeta.learners.registry import build_learner, check_adaptation, recorded_learner
 from cropmeta.models.bundle import (
     CONFIG,
+    BundleConfig,
     ClassInfo,
     build_model,
     load_bundle,
@@ -66,9 +67,10 @@ MAX_SHIFT_DAYS = 60
 
 @dataclass
 class AdaptResult:
-    """The adapted model's folder and, with ``shots``, metrics of every method on the query set."""
+    """The adapted model (in memory, and its folder once saved) and, with ``shots``, metrics of
+    every method on the query set."""
 
-    model_dir: Path
+    model_dir: Path | None
     region: str
     shots: int | None
     n_support: int
@@ -87,14 +89,24 @@ class AdaptResult:
     # true classes, for scoring ensembles (:mod:`cropmeta.adapt.ensemble`); not in the JSON
     query_proba: torch.Tensor | None = field(default=None, repr=False)
     query_truth: np.ndarray | None = field(default=None, repr=False)
+    # the adapted model and its configuration, until :func:`save` writes them (not in the JSON)
+    model: torch.nn.Module | None = field(default=None, repr=False)
+    config: BundleConfig | None = field(default=None, repr=False)
 
     def __fspath__(self) -> str:
-        """The adapted model's folder: a result goes wherever a model path does (``map``)."""
+        """The adapted model's folder: a saved result goes wherever a model path does (``map``)."""
+        if self.model_dir is None:
+            raise ValueError("the adapted model is not saved yet (cropmeta.adapt.adapt.save)")
         return str(self.model_dir)
 
     def to_json(self) -> str:
-        kept = {k: v for k, v in self.__dict__.items() if not k.startswith("query_")}
-        return json.dumps({**kept, "model_dir": str(self.model_dir)}, indent=2)
+        kept = {k: v for k, v in self.__dict__.items() if k not in IN_MEMORY}
+        model_dir = None if self.model_dir is None else str(self.model_dir)
+        return json.dumps({**kept, "model_dir": model_dir}, indent=2)
+
+
+#: AdaptResult's fields that stay in memory: tensors and the model, not figures
+IN_MEMORY = ("query_proba", "query_truth", "model", "config")
 
 
 def adapt_region(
@@ -102,18 +114,46 @@ def adapt_region(
     region: str | Path,
     out: str | Path,
     shots: int | None = None,
+    *,
+    overwrite: bool = False,
+    **options,
+) -> AdaptResult:
+    """Adapt the model in ``model_dir`` to the region dataset ``region`` (:func:`adapt`, whose
+    ``options`` these are) and save the mappable model at ``out`` (:func:`save`). ``out`` is
+    claimed before any work: it must not be an input, nor an existing path that is not an
+    adapted model cropmeta wrote, unless ``overwrite`` (:func:`cropmeta.ownership.claim`)."""
+    inputs = [model_dir, region, options.get("source"), options.get("unlabelled")]
+    claim(out, "adapted-model", inputs=inputs, overwrite=overwrite)
+    return save(adapt(model_dir, region, shots, **options), out)
+
+
+def save(result: AdaptResult, out: str | Path) -> AdaptResult:
+    """Write the adapted model of ``result`` as a bundle at ``out`` (claimed by the caller),
+    its adaptation (figures, settings, threads) in the bundle's history; ``result`` then names
+    the folder."""
+    result.model_dir = Path(out)
+    adaptation = json.loads(result.to_json()) | {"threads": torch.get_num_threads()}
+    history = {**result.config.history, "adaptation": adaptation}
+    save_bundle(result.model, result.config.model_copy(update={"history": history}), out)
+    return result
+
+
+def adapt(
+    model_dir: str | Path,
+    region: str | Path,
+    shots: int | None = None,
     seed: int = 0,
     baselines: bool = True,
     settings: dict | None = None,
     cv_folds: int | None = None,
     method: str | None = None,
     source: str | Path | None = None,
-    overwrite: bool = False,
     shot_weight: float = 1.0,
     unlabelled: str | Path | None = None,
     transductive: bool = True,
 ) -> AdaptResult:
-    """Adapt the model in ``model_dir`` to the region dataset ``region``; save a mappable model.
+    """Adapt the model in ``model_dir`` to the region dataset ``region``, in memory (the result
+    holds the model; :func:`save` writes it, :func:`adapt_region` does both).
 
     Without ``shots`` every labelled sample of the region is the support set (production use:
     the fields a user labelled). With ``shots`` K, K samples per class are drawn (seeded) as the
@@ -131,9 +171,7 @@ def adapt_region(
     (:data:`cropmeta.baselines.names.BASELINES`), or ``"best"``: what cross-validation picks
     (:func:`chosen_method`; needs ``cv_folds``). ``source``
     is the meta-model bundle whose stored source classifier and samples the baselines use (default:
-    ``model_dir``'s; `cropmeta evaluate` stores it with its first learner only). ``out`` must
-    not be an input, nor an existing path that is not an adapted model cropmeta wrote, unless
-    ``overwrite`` (:func:`cropmeta.ownership.claim`).
+    ``model_dir``'s; `cropmeta evaluate` stores it with its first learner only).
 
     The region's unlabelled samples — ``unlabelled``, a region dataset prepared like the
     model's data whose labels are ignored, or else, with ``shots``, the region's samples outside
@@ -142,8 +180,6 @@ def adapt_region(
     ``<method>+<how>`` is scored beside its method (not cross-validated: support folds are
     class-balanced, the region is not), and ``method`` may name one to save.
     """
-    inputs = [model_dir, region, source, unlabelled]
-    claim(out, "adapted-model", inputs=inputs, overwrite=overwrite)
     cfg = load_config(model_dir)
     recorded_learner(cfg.learner, Path(model_dir) / CONFIG)
     method = check_method(method, cfg.learner["algorithm"])
@@ -204,7 +240,7 @@ def adapt_region(
     adapt_seconds = round(time.perf_counter() - start, 3)
     classes = [ClassInfo.model_validate(data.classes[int(c)]) for c in codes]
     result = AdaptResult(
-        model_dir=Path(out),
+        model_dir=None,
         region=data.name,
         shots=shots,
         n_support=len(support),
@@ -291,18 +327,14 @@ def adapt_region(
             adapted = transduce(how, base, adapted, support_on, unl)
         except ValueError as exc:  # e.g. soft k-means after `best` chose a forest
             raise InputError(model_dir, f"{method}: {exc}") from None
-    adapted_cfg = cfg.model_copy(
+    result.model = adapted
+    result.config = cfg.model_copy(
         update={
             "kind": "adapted",
             "classes": classes,
             "transfer_classes": [],  # the source classifier stays in the meta-model
-            "history": {
-                **cfg.history,
-                "adaptation": json.loads(result.to_json()) | {"threads": torch.get_num_threads()},
-            },
         }
     )
-    save_bundle(adapted, adapted_cfg, out)
     return result
 
 

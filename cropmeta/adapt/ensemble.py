@@ -9,15 +9,13 @@ baselines on the same query samples.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from cropmeta.adapt.adapt import AdaptResult, adapt_region
+from cropmeta.adapt.adapt import AdaptResult, adapt, save
 from cropmeta.adapt.metrics import class_details, score
 from cropmeta.errors import InputError
-from cropmeta.models.bundle import ensemble_of, load_bundle, load_config, save_bundle
+from cropmeta.models.bundle import ensemble_of, load_config, rebuild
 from cropmeta.models.ensemble import mean_log_probability
 from cropmeta.ownership import claim
 
@@ -28,36 +26,35 @@ ENSEMBLE = "ensemble"
 def adapt_ensemble(
     model_dirs: list[str | Path],
     region: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     shots: int | None = None,
     seed: int = 0,
     baselines: bool = True,
     overwrite: bool = False,
 ) -> AdaptResult:
-    """Adapt every model of ``model_dirs`` to ``region`` as :func:`adapt_region` does (the same
+    """Adapt every model of ``model_dirs`` to ``region`` as :func:`adapt` does (the same
     support set: the same ``shots`` and ``seed``) and save the ensemble of the adapted models
-    into ``out``. With ``shots``, the metrics hold the ensemble's, each member's and (the first
-    model's bundle holding the source classifier) every baseline's."""
+    into ``out`` (None: keep it in memory, in the result). With ``shots``, the metrics hold the
+    ensemble's, each member's and (the first model's bundle holding the source classifier)
+    every baseline's."""
     if len(model_dirs) < 2:
         raise ValueError("an ensemble needs at least two meta-trained models")
-    claim(out, "adapted-model", inputs=[*model_dirs, region], overwrite=overwrite)
+    if out is not None:
+        claim(out, "adapted-model", inputs=[*model_dirs, region], overwrite=overwrite)
     reference = load_config(model_dirs[0]).preparation
     for model_dir in model_dirs[1:]:  # refused before any adaptation
         if load_config(model_dir).preparation != reference:
             raise InputError(
                 model_dir, f"prepared differently from {model_dirs[0]}: it cannot join its ensemble"
             )
-    runs, members = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, model_dir in enumerate(model_dirs):
-            run = adapt_region(
-                model_dir, region, Path(tmp) / str(i), shots, seed, baselines and i == 0
-            )
-            runs.append(run)
-            members.append(load_bundle(run.model_dir))
+    runs = [
+        adapt(model_dir, region, shots, seed, baselines and i == 0)
+        for i, model_dir in enumerate(model_dirs)
+    ]
+    members = [rebuild(run.model, run.config) for run in runs]  # as saved and loaded again
     names = member_names([run.learner for run in runs])
     first = runs[0]  # its bundle holds the source classifier the baselines use
-    result = replace(first, model_dir=Path(out), learner=ENSEMBLE, saved=ENSEMBLE)
+    result = replace(first, model_dir=None, learner=ENSEMBLE, saved=ENSEMBLE)
     result.seconds = {ENSEMBLE: sum(run.seconds[run.learner] for run in runs)}
     result.seconds |= {k: v for k, v in first.seconds.items() if k != first.learner}
     if first.query_truth is not None:
@@ -72,10 +69,11 @@ def adapt_ensemble(
         result.metrics |= {k: first.metrics[k] for k in base}
         result.details |= {k: first.details[k] for k in base}
         result.query_proba = log_p.exp()
-    history = {"adaptation": json.loads(result.to_json())}  # members: learner, head.names
-    update = {"learner": {"algorithm": ENSEMBLE, "members": names}, "history": history}
-    save_bundle(ensemble_of(members, names), members[0][1].model_copy(update=update), out)
-    return result
+    result.model = ensemble_of(members, names)
+    result.config = members[0][1].model_copy(
+        update={"learner": {"algorithm": ENSEMBLE, "members": names}, "history": {}}
+    )
+    return result if out is None else save(result, out)
 
 
 def member_names(learners: list[str]) -> list[str]:

@@ -10,11 +10,10 @@ which the pick never sees — are set beside the chosen learner's and the baseli
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from statistics import fmean
 
-from cropmeta.adapt.adapt import adapt_region
+from cropmeta.adapt.adapt import adapt
 from cropmeta.adapt.cross_validate import best_method
 from cropmeta.errors import InputError
 from cropmeta.evaluate.outputs import Section
@@ -29,24 +28,22 @@ def cv_draws(results: dict, target: str, learner: str, k: int, folds: int) -> li
     models = results["models"][target]
     first = results["config"]["learners"][0]  # the learner whose bundle holds the source model
     draws = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for s in range(results["config"]["seeds"]):
-            seed = results["seed"] + s
-            try:
-                res = adapt_region(
-                    models[learner],
-                    results["regions"][target],
-                    Path(tmp) / str(s),
-                    shots=k,
-                    seed=seed,
-                    cv_folds=folds,
-                    source=models[first],
-                    transductive=False,  # the pick is among the methods (corrections unranked)
-                )
-            except InputError:  # a class with fewer labels than folds on this draw
-                continue
-            pick = best_method(res.cv_metrics)
-            draws.append({"seed": seed, "pick": pick, "cv": res.cv_metrics, "query": res.metrics})
+    for s in range(results["config"]["seeds"]):
+        seed = results["seed"] + s
+        try:
+            res = adapt(
+                models[learner],
+                results["regions"][target],
+                shots=k,
+                seed=seed,
+                cv_folds=folds,
+                source=models[first],
+                transductive=False,  # the pick is among the methods (corrections unranked)
+            )
+        except InputError:  # a class with fewer labels than folds on this draw
+            continue
+        pick = best_method(res.cv_metrics)
+        draws.append({"seed": seed, "pick": pick, "cv": res.cv_metrics, "query": res.metrics})
     return draws
 
 

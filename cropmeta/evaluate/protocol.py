@@ -19,7 +19,6 @@ few-shot land cover classification" (CVPR EarthVision), and Tseng et al. (2021),
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import torch
 from pydantic import BaseModel, Field, ValidationError
 from scipy import stats
 
-from cropmeta.adapt.adapt import AdaptResult, adapt_region, chosen_method
+from cropmeta.adapt.adapt import AdaptResult, adapt, chosen_method
 from cropmeta.adapt.cross_validate import AUTOMATIC_FOLDS, best_method
 from cropmeta.adapt.ensemble import ENSEMBLE, adapt_ensemble
 from cropmeta.adapt.names import BEST
@@ -245,7 +244,6 @@ def run_evaluation(
             trained.setdefault(fold.sources, {})[learner] = fold.target
             if progress:
                 progress(f"meta-train ({fold.target})", i + 1, len(cfg.learners))
-        scratch = out / "scratch"
         members = ensemble_members(training[fold.target], cfg)
         if members:
             ensembles[fold.target] = members
@@ -254,10 +252,9 @@ def run_evaluation(
             cv = min(AUTOMATIC_FOLDS, k) if cfg.automatic and k >= 2 else None
             for i, learner in enumerate(cfg.learners):
                 try:
-                    res = adapt_region(
+                    res = adapt(  # in memory: scored, never saved
                         models[fold.target][learner],
                         paths[fold.target],
-                        scratch / "adapted",
                         shots=k,
                         seed=seed + s,
                         baselines=cfg.baselines and i == 0,
@@ -277,7 +274,6 @@ def run_evaluation(
                     res = adapt_ensemble(
                         [models[fold.target][m] for m in members],
                         paths[fold.target],
-                        scratch / "ensemble",
                         shots=k,
                         seed=seed + s,
                         baselines=False,
@@ -287,7 +283,6 @@ def run_evaluation(
                     pass
             if progress:
                 progress(f"adapt ({fold.target})", d + 1, draws)
-        shutil.rmtree(scratch, ignore_errors=True)
     scored = [r for r in runs if "metrics" in r]
     return {
         "ensembles": ensembles,  # target → the ensemble's members, best-validated first

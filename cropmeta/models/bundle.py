@@ -123,20 +123,30 @@ def save_bundle(
     cfg = cfg.model_copy(update={"head": head_config(model, cfg)})  # what the weights are for
     with atomic_output(out) as tmp:
         tmp.mkdir()
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        state = _tensors(model)
         if extra is not None:
-            state |= {
-                f"learner.{k}": v.detach().contiguous().cpu() for k, v in extra.state_dict().items()
-            }
+            state |= _tensors(extra, "learner.")
         for name, part in (parts or {}).items():
-            state |= {
-                f"{name}.{k}": v.detach().contiguous().cpu() for k, v in part.state_dict().items()
-            }
+            state |= _tensors(part, f"{name}.")
         save_file(state, str(tmp / WEIGHTS))
         cfg = cfg.model_copy(update={"weights_sha256": sha256(tmp / WEIGHTS)})
         (tmp / CONFIG).write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
         mark_folder(tmp, f"{cfg.kind}-model")
     return Path(out)
+
+
+def _tensors(module: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A module's weights as the bundle stores them: detached, contiguous, on the CPU."""
+    return {prefix + k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+
+
+def rebuild(model: torch.nn.Module, cfg: BundleConfig) -> tuple[Model, BundleConfig]:
+    """``model`` as saving it with ``cfg`` and loading it again would give it back (built from
+    the config, its weights copied, in eval mode), without a detour through the disk."""
+    cfg = cfg.model_copy(update={"head": head_config(model, cfg)})
+    fresh = build_model(cfg)
+    fresh.load_state_dict(_tensors(model))
+    return fresh.eval(), cfg
 
 
 def load_config(path: str | Path) -> BundleConfig:
