@@ -1,11 +1,12 @@
 # Set up a virtual environment and run the demo or the tests.
+# make test: the fast set (not the tests marked slow); make check: every test, as CI runs it.
 # torch is pinned to the CPU build that lies on this disk; an open range would pull a CUDA build.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 SEED   ?= 0
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test check lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +20,9 @@ demo: install
 	$(VENV)/bin/cropmeta demo --out demo-out --seed $(SEED)
 
 test: install
+	$(PY) -m pytest -q -m "not slow"
+
+check: install
 	$(PY) -m pytest -q
 
 lint: install

@@ -13,7 +13,7 @@ import numpy as np
 import rasterio
 import xarray as xr
 
-# the reference outputs, recorded before issue 20's restructuring (tests/test_demo.py)
+# the reference outputs, recorded before issue 20's restructuring (tests/end_to_end/test_demo.py)
 RECORDED = Path(__file__).with_name("data") / "demo_digests.json"
 
 
