@@ -27,7 +27,7 @@ ITERATIONS=${ITERATIONS:-300}
 SEEDS=${SEEDS:-5}
 SHOTS=${SHOTS:-1 2 5 10 20}
 LEARNERS=${LEARNERS:-maml protonet}
-# every registered learner (cropmeta.learners.names.ALGORITHMS; tests/test_pipelines.py checks)
+# every registered learner (cropmeta.learners.names.ALGORITHMS; tests/end_to_end/test_pipelines.py checks)
 all_learners="maml fomaml anil metasgd reptile alfa timl protonet matching relation snail"
 if [[ $LEARNERS == all ]]; then LEARNERS=$all_learners; fi
 ENCODER=${ENCODER:-tempcnn}

@@ -19,7 +19,7 @@ each applied to a fitted method and scored beside it as ``<method>+<how>``:
 
 The unlabelled samples' labels are never read: in ``evaluate`` the query samples serve as the
 unlabelled set (at map time every pixel of the region is), and the label-permutation test in
-tests/test_transductive.py holds every method to it. Corrections that do not change the model
+tests/adapt/test_transductive.py holds every method to it. Corrections that do not change the model
 (alignment, label shift) wrap it (:class:`cropmeta.models.adjusted.AdjustedClassifier`), so a
 saved ``pooled_forest+label_shift`` maps with exactly the priors evaluation scored.
 """

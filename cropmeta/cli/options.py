@@ -2,7 +2,7 @@
 
 Every numeric option declares its range (``--help`` shows it) and a float option refuses NaN
 and infinities, so a bad number is refused by the option parser with one line before any
-work starts (tests/test_cli_bounds.py checks every numeric option of every command).
+work starts (tests/cli/test_cli_bounds.py checks every numeric option of every command).
 """
 
 from __future__ import annotations

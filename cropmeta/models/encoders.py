@@ -76,7 +76,8 @@ class LayerNorm(nn.Module):
 
     ``nn.LayerNorm``'s fused kernel gives wrong second derivatives under ``torch.func.vmap``
     (torch 2.13: the vmapped MAML meta-gradient differed from an explicit unroll by ~1%, see
-    tests/test_learners.py); composing it from mean and variance keeps every transform exact.
+    tests/learners/test_learners.py); composing it from mean and variance keeps every transform
+    exact.
     """
 
     def __init__(self, size: int, eps: float = 1e-5) -> None:
