@@ -9,8 +9,8 @@ for region in brandenburg beauce mazovia poltava nebraska; do
   cropmeta preprocess --catalog "$out/world/catalog.yaml" --region "$region" \
     --out "$out/regions/$region.zarr" --seed "$seed"
 done
-cropmeta meta-train --regions "$out/regions/brandenburg.zarr" "$out/regions/beauce.zarr" \
-  "$out/regions/mazovia.zarr" --algorithm maml --encoder tempcnn \
+cropmeta meta-train --region "$out/regions/brandenburg.zarr" --region "$out/regions/beauce.zarr" \
+  --region "$out/regions/mazovia.zarr" --algorithm maml --encoder tempcnn \
   --out "$out/models/maml-tempcnn" --seed "$seed"
 for target in poltava nebraska; do
   cropmeta adapt --model "$out/models/maml-tempcnn" --region "$out/regions/$target.zarr" \

@@ -13,3 +13,8 @@ def assert_one_line_error(result, out: Path, fragment: str) -> None:
     assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
     assert not out.exists()
     assert not list(out.parent.glob(f".{out.name}.tmp-*"))
+
+
+def each(option: str, values) -> list:
+    """``option`` before every value: a repeatable option given several times."""
+    return [item for value in values for item in (option, value)]

@@ -36,8 +36,12 @@ from cropmeta.progress import console, progress_bar
 
 @one_line_errors
 def meta_train(
-    ctx: typer.Context,
-    regions: Annotated[list[Path], typer.Option(help="Source region datasets (.zarr).")],
+    regions: Annotated[
+        list[Path],
+        typer.Option(
+            "--region", help="A source region dataset (.zarr); repeat for each source region."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Model folder to write.")],
     algorithm: Annotated[Algorithm, typer.Option(help="Meta-learner.")] = "maml",
     encoder: Annotated[Encoder, typer.Option(help="Temporal encoder.")] = "tempcnn",
@@ -86,7 +90,7 @@ def meta_train(
     """
     from cropmeta.learners.meta_train import MetaTrainConfig, RunOptions, meta_train
 
-    paths = list(regions) + [Path(a) for a in ctx.args]
+    paths = list(regions)
     cfg = MetaTrainConfig(
         algorithm=Algorithm(algorithm).value,
         learner=learner_options([Algorithm(algorithm).value], settings),

@@ -56,7 +56,7 @@ def demo(
 app.command()(with_threads(synth))
 app.command()(with_threads(preprocess))
 app.command("taxonomy")(taxonomy_)  # a listing: no work to thread
-app.command(context_settings={"allow_extra_args": True})(with_threads(meta_train))
+app.command()(with_threads(meta_train))
 app.command()(with_threads(adapt))
 app.command("learners")(learners_)  # a listing: no work to thread
 app.command("suggest-labels")(with_threads(suggest_labels))

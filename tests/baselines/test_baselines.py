@@ -188,7 +188,7 @@ def test_pretrained_init_starts_meta_training_from_the_transfer_encoder(
 def test_meta_train_cli_takes_the_init(cli, regions, catalog, tmp_path):
     sources = [regions[r.name] for r in catalog.sources()]
     options = ["--iterations", "2", "--ways", "3", "--shots", "2", "--queries", "2"]
-    region_args = [a for s in sources for a in ("--regions", s)]
+    region_args = [a for s in sources for a in ("--region", s)]
     out = tmp_path / "m"
     args = ["meta-train", *region_args, "--out", out, *options, "--init", "pretrained"]
     res = cli(*args, "--checkpoint-every", "0")

@@ -46,7 +46,9 @@ def test_evaluate_refusals(cli, world, tmp_path, args, fragment):
 
 def test_a_missing_option_and_an_unknown_one_are_one_line(cli, tmp_path):
     out = tmp_path / "model"
-    assert_one_line_error(cli("meta-train", "--out", out), out, "--regions: Missing option")
+    assert_one_line_error(cli("meta-train", "--out", out), out, "--region: Missing option")
+    res = cli("meta-train", "--region", "a.zarr", "b.zarr", "--out", out)  # --region repeats
+    assert_one_line_error(res, out, "unexpected extra argument(s) (b.zarr)")
     res = cli("map", "--model", "m", "--tiles", "t", "--out", out, "--colour", "red")
     assert_one_line_error(res, out, "No such option: --colour")
 

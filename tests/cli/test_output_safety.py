@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from checks import assert_one_line_error
+from checks import assert_one_line_error, each
 
 from cropmeta.ownership import kind_of
 
@@ -93,7 +93,7 @@ def test_preprocess_out_is_its_tiles_folder(cli, target):
 def test_meta_train_out_is_one_of_its_regions(cli, regions, catalog, own_copy):
     sources = [own_copy(regions[r.name], f"{r.name}.zarr") for r in catalog.sources()]
     before = _digest(sources[1])
-    res = cli("meta-train", "--regions", *sources, "--out", sources[1], "--iterations", "2")
+    res = cli("meta-train", *each("--region", sources), "--out", sources[1], "--iterations", "2")
     _refused(res, sources[1], "--out is an input", before)
 
 
@@ -141,7 +141,7 @@ def test_meta_train_refuses_a_folder_it_did_not_write(cli, regions, catalog, tmp
     folder = _foreign_folder(tmp_path)
     before = _digest(folder)
     sources = [regions[r.name] for r in catalog.sources()]
-    res = cli("meta-train", "--regions", *sources, "--out", folder, "--iterations", "2")
+    res = cli("meta-train", *each("--region", sources), "--out", folder, "--iterations", "2")
     _refused(res, folder, "was not written by cropmeta", before)
     assert "--overwrite" in res.stderr
 
@@ -228,7 +228,7 @@ def _commands(world, regions, catalog, meta_model, adapted, out: Path) -> dict[s
     return {
         "synth": ["synth", "--out", out, "--scale", "tiny", "--region", target.name],
         "preprocess": ["preprocess", "--catalog", world, "--region", target.name, "--out", out],
-        "meta-train": ["meta-train", "--regions", *sources, "--out", out, "--iterations", "2"],
+        "meta-train": ["meta-train", *each("--region", sources), "--out", out, "--iterations", "2"],
         "adapt": ["adapt", "--model", meta_model, "--region", region, "--out", out],
         "map": ["map", "--model", adapted, "--tiles", tiles, "--out", out],
         "suggest-labels": [
@@ -264,7 +264,7 @@ def test_an_unwritable_checkpoint_folder_is_refused(cli, regions, catalog, tmp_p
     out = tmp_path / "model"
     res = cli(
         "meta-train",
-        *("--regions", *sources, "--out", out, "--iterations", "2"),
+        *(*each("--region", sources), "--out", out, "--iterations", "2"),
         *("--checkpoint-dir", blocker / "ckpt"),
     )
     assert_one_line_error(res, out, "cannot write there")

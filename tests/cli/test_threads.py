@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from checks import each
 
 from cropmeta import threads
 
@@ -42,7 +43,7 @@ def test_a_command_runs_with_the_threads_named_and_records_them(cli, regions, ca
         sources = [regions[r.name] for r in catalog.sources()]
         meta, adapted = tmp_path / "meta", tmp_path / "adapted"
         args = ("--iterations", "2", "--ways", "3", "--shots", "2", "--queries", "2")
-        res = cli("meta-train", "--regions", *sources, "--out", meta, *args, "--threads", "1")
+        res = cli("meta-train", *each("--region", sources), "--out", meta, *args, "--threads", "1")
         assert res.exit_code == 0, res.output
         target = regions[catalog.targets()[0].name]
         res = cli("adapt", "--model", meta, "--region", target, "--shots", "2", "--out", adapted,

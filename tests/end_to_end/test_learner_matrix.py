@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from checks import each
 from test_real_data import CATALOG, SHARED
 
 from cropmeta.baselines.names import BASELINES
@@ -32,7 +33,7 @@ def test_learner_and_encoder_meta_train_adapt_predict(
     target = regions[catalog.targets()[0].name]
     meta, adapted = tmp_path / "meta", tmp_path / "adapted"
     res = cli(
-        "meta-train", "--regions", *sources, "--algorithm", algorithm, "--encoder", encoder,
+        "meta-train", *each("--region", sources), "--algorithm", algorithm, "--encoder", encoder,
         "--out", meta, *QUICK,
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -73,7 +74,7 @@ def test_every_learner_and_encoder_on_a_real_region_dataset(cli, gee, tmp_path, 
     one NDVI band on the MODIS 16-day calendar, another calendar from the demo world's."""
     meta = tmp_path / "meta"
     res = cli(
-        "meta-train", "--regions", gee["gee-europe-2011"], "--algorithm", algorithm,
+        "meta-train", "--region", gee["gee-europe-2011"], "--algorithm", algorithm,
         "--encoder", encoder, "--out", meta, "--iterations", "3", "--ways", "4", "--shots", "3",
         "--queries", "3",
     )  # fmt: skip
@@ -96,7 +97,7 @@ def test_learner_settings_from_the_command_line(cli, regions, catalog, tmp_path)
     sources = [regions[r.name] for r in catalog.sources()]
     meta, adapted = tmp_path / "meta", tmp_path / "adapted"
     res = cli(
-        "meta-train", "--regions", *sources, "--algorithm", "alfa", "--out", meta, *QUICK,
+        "meta-train", *each("--region", sources), "--algorithm", "alfa", "--out", meta, *QUICK,
         "--set", "head_init=prototypes", "--set", "adapt_steps=7",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -128,7 +129,7 @@ def test_learner_settings_from_the_command_line(cli, regions, catalog, tmp_path)
 def test_bad_learner_setting(cli, regions, catalog, tmp_path, setting, fragment):
     sources = [regions[r.name] for r in catalog.sources()]
     meta = tmp_path / "meta"
-    res = cli("meta-train", "--regions", *sources, "--out", meta, "--set", setting)
+    res = cli("meta-train", *each("--region", sources), "--out", meta, "--set", setting)
     assert res.exit_code == 2
     assert fragment in _flat(res.stderr)
     assert not meta.exists()

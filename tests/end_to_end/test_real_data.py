@@ -43,7 +43,7 @@ def test_table_regions_meta_train_and_adapt(cli, tmp_path):
     model = tmp_path / "m"
     res = cli(
         "meta-train",
-        "--regions",
+        "--region",
         source,
         "--out",
         model,
@@ -121,7 +121,7 @@ def test_mato_grosso_table_model_adapts_to_and_maps_the_sinop_cube(cli, tmp_path
     model = tmp_path / "m"
     res = cli(
         "meta-train",
-        "--regions",
+        "--region",
         mt,
         "--out",
         model,
@@ -192,7 +192,7 @@ def test_every_gee_domain_is_consumed(cli, tmp_path):
     model = tmp_path / "m"
     quick = ["--iterations", "5", "--ways", "4", "--shots", "3", "--queries", "3"]
     assert (
-        cli("meta-train", "--regions", paths["gee-europe-2011"], "--out", model, *quick).exit_code
+        cli("meta-train", "--region", paths["gee-europe-2011"], "--out", model, *quick).exit_code
         == 0
     )
     for name in domains[1:5]:
@@ -212,4 +212,4 @@ def test_every_gee_domain_is_consumed(cli, tmp_path):
     lai = paths["gee-lai-europe-2011"]
     res = cli("adapt", "--model", model, "--region", lai, "--out", tmp_path / "a-lai")
     assert res.exit_code == 2 and "bands differ (lai vs ndvi)" in res.stderr
-    assert cli("meta-train", "--regions", lai, "--out", tmp_path / "m-lai", *quick).exit_code == 0
+    assert cli("meta-train", "--region", lai, "--out", tmp_path / "m-lai", *quick).exit_code == 0

@@ -272,5 +272,5 @@ def test_region_dataset_with_a_missing_chunk_is_refused(regions, cli, tmp_path):
     problem = refused(lambda: RegionArrays.load(store), store, "values of x are NaN or infinite")
     assert "a data chunk of the store may be missing or damaged" in problem
     out = tmp_path / "model"
-    res = cli("meta-train", "--regions", store, "--out", out, "--iterations", "2")
+    res = cli("meta-train", "--region", store, "--out", out, "--iterations", "2")
     assert_one_line_error(res, out, "may be missing or damaged")

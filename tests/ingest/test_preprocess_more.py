@@ -162,7 +162,7 @@ def test_meta_train_asks_for_more_samples_than_a_class_has(cli, regions, catalog
     out = tmp_path / "m"
     res = cli(
         "meta-train",
-        "--regions",
+        "--region",
         regions[catalog.sources()[0].name],
         "--out",
         out,

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from checks import each
 from test_learners import DOY, WAYS, random_batch, tiny_model
 from torch.func import functional_call
 
@@ -260,7 +261,7 @@ def test_alfa_meta_train_and_adapt_cli(cli, regions, catalog, tmp_path):
     sources = [regions[r.name] for r in catalog.sources()]
     meta = tmp_path / "meta"
     args = ("--iterations", "3", "--ways", "3", "--shots", "2", "--queries", "2")
-    res = cli("meta-train", "--regions", *sources, "--algorithm", "alfa", "--out", meta, *args)
+    res = cli("meta-train", *each("--region", sources), "--algorithm", "alfa", "--out", meta, *args)
     assert res.exit_code == 0, res.output
     weights = load_file(str(meta / "model.safetensors"))
     assert {"learner.w0", "learner.lr", "learner.decay"} <= set(weights)  # the meta-network

@@ -42,8 +42,9 @@ def test_meta_train_cli(cli, regions, catalog, tmp_path):
     out = tmp_path / "m"
     res = cli(
         "meta-train",
-        "--regions",
+        "--region",
         a,
+        "--region",
         b,
         "--algorithm",
         "maml",
@@ -124,14 +125,14 @@ def test_adapt_settings_from_python(meta_model, regions, catalog, tmp_path):
 
 def test_meta_train_missing_region(cli, tmp_path):
     out = tmp_path / "m"
-    res = cli("meta-train", "--regions", tmp_path / "none.zarr", "--out", out)
+    res = cli("meta-train", "--region", tmp_path / "none.zarr", "--out", out)
     assert_one_line_error(res, out, "region dataset not found")
 
 
 def test_meta_train_not_a_region_dataset(cli, tmp_path):
     (tmp_path / "junk.zarr").mkdir()
     out = tmp_path / "m"
-    res = cli("meta-train", "--regions", tmp_path / "junk.zarr", "--out", out)
+    res = cli("meta-train", "--region", tmp_path / "junk.zarr", "--out", out)
     assert_one_line_error(res, out, "junk.zarr")
 
 

@@ -8,6 +8,7 @@ import pytest
 import rasterio
 import torch
 import torch.nn.functional as F
+from checks import each
 from test_learners import DOY, SHOTS, WAYS, random_batch, tiny_model
 
 from cropmeta.ingest.prepare import Normaliser, Preparation, TemporalGrid
@@ -138,7 +139,7 @@ def test_cli_meta_train_adapt_map(name, cli, regions, catalog, tmp_path):
     sources = [str(regions[r.name]) for r in catalog.sources()]
     meta, adapted, out = tmp_path / "meta", tmp_path / "adapted", tmp_path / "map.tif"
     tiny = ("--iterations", "2", "--ways", "3", "--shots", "2", "--queries", "2")
-    res = cli("meta-train", "--regions", *sources, "--algorithm", name, "--out", meta, *tiny)
+    res = cli("meta-train", *each("--region", sources), "--algorithm", name, "--out", meta, *tiny)
     assert res.exit_code == 0, res.output
     target = regions[catalog.targets()[0].name]
     res = cli(

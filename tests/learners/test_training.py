@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as tdist
 import torch.multiprocessing as mp
-from checks import assert_one_line_error
+from checks import assert_one_line_error, each
 from safetensors.torch import load_file, save_file
 
 from cropmeta.learners import distributed as dist
@@ -101,7 +101,7 @@ def test_checkpoint_is_json_and_safetensors_only(sources, tmp_path):
 
 
 def meta_train_args(regions: list[Path], out: Path, *extra) -> list:
-    args = ["meta-train", "--regions", *regions, "--out", out, "--ways", "2", "--shots", "1"]
+    args = ["meta-train", *each("--region", regions), "--out", out, "--ways", "2", "--shots", "1"]
     return args + ["--queries", "2", "--meta-batch", "2", *extra]
 
 

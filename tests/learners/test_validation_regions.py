@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from checks import assert_one_line_error
+from checks import assert_one_line_error, each
 
 from cropmeta.evaluate.protocol import EvaluationConfig, plan_folds
 from cropmeta.learners import meta_train as mt
@@ -46,7 +46,7 @@ def test_validation_tasks_come_from_the_held_out_region_only(sources, tmp_path, 
 
 def test_bad_validation_regions_are_one_line_errors(cli, sources, tmp_path):
     paths = list(sources.values())
-    args = ["meta-train", "--regions", *paths, "--iterations", "1", "--ways", "2"]
+    args = ["meta-train", *each("--region", paths), "--iterations", "1", "--ways", "2"]
     out = tmp_path / "m"
     res = cli(*args, "--val-region", "atlantis", "--out", out)
     assert_one_line_error(res, out, "validation region 'atlantis' is not a source")

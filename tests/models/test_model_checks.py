@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from checks import assert_one_line_error
+from checks import assert_one_line_error, each
 
 from cropmeta.ingest.dataset import save_region
 from cropmeta.learners.loop import Diverged, check_finite
@@ -119,5 +119,5 @@ def test_data_too_large_to_standardise_is_refused(cli, regions, catalog, tmp_pat
         x[0, :, 0] = np.float32(3e38)  # finite, but its square sums overflow float32
         paths.append(save_region(ds.assign(x=(ds["x"].dims, x)), tmp_path / f"{entry.name}.zarr"))
     out = tmp_path / "model"
-    res = cli("meta-train", "--regions", *paths, "--out", out, "--iterations", "2")
+    res = cli("meta-train", *each("--region", paths), "--out", out, "--iterations", "2")
     assert_one_line_error(res, out, "band values too large to standardise")

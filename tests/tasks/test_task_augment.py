@@ -108,7 +108,7 @@ def test_meta_train_augments_training_tasks_only(regions, catalog, tmp_path):
 
 def test_meta_train_cli_takes_the_augmentation(cli, regions, catalog, tmp_path):
     a, b, *_ = [regions[r.name] for r in catalog.sources()]
-    args = ["meta-train", "--regions", a, b, "--iterations", "2", "--ways", "3"]
+    args = ["meta-train", "--region", a, "--region", b, "--iterations", "2", "--ways", "3"]
     args += ["--shots", "2", "--queries", "2", "--task-shift-days", "20", "--task-offset", "0.1"]
     res = cli(*args, "--out", tmp_path / "m")
     assert res.exit_code == 0, res.output
