@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 #: public name → (module, attribute), in the pipeline's order
 _EXPORTS = {
     "make_world": ("cropmeta.synth", "make_world"),
+    "PreprocessOptions": ("cropmeta.ingest.options", "PreprocessOptions"),
     "preprocess": ("cropmeta.ingest.preprocess", "preprocess_region"),
     "preprocess_catalog_region": ("cropmeta.ingest.catalog_regions", "preprocess_catalog_region"),
     "MetaTrainConfig": ("cropmeta.learners.config", "MetaTrainConfig"),

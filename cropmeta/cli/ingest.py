@@ -223,41 +223,41 @@ def preprocess(
     region dataset of time series (Zarr); with --unlabelled, tiles + fields without labels
     (or random pixels) → an unlabelled one."""
     from cropmeta.ingest.catalog_regions import preprocess_catalog_region
+    from cropmeta.ingest.options import PreprocessOptions
     from cropmeta.ingest.prepare import TemporalGrid
     from cropmeta.ingest.preprocess import preprocess_region, preprocess_unlabelled
 
     given = {"start_doy": grid_start, "end_doy": grid_end, "step": grid_step}
     given = {k: v for k, v in given.items() if v is not None}
     grid = TemporalGrid(**given) if given else None
-    options = dict(
+    if non_crop_pixels and (unlabelled or table is not None):
+        raise typer.BadParameter(
+            "non-crop pixels are labelled samples from tiles and a label file",
+            param_hint="--non-crop-pixels",
+        )
+    preprocessing = PreprocessOptions(
         grid=grid,
-        statistic=statistic,
-        sampling=sampling,
+        invalid_classes=[int(v) for v in mask_values.split(",") if v.strip()] if mask_values
+        else None,
+        min_valid_fraction=min_valid_fraction,
+        statistic=StatisticChoice(statistic).value,
+        sampling=SamplingChoice(sampling).value,
         pixels_per_field=pixels_per_field,
         buffer=buffer,
         min_pixels=min_pixels,
-        min_valid_fraction=min_valid_fraction,
-        seed=seed,
-        overwrite=overwrite,
         drop_unknown=drop_unknown,
-    )
+        non_crop_pixels=non_crop_pixels,
+        non_crop_margin=non_crop_margin,
+        seed=seed,
+    )  # fmt: skip
+    options = {"options": preprocessing, "overwrite": overwrite}
     if taxonomy is not None and not unlabelled:
         options["user_taxonomy"] = str(taxonomy)
-    if non_crop_pixels:
-        if unlabelled or table is not None:
-            raise typer.BadParameter(
-                "non-crop pixels are labelled samples from tiles and a label file",
-                param_hint="--non-crop-pixels",
-            )
-        options |= {"non_crop_pixels": non_crop_pixels, "non_crop_margin": non_crop_margin}
-    if mask_values:
-        options["invalid_classes"] = [int(v) for v in mask_values.split(",") if v.strip()]
     if unlabelled:
         check_unlabelled_options(
             tiles, labels, sample_pixels, label_column, drop_unknown, catalog, table
         )
         assert tiles is not None
-        del options["drop_unknown"]
         with progress_bar("preprocess unlabelled") as bar:
             ds = preprocess_unlabelled(
                 raster_spec(tiles, layout, pattern, scale, offset, quality_band, valid_range),
@@ -319,9 +319,9 @@ def preprocess(
                 region=table.stem,
                 taxonomy=load_taxonomy(extra=taxonomy),
                 grid=grid or TemporalGrid(),
-                min_valid_fraction=min_valid_fraction,
+                min_valid_fraction=preprocessing.min_valid_fraction,
                 overwrite=overwrite,
-                drop_unknown=drop_unknown,
+                drop_unknown=preprocessing.drop_unknown,
             )
         elif tiles is None or labels is None or label_column is None:
             raise typer.BadParameter(

@@ -8,8 +8,9 @@ import xarray as xr
 
 from cropmeta.catalog import load_catalog
 from cropmeta.errors import InputError
+from cropmeta.ingest.options import PreprocessOptions, preprocess_options
 from cropmeta.ingest.prepare import TemporalGrid
-from cropmeta.ingest.preprocess import preprocess_region
+from cropmeta.ingest.preprocess import Progress, preprocess_region
 from cropmeta.ingest.tables import preprocess_table
 from cropmeta.ownership import claim
 
@@ -18,42 +19,48 @@ def preprocess_catalog_region(
     catalog: str | Path,
     region: str,
     out: str | Path | None = None,
+    options: PreprocessOptions | None = None,
+    *,
     overwrite: bool = False,
-    drop_unknown: bool = False,
     user_taxonomy: str | Path | None = None,
-    **kwargs,
+    progress: Progress | None = None,
+    **changes,
 ) -> xr.Dataset:
     """Preprocess the region ``region`` as a catalog YAML describes it.
 
-    Raster regions go through :func:`cropmeta.ingest.preprocess.preprocess_region` (``kwargs``
-    are its options), table regions through :func:`cropmeta.ingest.tables.preprocess_table`. The
-    temporal grid is ``kwargs["grid"]`` when given, else the region's ``season``, else the
-    default. Labels are read with the catalog's taxonomy, a user's taxonomy file
-    ``user_taxonomy`` merged over it (:mod:`cropmeta.taxonomy`); unknown ones are dropped when
-    ``drop_unknown`` or the entry's ``drop_unknown`` says so.
+    Raster regions go through :func:`cropmeta.ingest.preprocess.preprocess_region`, table
+    regions through :func:`cropmeta.ingest.tables.preprocess_table`. ``options`` (or keyword
+    ``changes`` of them: :class:`~cropmeta.ingest.options.PreprocessOptions`) are completed by
+    the catalog entry: its ``season`` is the grid unless one is given, its ``drop_unknown``
+    drops unknown labels, its ``non_crop_pixels`` applies unless a number is given. Labels are
+    read with the catalog's taxonomy, a user's taxonomy file ``user_taxonomy`` merged over it
+    (:mod:`cropmeta.taxonomy`).
     """
+    o = preprocess_options(options, **changes)
     cat = load_catalog(catalog)
     entry = cat.region(region)
     taxonomy = cat.load_taxonomy(user_taxonomy)  # a bad file is refused before anything else
     if out is not None:
         inputs = [catalog, *cat.inputs([region]), *([user_taxonomy] if user_taxonomy else [])]
         claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
-    grid = kwargs.pop("grid", None) or (TemporalGrid(**entry.season) if entry.season else None)
-    drop_unknown = drop_unknown or entry.drop_unknown
-    kwargs["non_crop_pixels"] = kwargs.get("non_crop_pixels") or entry.non_crop_pixels
+    o = o.updated(
+        grid=o.grid or (TemporalGrid(**entry.season) if entry.season else None),
+        drop_unknown=o.drop_unknown or entry.drop_unknown,
+        non_crop_pixels=o.non_crop_pixels or entry.non_crop_pixels,
+    )
     if entry.table is not None:
-        if kwargs.get("non_crop_pixels"):
+        if o.non_crop_pixels:
             raise InputError(catalog, f"region {region!r} is a table: non-crop pixels need tiles")
         return preprocess_table(
             entry.table,
             out,
             region=entry.name,
             taxonomy=taxonomy,
-            grid=grid or TemporalGrid(),
+            grid=o.grid or TemporalGrid(),
             root=cat.root,
-            min_valid_fraction=kwargs.get("min_valid_fraction"),
+            min_valid_fraction=o.min_valid_fraction,
             overwrite=overwrite,
-            drop_unknown=drop_unknown,
+            drop_unknown=o.drop_unknown,
         )
     if entry.raster_spec() is None or entry.labels is None or entry.label_column is None:
         raise InputError(
@@ -65,16 +72,15 @@ def preprocess_catalog_region(
         cat.path(entry.labels),
         entry.label_column,
         out,
+        o,
         id_column=entry.id_column,
         region=entry.name,
         taxonomy=taxonomy,
-        grid=grid,
         layer=entry.labels_layer,
         x_column=entry.x_column,
         y_column=entry.y_column,
         labels_crs=entry.labels_crs,
         root=cat.root,
         overwrite=overwrite,
-        drop_unknown=drop_unknown,
-        **kwargs,
+        progress=progress,
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import geopandas as gpd
 import numpy as np
@@ -17,9 +16,10 @@ import xarray as xr
 
 from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError
-from cropmeta.ingest.aggregate import Statistic, field_statistics, pixel_values, sample_pixels
+from cropmeta.ingest.aggregate import field_statistics, pixel_values, sample_pixels
 from cropmeta.ingest.dataset import Samples, build_region_dataset, joined, save_region
 from cropmeta.ingest.labels import read_fields, read_labels
+from cropmeta.ingest.options import PreprocessOptions, preprocess_options
 from cropmeta.ingest.pixels import NON_CROP, non_crop_samples, random_pixel_samples
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
 from cropmeta.ingest.sources import RasterStack, open_raster
@@ -27,7 +27,12 @@ from cropmeta.ownership import claim
 from cropmeta.taxonomy import Taxonomy, load_taxonomy
 
 Progress = Callable[[int, int], None]
-Sampling = Literal["field", "pixels"]
+#: the options a labelled region dataset records; an unlabelled one, those of its fields
+RECORDED_OPTIONS = {
+    "statistic", "sampling", "pixels_per_field", "buffer", "min_pixels", "drop_unknown",
+    "non_crop_pixels", "non_crop_margin", "seed",
+}  # fmt: skip
+FIELD_OPTIONS = {"statistic", "sampling", "pixels_per_field", "buffer", "min_pixels"}
 
 
 def burn_fields(fields: gpd.GeoDataFrame, stack) -> np.ndarray:
@@ -43,31 +48,20 @@ def preprocess_region(
     labels: str | Path,
     label_column: str,
     out: str | Path | None = None,
+    options: PreprocessOptions | None = None,
     *,
     id_column: str | None = None,
     region: str | None = None,
     taxonomy: Taxonomy | None = None,
     user_taxonomy: str | Path | None = None,
-    grid: TemporalGrid | None = None,
-    bands: list[str] | None = None,
-    statistic: Statistic = "mean",
-    sampling: Sampling = "field",
-    pixels_per_field: int = 10,
-    buffer: float = 0.0,
-    min_pixels: int = 4,
-    invalid_classes: list[int] | None = None,
-    min_valid_fraction: float = 0.2,
     layer: str | None = None,
     x_column: str | None = None,
     y_column: str | None = None,
     labels_crs: str = "EPSG:4326",
     root: Path | None = None,
-    seed: int = 0,
     progress: Progress | None = None,
     overwrite: bool = False,
-    drop_unknown: bool = False,
-    non_crop_pixels: int = 0,
-    non_crop_margin: float = 20.0,
+    **changes,
 ) -> xr.Dataset:
     """Turn time-resolved rasters and a label file into a region dataset (saved if ``out``).
 
@@ -95,14 +89,19 @@ def preprocess_region(
     to leave roads, buildings and woods out of the crops (:mod:`cropmeta.ingest.pixels`).
     ``out`` must not be an input, nor an existing path that is not a region dataset cropmeta
     wrote, unless ``overwrite`` (:func:`cropmeta.ownership.claim`).
+
+    The options named above (``grid``, ``bands``, ``invalid_classes``, ``statistic``…) are the
+    fields of ``options`` (:class:`~cropmeta.ingest.options.PreprocessOptions`), or keyword
+    ``changes`` of them (``statistic="median"``); a misspelt one is an error.
     """
+    o = preprocess_options(options, **changes)
     spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
     tiles = Path(root or ".") / spec.path
     taxonomy = taxonomy or load_taxonomy(extra=user_taxonomy)
     if out is not None:
         inputs = [tiles, labels, user_taxonomy]
         claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
-    stack, prep = _prepared_stack(spec, root, bands, grid, invalid_classes, min_valid_fraction)
+    stack, prep = _prepared_stack(spec, root, o)
     fields = read_labels(
         labels,
         label_column,
@@ -113,30 +112,19 @@ def preprocess_region(
         x_column=x_column,
         y_column=y_column,
         labels_crs=labels_crs,
-        drop_unknown=drop_unknown,
+        drop_unknown=o.drop_unknown,
     )
     samples, summary = _field_samples(
-        fields,
-        stack,
-        prep,
-        labels=Path(labels),
-        tiles=tiles,
-        statistic=statistic,
-        sampling=sampling,
-        pixels_per_field=pixels_per_field,
-        buffer=buffer,
-        min_pixels=min_pixels,
-        seed=seed,
-        progress=progress,
+        fields, stack, prep, o, labels=Path(labels), tiles=tiles, progress=progress
     )
-    if non_crop_pixels:
+    if o.non_crop_pixels:
         every = read_fields(
             labels, stack.crs, id_column, layer=layer, x_column=x_column, y_column=y_column,
             labels_crs=labels_crs,
         )  # fmt: skip
         samples, summary = _with_non_crop(
             samples, summary, stack, prep, burn_fields(every, stack), taxonomy, labels,
-            non_crop_pixels, non_crop_margin, seed, tiles, progress,
+            o.non_crop_pixels, o.non_crop_margin, o.seed, tiles, progress,
         )  # fmt: skip
     ds = _region_dataset(
         samples,
@@ -153,15 +141,7 @@ def preprocess_region(
             label_column=label_column,
             id_column=id_column,
             taxonomy=taxonomy.name,
-            statistic=statistic,
-            sampling=sampling,
-            pixels_per_field=pixels_per_field,
-            buffer=buffer,
-            min_pixels=min_pixels,
-            drop_unknown=drop_unknown,
-            non_crop_pixels=non_crop_pixels,
-            non_crop_margin=non_crop_margin,
-            seed=seed,
+            **o.model_dump(include=RECORDED_OPTIONS),
         ),
     )
     if out is not None:
@@ -201,26 +181,18 @@ def preprocess_unlabelled(
     fields: str | Path | None = None,
     out: str | Path | None = None,
     *,
+    options: PreprocessOptions | None = None,
     sample_pixels: int | None = None,
     id_column: str | None = None,
     region: str | None = None,
-    grid: TemporalGrid | None = None,
-    bands: list[str] | None = None,
-    statistic: Statistic = "mean",
-    sampling: Sampling = "field",
-    pixels_per_field: int = 10,
-    buffer: float = 0.0,
-    min_pixels: int = 4,
-    invalid_classes: list[int] | None = None,
-    min_valid_fraction: float = 0.2,
     layer: str | None = None,
     x_column: str | None = None,
     y_column: str | None = None,
     labels_crs: str = "EPSG:4326",
     root: Path | None = None,
-    seed: int = 0,
     progress: Progress | None = None,
     overwrite: bool = False,
+    **changes,
 ) -> xr.Dataset:
     """Tiles and fields *without labels* → an unlabelled region dataset (saved if ``out``).
 
@@ -237,16 +209,20 @@ def preprocess_unlabelled(
     series is unusable (nodata, or too few valid acquisitions) are replaced by further draws,
     for at most :data:`~cropmeta.ingest.pixels.PIXEL_ROUNDS` passes over the tiles; fewer than
     N usable pixels are counted in the ``summary``. Their ``field_id`` is the pixel's index
-    ``row * width + col``. Give one of ``fields`` and ``sample_pixels``.
+    ``row * width + col``. Give one of ``fields`` and ``sample_pixels``. Labels are not read,
+    so ``drop_unknown`` does not apply, and non-crop pixels (labelled samples) are refused.
     """
+    o = preprocess_options(options, **changes)
     spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
     tiles = Path(root or ".") / spec.path
     if (fields is None) == (sample_pixels is None):
         raise InputError(tiles, "give a fields file or a number of pixels to sample (not both)")
+    if o.non_crop_pixels:
+        raise InputError(tiles, "non-crop pixels are labelled samples: not in an unlabelled set")
     if out is not None:
         inputs = [tiles, *([] if fields is None else [fields])]
         claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
-    stack, prep = _prepared_stack(spec, root, bands, grid, invalid_classes, min_valid_fraction)
+    stack, prep = _prepared_stack(spec, root, o)
     if fields is not None:
         table = read_fields(
             fields,
@@ -258,33 +234,18 @@ def preprocess_unlabelled(
             labels_crs=labels_crs,
         )
         samples, summary = _field_samples(
-            table,
-            stack,
-            prep,
-            labels=Path(fields),
-            tiles=tiles,
-            statistic=statistic,
-            sampling=sampling,
-            pixels_per_field=pixels_per_field,
-            buffer=buffer,
-            min_pixels=min_pixels,
-            seed=seed,
-            progress=progress,
+            table, stack, prep, o, labels=Path(fields), tiles=tiles, progress=progress,
             unlabelled=True,
-        )
+        )  # fmt: skip
         how = dict(
             fields=str(Path(fields).resolve()),
             id_column=id_column,
-            statistic=statistic,
-            sampling=sampling,
-            pixels_per_field=pixels_per_field,
-            buffer=buffer,
-            min_pixels=min_pixels,
+            **o.model_dump(include=FIELD_OPTIONS),
         )
     else:
         assert sample_pixels is not None
         samples, summary = random_pixel_samples(
-            stack, prep, sample_pixels, np.random.default_rng(seed), tiles, progress
+            stack, prep, sample_pixels, np.random.default_rng(o.seed), tiles, progress
         )
         how = dict(fields=None, sampling="random-pixels", sample_pixels=sample_pixels)
     ds = _region_dataset(
@@ -300,7 +261,7 @@ def preprocess_unlabelled(
             band_scaling="scale/offset from the spec where given, else from the files' metadata",
             unlabelled=True,
             **how,
-            seed=seed,
+            seed=o.seed,
         ),
     )
     if out is not None:
@@ -309,30 +270,25 @@ def preprocess_unlabelled(
 
 
 def _prepared_stack(
-    spec: RasterSpec,
-    root: Path | None,
-    bands: list[str] | None,
-    grid: TemporalGrid | None,
-    invalid_classes: list[int] | None,
-    min_valid_fraction: float,
+    spec: RasterSpec, root: Path | None, o: PreprocessOptions
 ) -> tuple[RasterStack, Preparation]:
     """The opened rasters and the preparation they are read with (bands checked present)."""
     stack = open_raster(spec, root)
     quality = spec.quality_band or ("SCL" if "SCL" in stack.band_names else None)
     if quality is not None:
         stack.band_index(quality)
-    bands = bands or [b for b in stack.band_names if b != quality]
+    bands = o.bands or [b for b in stack.band_names if b != quality]
     for b in bands:
         stack.band_index(b)
     prep = Preparation(
         bands=bands,
         quality_band=quality,
-        grid=grid or TemporalGrid(),
+        grid=o.grid or TemporalGrid(),
         valid_range=spec.valid_range,
-        min_valid_fraction=min_valid_fraction,
+        min_valid_fraction=o.min_valid_fraction,
     )
-    if invalid_classes is not None:
-        prep.invalid_classes = list(invalid_classes)
+    if o.invalid_classes is not None:
+        prep.invalid_classes = list(o.invalid_classes)
     return stack, prep
 
 
@@ -340,15 +296,10 @@ def _field_samples(
     fields: gpd.GeoDataFrame,
     stack: RasterStack,
     prep: Preparation,
+    o: PreprocessOptions,
     *,
     labels: Path,
     tiles: Path,
-    statistic: Statistic,
-    sampling: Sampling,
-    pixels_per_field: int,
-    buffer: float,
-    min_pixels: int,
-    seed: int,
     progress: Progress | None,
     unlabelled: bool = False,
 ) -> tuple[Samples, dict]:
@@ -356,8 +307,8 @@ def _field_samples(
     of what was kept and dropped; see :func:`preprocess_region`."""
     label_report = dict(fields.attrs.get("label_report", {}))
     polygonal = fields.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
-    if buffer > 0:
-        shrunk = fields.geometry.buffer(-buffer)
+    if o.buffer > 0:
+        shrunk = fields.geometry.buffer(-o.buffer)
         fields.loc[polygonal, "geometry"] = shrunk[polygonal]
         fields = fields[~fields.geometry.is_empty].reset_index(drop=True)
         polygonal = fields.geom_type.isin(["Polygon", "MultiPolygon"]).to_numpy()
@@ -366,18 +317,18 @@ def _field_samples(
     pixels = np.bincount(ids.ravel(), minlength=len(fields) + 1)[1:]
     if not pixels.any():
         raise InputError(labels, f"no {'' if unlabelled else 'labelled '}field overlaps the tiles")
-    large_enough = (pixels >= min_pixels) | (~polygonal & (pixels > 0))
+    large_enough = (pixels >= o.min_pixels) | (~polygonal & (pixels > 0))
     ids[~np.concatenate([[True], large_enough])[ids]] = 0
 
-    if sampling == "pixels":
-        rows, cols, number = sample_pixels(ids, pixels_per_field, np.random.default_rng(seed))
+    if o.sampling == "pixels":
+        rows, cols, number = sample_pixels(ids, o.pixels_per_field, np.random.default_rng(o.seed))
         obs = pixel_values(stack, rows, cols, prep, progress)
         index = number - 1
         xs, ys = rasterio.transform.xy(stack.transform, rows, cols)
         centres = np.column_stack([xs, ys]) if len(rows) else np.zeros((0, 2))
         n_pixels = np.ones(len(rows), np.int32)
     else:
-        obs = field_statistics(stack, ids, len(fields), prep, statistic, 0.3, progress)
+        obs = field_statistics(stack, ids, len(fields), prep, o.statistic, 0.3, progress)
         index = np.arange(len(fields))
         c = fields.geometry.centroid
         centres = np.column_stack([c.x.to_numpy(), c.y.to_numpy()])
