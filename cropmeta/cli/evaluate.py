@@ -9,19 +9,10 @@ import typer
 
 from cropmeta.cli.options import (
     Algorithm,
-    AugmentBaselines,
-    Encoder,
-    Gain,
-    Init,
-    InitOption,
-    Offset,
     Overwrite,
     Seed,
     Settings,
-    ShiftDays,
     UserTaxonomyOpt,
-    ValRegions,
-    augment_options,
     count,
     learner_options,
 )
@@ -56,17 +47,6 @@ def evaluate(
     loro: Annotated[
         bool, typer.Option(help="Leave-one-region-out over the regions instead of the split.")
     ] = False,
-    encoder: Annotated[Encoder, typer.Option(help="Temporal encoder.")] = "tempcnn",
-    iterations: Annotated[int, count("Meta-training iterations.")] = 300,
-    task_ways: Annotated[int, count("Meta-training classes per task.", lo=2, hi=100)] = 5,
-    task_shots: Annotated[int, count("Meta-training support per class.", hi=1000)] = 5,
-    task_queries: Annotated[int, count("Meta-training queries per class.", hi=1000)] = 10,
-    init: InitOption = "random",
-    task_shift_days: ShiftDays = 0,
-    task_gain: Gain = 0.0,
-    task_offset: Offset = 0.0,
-    augment_baselines: AugmentBaselines = False,
-    val_region: ValRegions = None,
     settings: Settings = None,
     cv: Annotated[
         int | None,
@@ -105,6 +85,7 @@ def evaluate(
     taxonomy: UserTaxonomyOpt = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
+    meta: dict | None = None,
 ) -> None:
     """Which learner, with how many labels, how sure: few-shot evaluation on held-out regions.
 
@@ -114,7 +95,6 @@ def evaluate(
     from cropmeta.evaluate.evaluation import evaluate_catalog
     from cropmeta.evaluate.protocol import EvaluationConfig
     from cropmeta.learners.meta_train import MetaTrainConfig
-    from cropmeta.models.encoders import EncoderConfig
 
     defaults = EvaluationConfig()
     learners = [a.value for a in learner] if learner else defaults.learners
@@ -130,17 +110,7 @@ def evaluate(
         transductive=transductive,
         automatic=automatic,
         taxonomy=taxonomy,
-        meta=MetaTrainConfig(
-            learner=learner_options(learners, settings),
-            encoder=EncoderConfig(name=encoder.value),
-            iterations=iterations,
-            n_way=task_ways,
-            k_shot=task_shots,
-            q_query=task_queries,
-            init=Init(init).value,
-            **augment_options(task_shift_days, task_gain, task_offset, augment_baselines),
-            val_regions=val_region or [],
-        ),
+        meta=MetaTrainConfig(learner=learner_options(learners, settings), **meta),
     )
     with progress_bar("evaluate") as bar:
         report = evaluate_catalog(

@@ -11,21 +11,11 @@ import typer
 from cropmeta.adapt.names import BEST
 from cropmeta.cli.options import (
     Algorithm,
-    AugmentBaselines,
-    Encoder,
-    Gain,
-    Init,
-    InitOption,
     Method,
-    Offset,
     Overwrite,
-    Schedule,
     Seed,
     Settings,
-    ShiftDays,
     Transduction,
-    ValRegions,
-    augment_options,
     count,
     learner_options,
     real,
@@ -44,20 +34,6 @@ def meta_train(
     ],
     out: Annotated[Path, typer.Option(help="Model folder to write.")],
     algorithm: Annotated[Algorithm, typer.Option(help="Meta-learner.")] = "maml",
-    encoder: Annotated[Encoder, typer.Option(help="Temporal encoder.")] = "tempcnn",
-    iterations: Annotated[int, count("Meta-training iterations.")] = 300,
-    ways: Annotated[int, count("Classes per task (n-way).", lo=2, hi=100)] = 5,
-    shots: Annotated[int, count("Support samples per class (k-shot).", hi=1000)] = 5,
-    queries: Annotated[int, count("Query samples per class.", hi=1000)] = 10,
-    meta_batch: Annotated[int, count("Tasks per meta-update.", hi=1024)] = 4,
-    schedule: Annotated[Schedule, typer.Option(help="Meta learning-rate schedule.")] = "cosine",
-    warmup: Annotated[int, count("Iterations of linear learning-rate warm-up.", lo=0)] = 0,
-    val_every: Annotated[
-        int, count("Score the held-out validation tasks every N iterations.")
-    ] = 50,
-    patience: Annotated[
-        int | None, count("Stop after N validations without improvement (default: never).")
-    ] = None,
     device: Annotated[
         str, typer.Option(help="cpu, cuda, cuda:N, or auto (cuda when available).")
     ] = "cpu",
@@ -73,15 +49,10 @@ def meta_train(
             help="Continue from the checkpoint (same data, settings and seed), if there is one."
         ),
     ] = False,
-    init: InitOption = "random",
-    task_shift_days: ShiftDays = 0,
-    task_gain: Gain = 0.0,
-    task_offset: Offset = 0.0,
-    augment_baselines: AugmentBaselines = False,
-    val_region: ValRegions = None,
     settings: Settings = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
+    meta: dict | None = None,
 ) -> None:
     """Meta-train an encoder over n-way k-shot tasks drawn across source regions.
 
@@ -94,19 +65,7 @@ def meta_train(
     cfg = MetaTrainConfig(
         algorithm=Algorithm(algorithm).value,
         learner=learner_options([Algorithm(algorithm).value], settings),
-        encoder={"name": Encoder(encoder).value},
-        iterations=iterations,
-        n_way=ways,
-        k_shot=shots,
-        q_query=queries,
-        meta_batch=meta_batch,
-        schedule=Schedule(schedule).value,
-        warmup=warmup,
-        val_every=val_every,
-        patience=patience,
-        init=Init(init).value,
-        **augment_options(task_shift_days, task_gain, task_offset, augment_baselines),
-        val_regions=val_region or [],
+        **meta,
     )
     run = RunOptions(
         device=device,

@@ -15,7 +15,7 @@ from cropmeta.cli.evaluate import evaluate
 from cropmeta.cli.ingest import preprocess, synth, taxonomy_
 from cropmeta.cli.learn import adapt, learners_, meta_train
 from cropmeta.cli.mapping import map_, preview, suggest_labels
-from cropmeta.cli.options import Overwrite, Seed, count, with_threads
+from cropmeta.cli.options import Overwrite, Seed, count, with_meta_options, with_threads
 from cropmeta.cli.progress import OneLineErrors, one_line_errors, setup_logging
 
 app = typer.Typer(
@@ -56,11 +56,11 @@ def demo(
 app.command()(with_threads(synth))
 app.command()(with_threads(preprocess))
 app.command("taxonomy")(taxonomy_)  # a listing: no work to thread
-app.command()(with_threads(meta_train))
+app.command()(with_threads(with_meta_options(older_names=True)(meta_train)))
 app.command()(with_threads(adapt))
 app.command("learners")(learners_)  # a listing: no work to thread
 app.command("suggest-labels")(with_threads(suggest_labels))
 app.command("map")(with_threads(map_))
-app.command()(with_threads(evaluate))
+app.command()(with_threads(with_meta_options()(evaluate)))
 app.command()(with_threads(demo))
 app.command()(with_threads(preview))

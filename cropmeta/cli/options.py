@@ -192,6 +192,126 @@ def learner_options(algorithms: list[str], pairs: list[str] | None) -> dict:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
 
 
+def _task_size(what: str, help: str, hi: int, lo: int, older: bool):
+    """``--task-WHAT`` (and, with ``older``, meta-train's former name ``--WHAT``)."""
+    names = (f"--task-{what}", f"--{what}") if older else (f"--task-{what}",)
+    return typer.Option(*names, min=lo, max=hi, help=help)
+
+
+def _meta_parameters(older: bool) -> dict[str, tuple[object, object]]:
+    """Meta-training's options (name → annotation, default), the same in every command."""
+    return {
+        "encoder": (Annotated[Encoder, typer.Option(help="Temporal encoder.")], "tempcnn"),
+        "iterations": (Annotated[int, count("Meta-training iterations.")], 300),
+        "task_ways": (
+            Annotated[int, _task_size("ways", "Classes per meta-training task.", 100, 2, older)],
+            5,
+        ),
+        "task_shots": (
+            Annotated[
+                int, _task_size("shots", "Support samples per class of a task.", 1000, 1, older)
+            ],
+            5,
+        ),
+        "task_queries": (
+            Annotated[
+                int, _task_size("queries", "Query samples per class of a task.", 1000, 1, older)
+            ],
+            10,
+        ),
+        "meta_batch": (Annotated[int, count("Tasks per meta-update.", hi=1024)], 4),
+        "schedule": (
+            Annotated[Schedule, typer.Option(help="Meta learning-rate schedule.")],
+            "cosine",
+        ),
+        "warmup": (
+            Annotated[int, count("Iterations of linear learning-rate warm-up.", lo=0)],
+            0,
+        ),
+        "val_every": (
+            Annotated[int, count("Score the held-out validation tasks every N iterations.")],
+            50,
+        ),
+        "patience": (
+            Annotated[
+                int | None, count("Stop after N validations without improvement (default: never).")
+            ],
+            None,
+        ),
+        "init": (InitOption, "random"),
+        "task_shift_days": (ShiftDays, 0),
+        "task_gain": (Gain, 0.0),
+        "task_offset": (Offset, 0.0),
+        "augment_baselines": (AugmentBaselines, False),
+        "val_region": (ValRegions, None),
+    }
+
+
+def with_meta_options(older_names: bool = False) -> Callable[[Callable], Callable]:
+    """Give a command meta-training's options, declared once (:func:`_meta_parameters`): it
+    receives them as ``meta``, the :class:`~cropmeta.learners.config.MetaTrainConfig` fields
+    they set (all but the algorithm and its settings). `meta-train` and `evaluate` share the
+    flags; ``older_names`` also accepts meta-train's former ``--ways``, ``--shots`` and
+    ``--queries``."""
+
+    def decorate(command: Callable) -> Callable:
+        parameters = _meta_parameters(older_names)
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "meta"]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+            for name, (a, d) in parameters.items()
+        ]
+
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            given = {name: kwargs.pop(name, default) for name, (_, default) in parameters.items()}
+            return command(*args, meta=meta_fields(**given), **kwargs)
+
+        run.__signature__ = signature.replace(parameters=[*own, *added])
+        annotations = {k: v for k, v in command.__annotations__.items() if k != "meta"}
+        run.__annotations__ = annotations | {n: a for n, (a, _) in parameters.items()}
+        return run
+
+    return decorate
+
+
+def meta_fields(
+    encoder: str,
+    iterations: int,
+    task_ways: int,
+    task_shots: int,
+    task_queries: int,
+    meta_batch: int,
+    schedule: str,
+    warmup: int,
+    val_every: int,
+    patience: int | None,
+    init: str,
+    task_shift_days: int,
+    task_gain: float,
+    task_offset: float,
+    augment_baselines: bool,
+    val_region: list[str] | None,
+) -> dict:
+    """MetaTrainConfig's fields from meta-training's command-line options."""
+    return {
+        "encoder": {"name": Encoder(encoder).value},
+        "iterations": iterations,
+        "n_way": task_ways,
+        "k_shot": task_shots,
+        "q_query": task_queries,
+        "meta_batch": meta_batch,
+        "schedule": Schedule(schedule).value,
+        "warmup": warmup,
+        "val_every": val_every,
+        "patience": patience,
+        "init": Init(init).value,
+        **augment_options(task_shift_days, task_gain, task_offset, augment_baselines),
+        "val_regions": val_region or [],
+    }
+
+
 def with_threads(command: Callable) -> Callable:
     """``command`` with a ``--threads`` option (:data:`Threads`) that sets torch's threads
     (:func:`cropmeta.threads.use_threads`) before it runs: every command takes it, declared once."""

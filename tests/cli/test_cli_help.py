@@ -29,3 +29,22 @@ def test_no_help_text_is_swallowed_as_markup():
 def test_the_swallowing_check_can_fail():
     assert SWALLOWED.search("First day of year of the grid [catalog season or 60].")
     assert not SWALLOWED.search("Grid step in days (default: 10). Range [1, 120].")
+
+
+def test_meta_training_options_are_the_same_flags_in_meta_train_and_evaluate():
+    """One declaration (cli/options.with_meta_options): same flags, defaults and help."""
+
+    def meta_options(name: str) -> dict:
+        command = commands()[name]
+        return {
+            p.name: (p.opts[0], p.default, p.help)
+            for p in command.params
+            if p.param_type_name == "option" and p.name in META
+        }
+
+    from cropmeta.cli.options import _meta_parameters
+
+    META = set(_meta_parameters(False))
+    assert meta_options("meta-train") == meta_options("evaluate")
+    assert len(meta_options("evaluate")) == len(META)
+    assert "--task-shots" in [p.opts[0] for p in commands()["evaluate"].params]
