@@ -13,13 +13,15 @@ import math
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from cropmeta.adapt.names import BEST, SUGGEST_METHODS, TRANSDUCTIONS
 from cropmeta.baselines.names import BASELINES
 from cropmeta.learners.names import ALGORITHMS
+from cropmeta.mapping.options import Uncertainty as UncertaintyKind
+from cropmeta.models.names import EncoderName
 
 SEED_MAX = 2**32 - 1
 MANY = 1_000_000  # the upper bound of counts that have no natural one (iterations, budgets)
@@ -77,10 +79,8 @@ Method = Enum("Method", {k: k for k in (*ALGORITHMS, *BASELINES, BEST)}, type=st
 Transduction = Enum("Transduction", {k: k for k in TRANSDUCTIONS}, type=str)
 SuggestMethod = Enum("SuggestMethod", {k: k for k in SUGGEST_METHODS}, type=str)
 WorldScale = Enum("WorldScale", {k: k for k in ("demo", "tiny", "bench")}, type=str)
-Uncertainty = Enum("Uncertainty", {k: k for k in ("none", "entropy", "margin")}, type=str)
-#: ``cropmeta.models.encoders.EncoderName`` (not imported: the CLI starts without torch).
-ENCODERS = ("tempcnn", "lstm", "transformer", "ltae", "presto")
-Encoder = Enum("Encoder", {k: k for k in ENCODERS}, type=str)
+Uncertainty = Enum("Uncertainty", {k: k for k in get_args(UncertaintyKind)}, type=str)
+Encoder = Enum("Encoder", {k: k for k in get_args(EncoderName)}, type=str)
 TableFormat = Enum("TableFormat", {"long": "long", "wide": "wide"}, type=str)
 Layout = Enum(
     "Layout", {k: k for k in ("per-date", "band-date-pattern", "stac", "datacube")}, type=str

@@ -12,16 +12,15 @@ size in a shifted target region as in the source tasks it was meta-learned on).
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 from cropmeta.ingest.prepare import Normaliser
+from cropmeta.models.names import EncoderName
 from cropmeta.models.sizes import MAX_WIDTH, Count
 
-EncoderName = Literal["tempcnn", "lstm", "transformer", "ltae", "presto"]
 #: The embedding size of the pretrained Presto encoder (:mod:`cropmeta.models.presto`).
 PRESTO_EMBED = 128
 
