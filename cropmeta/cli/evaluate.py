@@ -9,6 +9,7 @@ import typer
 
 from cropmeta.cli.options import (
     Algorithm,
+    ConfigFile,
     Overwrite,
     Seed,
     Settings,
@@ -85,6 +86,7 @@ def evaluate(
     taxonomy: UserTaxonomyOpt = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
+    config: ConfigFile = None,
     meta: dict | None = None,
 ) -> None:
     """Which learner, with how many labels, how sure: few-shot evaluation on held-out regions.

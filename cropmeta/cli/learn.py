@@ -11,6 +11,7 @@ import typer
 from cropmeta.adapt.names import BEST
 from cropmeta.cli.options import (
     Algorithm,
+    ConfigFile,
     Method,
     Overwrite,
     Seed,
@@ -52,6 +53,7 @@ def meta_train(
     settings: Settings = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
+    config: ConfigFile = None,
     meta: dict | None = None,
 ) -> None:
     """Meta-train an encoder over n-way k-shot tasks drawn across source regions.

@@ -192,6 +192,47 @@ def learner_options(algorithms: list[str], pairs: list[str] | None) -> dict:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
 
 
+def _config_defaults(ctx: typer.Context, value: Path | None) -> Path | None:
+    """Read ``--config FILE`` (YAML: option names as in --help, with - or _) into the
+    command's defaults, so options given on the command line still win (click's
+    ``default_map``). An unknown name, or a file that is not a YAML mapping, is refused."""
+    if value is None:
+        return None
+    from cropmeta.errors import InputError, read_yaml
+
+    try:
+        data = read_yaml(Path(value))
+    except InputError as exc:
+        raise typer.BadParameter(f"{exc.path}: {exc.problem}") from None
+    names = {
+        flag.lstrip("-").replace("-", "_"): p.name
+        for p in ctx.command.params
+        if p.name != "config"
+        for flag in (p.name, *getattr(p, "opts", ()))
+    }
+    defaults = {}
+    for key, setting in data.items():
+        name = names.get(str(key).lstrip("-").replace("-", "_"))
+        if name is None:
+            raise typer.BadParameter(f"{value}: unknown option {key!r} (see --help)")
+        defaults[name] = setting
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A YAML file of this command's options (names as in --help, e.g. 'iterations: "
+        "100' or 'task_ways: 4'); options on the command line win. The resolved settings are "
+        "recorded in the outputs.",
+        callback=_config_defaults,
+        is_eager=True,
+    ),
+]
+
+
 def _task_size(what: str, help: str, hi: int, lo: int, older: bool):
     """``--task-WHAT`` (and, with ``older``, meta-train's former name ``--WHAT``)."""
     names = (f"--task-{what}", f"--{what}") if older else (f"--task-{what}",)
