@@ -84,6 +84,14 @@ def evaluate(
         ),
     ] = True,
     taxonomy: UserTaxonomyOpt = None,
+    workers: Annotated[
+        int | None,
+        count(
+            "Processes sharing the meta-trainings and draws, one torch thread each (default: "
+            "the cores not already busy); the figures are those of 1 worker at 1 thread.",
+            hi=1024,
+        ),
+    ] = None,
     overwrite: Overwrite = False,
     seed: Seed = 0,
     config: ConfigFile = None,
@@ -97,6 +105,7 @@ def evaluate(
     from cropmeta.evaluate.evaluation import evaluate_catalog
     from cropmeta.evaluate.protocol import EvaluationConfig
     from cropmeta.learners.meta_train import MetaTrainConfig
+    from cropmeta.threads import free_cores
 
     defaults = EvaluationConfig()
     learners = [a.value for a in learner] if learner else defaults.learners
@@ -116,6 +125,12 @@ def evaluate(
     )
     with progress_bar("evaluate") as bar:
         report = evaluate_catalog(
-            catalog, out, cfg, seed=seed, progress=lambda _, d, t: bar(d, t), overwrite=overwrite
+            catalog,
+            out,
+            cfg,
+            seed=seed,
+            progress=lambda _, d, t: bar(d, t),
+            overwrite=overwrite,
+            workers=workers or free_cores(),
         )
     typer.echo(f"report written: {report}")

@@ -220,9 +220,12 @@ def evaluate_catalog(
     seed: int = 0,
     progress: Progress | None = None,
     overwrite: bool = False,
+    workers: int = 1,
 ) -> Path:
     """Evaluate the catalog's regions as ``cfg`` says and write the report into ``out``;
-    returns the path of ``report.md``.
+    returns the path of ``report.md``. ``workers`` processes share the meta-trainings and the
+    draws (:mod:`cropmeta.evaluate.workers`; they are spawned, so a script calling this with
+    ``workers`` > 1 needs the ``if __name__ == "__main__":`` guard).
 
     ``out`` must not hold an input, nor be an existing folder that is not a cropmeta evaluation
     (unless ``overwrite``); an evaluation folder is reused (:func:`run_evaluation`). A run that
@@ -236,7 +239,7 @@ def evaluate_catalog(
         raise InputError(missing[0], f"not found (named by the catalog {catalog})")
     claim(out, "evaluation", inputs=inputs, overwrite=overwrite, in_place=True)
     with output_folder(out, "evaluation"):
-        results = run_evaluation(catalog, out, cfg, seed=seed, progress=progress)
+        results = run_evaluation(catalog, out, cfg, seed, progress, workers)
         sections = [
             diagnostics_section(results),
             *([cv_section(results, cfg.cv_folds)] if cfg.cv_folds else []),

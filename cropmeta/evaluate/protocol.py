@@ -37,6 +37,7 @@ from cropmeta.adapt.transductive import variant
 from cropmeta.catalog import load_catalog
 from cropmeta.errors import InputError
 from cropmeta.evaluate.report import validation_ranking
+from cropmeta.evaluate.workers import run_jobs
 from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.learners.registry import own_settings
@@ -197,93 +198,39 @@ def run_evaluation(
     cfg: EvaluationConfig | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> dict:
     """Run the protocol; returns the raw runs, the summary and each model's training history.
 
     ``out`` receives ``regions/`` (datasets, reused by a later run), ``models/<target>/
     <learner>/`` (the meta-trained models, reused by a later run with the same settings:
     :func:`finished_model`) and nothing else; reports are written by
-    :func:`cropmeta.evaluate.report.write_report`.
+    :func:`cropmeta.evaluate.report.write_report`. The meta-trainings, then the draws, run over
+    ``workers`` processes of one thread each (:mod:`cropmeta.evaluate.workers`): the same
+    figures as one worker at one thread.
     """
     cfg = cfg or EvaluationConfig()
     catalog, out = Path(catalog), Path(out)
     folds = plan_folds(catalog, cfg)
     needed = {f.target for f in folds} | {s for f in folds for s in f.sources}
     paths = _regions(catalog, needed, out / "regions", progress, cfg.taxonomy)
-    runs: list[dict] = []
-    training: dict = {}
-    models: dict = {}
-    trained: dict[tuple[str, ...], dict[str, str]] = {}  # sources → learner → model's target
-    ensembles: dict[str, list[str]] = {}
-    draws = len(cfg.shots) * cfg.seeds
-    for fold in folds:
-        for i, learner in enumerate(cfg.learners):
-            earlier = trained.get(fold.sources, {}).get(learner)
-            if earlier is not None:  # the same sources as an earlier fold: the same model
-                models.setdefault(fold.target, {})[learner] = models[earlier][learner]
-                training.setdefault(fold.target, {})[learner] = training[earlier][learner]
-                continue
-            start = time.perf_counter()
-            meta_cfg = cfg.meta.model_copy(
-                update={
-                    "algorithm": learner,
-                    "learner": own_settings(learner, cfg.meta.learner),  # the rest is others'
-                    "baselines": cfg.baselines and i == 0,
-                }
-            )
-            model = out / "models" / fold.target / learner
-            record = finished_model(model, meta_cfg, fold.sources, seed)
-            if record is None:
-                meta_train([paths[s] for s in fold.sources], model, meta_cfg, seed=seed)
-                record = {
-                    "seconds": round(time.perf_counter() - start, 2),
-                    "history": load_config(model).history,
-                }
-            models.setdefault(fold.target, {})[learner] = str(model)
-            training.setdefault(fold.target, {})[learner] = record
-            trained.setdefault(fold.sources, {})[learner] = fold.target
-            if progress:
-                progress(f"meta-train ({fold.target})", i + 1, len(cfg.learners))
-        members = ensemble_members(training[fold.target], cfg)
-        if members:
-            ensembles[fold.target] = members
-        for d, (k, s) in enumerate((k, s) for k in cfg.shots for s in range(cfg.seeds)):
-            draw: list[AdaptResult] = []
-            cv = min(AUTOMATIC_FOLDS, k) if cfg.automatic and k >= 2 else None
-            for i, learner in enumerate(cfg.learners):
-                try:
-                    res = adapt(  # in memory: scored, never saved
-                        models[fold.target][learner],
-                        paths[fold.target],
-                        shots=k,
-                        seed=seed + s,
-                        baselines=cfg.baselines and i == 0,
-                        transductive=cfg.transductive,
-                        cv_folds=cv,
-                    )
-                except InputError as exc:  # too few labelled samples for this K
-                    runs.append({"target": fold.target, "shots": k, "seed": seed + s,
-                                 "method": learner, "skipped": exc.problem})  # fmt: skip
-                    continue
-                runs += _records(res, fold, k, seed + s, keep=res.metrics)
-                draw.append(res)
-            if cv and draw:
-                runs.append(_automatic_record(draw, fold, k, seed + s))
-            if members:  # the ensemble of the best-validated learners, on the same draw
-                try:
-                    res = adapt_ensemble(
-                        [models[fold.target][m] for m in members],
-                        paths[fold.target],
-                        shots=k,
-                        seed=seed + s,
-                        baselines=False,
-                    )
-                    runs += _records(res, fold, k, seed + s, keep=[ENSEMBLE])
-                except InputError:  # the draw its members could not make either
-                    pass
-            if progress:
-                progress(f"adapt ({fold.target})", d + 1, draws)
+    models, training = _meta_train_all(folds, cfg, paths, out, seed, workers, progress)
+    ensembles = {
+        fold.target: members
+        for fold in folds
+        if (members := ensemble_members(training[fold.target], cfg))
+    }
+    draws = [
+        (fold, k, seed + s, models[fold.target], paths[fold.target], cfg,
+         ensembles.get(fold.target, []))
+        for fold in folds
+        for k in cfg.shots
+        for s in range(cfg.seeds)
+    ]  # fmt: skip
+    report = None if progress is None else lambda done, total: progress("adapt", done, total)
+    runs = [r for draw in run_jobs(score_draw, draws, workers, report) for r in draw]
     scored = [r for r in runs if "metrics" in r]
+    threads = 1 if workers > 1 else torch.get_num_threads()
     return {
         "ensembles": ensembles,  # target → the ensemble's members, best-validated first
         "config": cfg.model_dump(mode="json"),
@@ -295,8 +242,105 @@ def run_evaluation(
         "runs": runs,
         "summary": summarise(scored),
         # training's float sums, hence every figure, are reproducible at the same thread count
-        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()},
+        "environment": {"torch": torch.__version__, "threads": threads, "workers": workers},
     }
+
+
+def _meta_train_all(
+    folds: list[Fold],
+    cfg: EvaluationConfig,
+    paths: dict[str, Path],
+    out: Path,
+    seed: int,
+    workers: int,
+    progress: Progress | None,
+) -> tuple[dict, dict]:
+    """Every learner meta-trained on every fold's sources — once per set of sources, reusing a
+    model an earlier run left (:func:`finished_model`) — as ``models[target][learner]`` (its
+    folder) and ``training[target][learner]`` (its record)."""
+    owner: dict[tuple[tuple[str, ...], str], str] = {}  # (sources, learner) → its model's fold
+    records: dict[tuple[str, str], dict] = {}
+    jobs, keys = [], []
+    for fold in folds:
+        for i, learner in enumerate(cfg.learners):
+            if (fold.sources, learner) in owner:  # the same sources as an earlier fold
+                continue
+            owner[fold.sources, learner] = fold.target
+            meta_cfg = cfg.meta.model_copy(
+                update={
+                    "algorithm": learner,
+                    "learner": own_settings(learner, cfg.meta.learner),  # the rest is others'
+                    "baselines": cfg.baselines and i == 0,
+                }
+            )
+            model = out / "models" / fold.target / learner
+            record = finished_model(model, meta_cfg, fold.sources, seed)
+            if record is None:
+                jobs.append(([paths[s] for s in fold.sources], model, meta_cfg, seed))
+                keys.append((fold.target, learner))
+            else:
+                records[fold.target, learner] = record
+    report = None if progress is None else lambda done, total: progress("meta-train", done, total)
+    records |= dict(zip(keys, run_jobs(meta_train_job, jobs, workers, report), strict=True))
+    models: dict = {}
+    training: dict = {}
+    for fold in folds:
+        for learner in cfg.learners:
+            first = owner[fold.sources, learner]
+            models.setdefault(fold.target, {})[learner] = str(out / "models" / first / learner)
+            training.setdefault(fold.target, {})[learner] = records[first, learner]
+    return models, training
+
+
+def meta_train_job(sources: list[Path], model: Path, cfg: MetaTrainConfig, seed: int) -> dict:
+    """Meta-train one learner for one fold; its training record (seconds, history)."""
+    start = time.perf_counter()
+    meta_train(sources, model, cfg, seed=seed)
+    return {"seconds": round(time.perf_counter() - start, 2), "history": load_config(model).history}
+
+
+def score_draw(
+    fold: Fold,
+    k: int,
+    seed: int,
+    models: dict[str, str],
+    region: Path,
+    cfg: EvaluationConfig,
+    members: list[str],
+) -> list[dict]:
+    """One support/query draw (K, seed) of a fold's target: every learner and baseline adapted
+    in memory and scored on the same query, then the automatic choice and the ensemble."""
+    runs: list[dict] = []
+    draw: list[AdaptResult] = []
+    cv = min(AUTOMATIC_FOLDS, k) if cfg.automatic and k >= 2 else None
+    for i, learner in enumerate(cfg.learners):
+        try:
+            res = adapt(  # in memory: scored, never saved
+                models[learner],
+                region,
+                shots=k,
+                seed=seed,
+                baselines=cfg.baselines and i == 0,
+                transductive=cfg.transductive,
+                cv_folds=cv,
+            )
+        except InputError as exc:  # too few labelled samples for this K
+            runs.append({"target": fold.target, "shots": k, "seed": seed,
+                         "method": learner, "skipped": exc.problem})  # fmt: skip
+            continue
+        runs += _records(res, fold, k, seed, keep=res.metrics)
+        draw.append(res)
+    if cv and draw:
+        runs.append(_automatic_record(draw, fold, k, seed))
+    if members:  # the ensemble of the best-validated learners, on the same draw
+        try:
+            res = adapt_ensemble(
+                [models[m] for m in members], region, shots=k, seed=seed, baselines=False
+            )
+            runs += _records(res, fold, k, seed, keep=[ENSEMBLE])
+        except InputError:  # the draw its members could not make either
+            pass
+    return runs
 
 
 def ensemble_members(training: dict, cfg: EvaluationConfig) -> list[str]:
