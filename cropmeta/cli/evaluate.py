@@ -24,11 +24,14 @@ from cropmeta.progress import progress_bar
 
 @one_line_errors
 def evaluate(
-    catalog: Annotated[Path, typer.Option(help="Catalog YAML naming the regions and the split.")],
     out: Annotated[
         Path,
         typer.Option(help="Folder for report.md, report.html, results.json, figures/, models/."),
     ],
+    catalog: Annotated[
+        Path | None,
+        typer.Option(help="Catalog YAML naming the regions and the split (or --region X.zarr)."),
+    ] = None,
     learner: Annotated[
         list[Algorithm] | None,
         typer.Option(help="Meta-learner to compare (repeatable; default: maml, protonet)."),
@@ -39,11 +42,18 @@ def evaluate(
     ] = None,
     seeds: Annotated[int, count("Support/query draws per K.", hi=1000)] = 5,
     region: Annotated[
-        list[str] | None, typer.Option(help="Catalog regions to use (repeatable; default: all).")
+        list[str] | None,
+        typer.Option(
+            help="A catalog region to use (repeatable; default: all); without --catalog, a "
+            "labelled region dataset (.zarr) from `cropmeta preprocess`."
+        ),
     ] = None,
     target: Annotated[
         list[str] | None,
-        typer.Option(help="Held-out regions (repeatable; default: the catalog's targets)."),
+        typer.Option(
+            help="A held-out region, by name (repeatable; default: the catalog's targets; "
+            "with region datasets, give it or --loro)."
+        ),
     ] = None,
     loro: Annotated[
         bool, typer.Option(help="Leave-one-region-out over the regions instead of the split.")
@@ -109,6 +119,17 @@ def evaluate(
 
     defaults = EvaluationConfig()
     learners = [a.value for a in learner] if learner else defaults.learners
+    datasets = None
+    if catalog is None:  # the user's region datasets
+        if not region or len(region) < 2:
+            raise typer.BadParameter(
+                "give a catalog, or two or more region datasets (--region X.zarr)",
+                param_hint="--catalog",
+            )
+        if not (target or loro):
+            raise typer.BadParameter("with region datasets, name the held-out ones (or --loro)",
+                                     param_hint="--target")  # fmt: skip
+        datasets, region = region, None
     cfg = EvaluationConfig(
         learners=learners,
         shots=shots or defaults.shots,
@@ -132,5 +153,6 @@ def evaluate(
             progress=lambda _, d, t: bar(d, t),
             overwrite=overwrite,
             workers=workers or free_cores(),
+            datasets=datasets,
         )
     typer.echo(f"report written: {report}")

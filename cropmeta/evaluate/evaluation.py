@@ -18,6 +18,7 @@ from cropmeta.evaluate.outputs import Section, write_report
 from cropmeta.evaluate.plots import preview_map
 from cropmeta.evaluate.protocol import EvaluationConfig, Progress, run_evaluation
 from cropmeta.evaluate.report import headline_shots, scored_learners
+from cropmeta.ingest.dataset import RegionArrays
 from cropmeta.mapping.crop_map import map_region
 from cropmeta.ownership import claim, output_folder
 
@@ -214,37 +215,61 @@ def diagnostics_section(results: dict) -> Section:
 
 
 def evaluate_catalog(
-    catalog: str | Path,
+    catalog: str | Path | None,
     out: str | Path,
     cfg: EvaluationConfig | None = None,
     seed: int = 0,
     progress: Progress | None = None,
     overwrite: bool = False,
     workers: int = 1,
+    datasets: list[str | Path] | None = None,
 ) -> Path:
     """Evaluate the catalog's regions as ``cfg`` says and write the report into ``out``;
     returns the path of ``report.md``. ``workers`` processes share the meta-trainings and the
     draws (:mod:`cropmeta.evaluate.workers`; they are spawned, so a script calling this with
     ``workers`` > 1 needs the ``if __name__ == "__main__":`` guard).
 
+    Instead of a catalog (``catalog`` None), labelled region ``datasets`` a user prepared with
+    `cropmeta preprocess`: the held-out ones are ``cfg.targets`` (by region name), or each in
+    turn with ``cfg.loro``; the report then has no map and no published results.
+
     ``out`` must not hold an input, nor be an existing folder that is not a cropmeta evaluation
     (unless ``overwrite``); an evaluation folder is reused (:func:`run_evaluation`). A run that
     fails on bad input removes the folder when it created it.
     """
-    catalog, out = Path(catalog), Path(out)
+    out = Path(out)
     cfg = cfg or EvaluationConfig()
-    inputs = [catalog, *load_catalog(catalog).inputs(cfg.regions), cfg.taxonomy]
+    if datasets is not None:
+        named = region_datasets(datasets)
+        inputs = [*named.values(), cfg.taxonomy]
+    else:
+        catalog = Path(catalog)
+        inputs = [catalog, *load_catalog(catalog).inputs(cfg.regions), cfg.taxonomy]
+        named = None
     inputs = [p for p in inputs if p is not None]
     if missing := [p for p in inputs if not p.exists()]:
-        raise InputError(missing[0], f"not found (named by the catalog {catalog})")
+        where = "" if catalog is None else f" (named by the catalog {catalog})"
+        raise InputError(missing[0], f"not found{where}")
     claim(out, "evaluation", inputs=inputs, overwrite=overwrite, in_place=True)
     with output_folder(out, "evaluation"):
-        results = run_evaluation(catalog, out, cfg, seed, progress, workers)
+        results = run_evaluation(catalog, out, cfg, seed, progress, workers, named)
         sections = [
             diagnostics_section(results),
             *([cv_section(results, cfg.cv_folds)] if cfg.cv_folds else []),
-            map_section(catalog, results, out),
+            *([map_section(catalog, results, out)] if catalog is not None else []),
             label_budget_section(results, out),
-            published_section(catalog, results),
+            *([published_section(catalog, results)] if catalog is not None else []),
         ]
         return write_report(results, out, sections)
+
+
+def region_datasets(paths: list[str | Path]) -> dict[str, Path]:
+    """Labelled region datasets by their region's name (each checked readable and labelled;
+    two of one name are refused)."""
+    named: dict[str, Path] = {}
+    for path in map(Path, paths):
+        name = RegionArrays.load(path, require_labels=True).name
+        if name in named:
+            raise InputError(path, f"region {name!r} again (also {named[name]})")
+        named[name] = path
+    return named

@@ -93,18 +93,32 @@ class Fold:
     sources: tuple[str, ...]
 
 
-def plan_folds(catalog_path: str | Path, cfg: EvaluationConfig) -> list[Fold]:
-    """The folds: the catalog's sources against each target, or leave-one-region-out."""
-    cat = load_catalog(catalog_path)
-    names = cfg.regions or [r.name for r in cat.regions]
-    for name in names + (cfg.targets or []):
-        cat.region(name)  # unknown names fail before any work starts
+def plan_folds(
+    catalog_path: str | Path | None, cfg: EvaluationConfig, datasets: dict[str, Path] | None = None
+) -> list[Fold]:
+    """The folds: the catalog's sources against each target, or leave-one-region-out. With
+    region ``datasets`` (name → path) instead of a catalog, the split is ``cfg.targets``
+    against the others."""
+    if datasets is None:
+        cat = load_catalog(catalog_path)
+        names = cfg.regions or [r.name for r in cat.regions]
+        for name in names + (cfg.targets or []):
+            cat.region(name)  # unknown names fail before any work starts
+        split_sources = [r.name for r in cat.sources()]
+        split_targets = [r.name for r in cat.targets()]
+    else:
+        names = list(datasets)
+        if unknown := sorted(set(cfg.targets or []) - set(names)):
+            raise InputError(unknown[0], f"not one of the region datasets ({', '.join(names)})")
+        split_targets = cfg.targets or []
+        split_sources = [n for n in names if n not in split_targets]
+        catalog_path = next(iter(datasets.values()), "--region")
     if cfg.loro:
         targets = cfg.targets or names
         folds = [Fold(t, tuple(n for n in names if n != t)) for t in targets]
     else:
-        sources = tuple(r.name for r in cat.sources() if r.name in names)
-        targets = cfg.targets or [r.name for r in cat.targets() if r.name in names]
+        sources = tuple(n for n in split_sources if n in names)
+        targets = cfg.targets or [n for n in split_targets if n in names]
         folds = [Fold(t, tuple(s for s in sources if s != t)) for t in targets]
     if not folds or any(not f.sources for f in folds):
         raise InputError(catalog_path, "no fold has both a held-out region and source regions")
@@ -193,14 +207,17 @@ def finished_model(
 
 
 def run_evaluation(
-    catalog: str | Path,
+    catalog: str | Path | None,
     out: str | Path,
     cfg: EvaluationConfig | None = None,
     seed: int = 0,
     progress: Progress | None = None,
     workers: int = 1,
+    datasets: dict[str, Path] | None = None,
 ) -> dict:
     """Run the protocol; returns the raw runs, the summary and each model's training history.
+    The regions are the catalog's, preprocessed here, or the region ``datasets`` (name → path)
+    a user prepared (then ``catalog`` is None).
 
     ``out`` receives ``regions/`` (datasets, reused by a later run), ``models/<target>/
     <learner>/`` (the meta-trained models, reused by a later run with the same settings:
@@ -210,10 +227,13 @@ def run_evaluation(
     figures as one worker at one thread.
     """
     cfg = cfg or EvaluationConfig()
-    catalog, out = Path(catalog), Path(out)
-    folds = plan_folds(catalog, cfg)
+    out = Path(out)
+    folds = plan_folds(catalog, cfg, datasets)
     needed = {f.target for f in folds} | {s for f in folds for s in f.sources}
-    paths = _regions(catalog, needed, out / "regions", progress, cfg.taxonomy)
+    if datasets is None:
+        paths = _regions(Path(catalog), needed, out / "regions", progress, cfg.taxonomy)
+    else:  # prepared already: used where they are
+        paths = {name: Path(datasets[name]) for name in sorted(needed)}
     models, training = _meta_train_all(folds, cfg, paths, out, seed, workers, progress)
     ensembles = {
         fold.target: members
