@@ -53,14 +53,37 @@ def demo(
     run_demo(out, seed=seed, scale=scale, iterations=iterations, shots=shots, overwrite=overwrite)
 
 
-app.command()(with_threads(synth))
-app.command()(with_threads(preprocess))
-app.command("taxonomy")(taxonomy_)  # a listing: no work to thread
-app.command()(with_threads(with_meta_options(older_names=True)(meta_train)))
-app.command()(with_threads(adapt))
-app.command("learners")(learners_)  # a listing: no work to thread
-app.command("suggest-labels")(with_threads(suggest_labels))
-app.command("map")(with_threads(map_))
-app.command()(with_threads(with_meta_options()(evaluate)))
-app.command()(with_threads(demo))
-app.command()(with_threads(preview))
+#: One example per command, shown at the end of its --help (the quickstart's, on the demo world).
+EXAMPLES = {
+    "synth": "cropmeta synth --out world --seed 0",
+    "preprocess": "cropmeta preprocess --catalog world/catalog.yaml --region poltava "
+    "--out poltava.zarr --non-crop-pixels 300",
+    "taxonomy": "cropmeta taxonomy --taxonomy my-crops.yaml",
+    "meta-train": "cropmeta meta-train --region brandenburg.zarr --region beauce.zarr "
+    "--algorithm maml --out model",
+    "adapt": "cropmeta adapt --model model --region poltava.zarr --shots 5 --out adapted",
+    "learners": "cropmeta learners",
+    "suggest-labels": "cropmeta suggest-labels --model model --fields world/poltava/fields.gpkg "
+    "--tiles world/poltava/tiles --budget 30 --out to-label.gpkg",
+    "map": "cropmeta map --model adapted --tiles world/poltava/tiles --out poltava.tif "
+    "--uncertainty entropy",
+    "evaluate": "cropmeta evaluate --catalog world/catalog.yaml --out evaluation "
+    "--learner maml --learner protonet --shots 5 --shots 20",
+    "demo": "cropmeta demo --out demo-out --seed 1",
+    "preview": "cropmeta preview poltava.tif --out poltava.png",
+}
+COMMANDS = {
+    "synth": with_threads(synth),
+    "preprocess": with_threads(preprocess),
+    "taxonomy": taxonomy_,  # a listing: no work to thread
+    "meta-train": with_threads(with_meta_options(older_names=True)(meta_train)),
+    "adapt": with_threads(adapt),
+    "learners": learners_,  # a listing: no work to thread
+    "suggest-labels": with_threads(suggest_labels),
+    "map": with_threads(map_),
+    "evaluate": with_threads(with_meta_options()(evaluate)),
+    "demo": with_threads(demo),
+    "preview": with_threads(preview),
+}
+for name, command in COMMANDS.items():
+    app.command(name, epilog=f"Example: {EXAMPLES[name]}")(command)

@@ -48,3 +48,16 @@ def test_meta_training_options_are_the_same_flags_in_meta_train_and_evaluate():
     assert meta_options("meta-train") == meta_options("evaluate")
     assert len(meta_options("evaluate")) == len(META)
     assert "--task-shots" in [p.opts[0] for p in commands()["evaluate"].params]
+
+
+def test_every_command_shows_an_example_that_parses():
+    """Each --help ends with an example (cli/main.EXAMPLES) whose options the command takes."""
+    import shlex
+
+    from cropmeta.cli.main import EXAMPLES
+
+    for name, command in commands().items():
+        assert command.epilog == f"Example: {EXAMPLES[name]}", name
+        words = shlex.split(EXAMPLES[name])
+        assert words[:2] == ["cropmeta", name]
+        command.make_context(name, words[2:])  # unknown options or bad values raise
