@@ -1,5 +1,6 @@
 # Set up a virtual environment and run the demo or the tests.
 # make test: the fast set (not the tests marked slow); make check: every test, as CI runs it.
+# Both spread the test files over the cores (pytest-xdist; a file's tests share one process).
 # torch is pinned to the CPU build that lies on this disk; an open range would pull a CUDA build.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,11 +20,13 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/cropmeta demo --out demo-out --seed $(SEED)
 
+XDIST   = -n auto --dist loadfile
+
 test: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 check: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 lint: install
 	$(VENV)/bin/ruff check cropmeta tests benchmarks
