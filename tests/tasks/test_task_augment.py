@@ -130,7 +130,7 @@ def test_evaluate_passes_the_augmentation_and_validation_regions_on(cli, world, 
 
     seen = {}
 
-    def capture(catalog, out, cfg, seed, progress, overwrite=False):
+    def capture(catalog, out, cfg, seed, progress, overwrite=False, **_):
         seen["meta"] = cfg.meta
         return out / "report.md"
 
