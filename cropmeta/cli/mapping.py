@@ -107,7 +107,6 @@ def map_(
     scale: ScaleOpt = None,
     offset: OffsetOpt = None,
     overwrite: Overwrite = False,
-    seed: Seed = 0,
 ) -> None:
     """Classify every pixel of a raster time series → COG crop map, legend, optional layers.
 
@@ -145,7 +144,6 @@ def preview(
         Path | None, typer.Option(help="PNG to write (default: next to the map).")
     ] = None,
     overwrite: Overwrite = False,
-    seed: Seed = 0,
 ) -> None:
     """Render a crop map with its colours and class legend as a PNG."""
     from cropmeta.errors import require_exists
