@@ -75,12 +75,13 @@ def progress_lines(
     write = write or _plain_line
     start = clock()
     last: float | None = None  # when the last line was written
-    closed = False  # the work completed: nothing more to say
+    closed = False  # the work completed: nothing more to say until more work starts
 
     def update(done: int, total: int, metrics: dict | None = None) -> None:
         nonlocal last, closed
         now = clock()
         finished = bool(total) and done >= total
+        closed = closed and finished  # a next phase (evaluate: preprocess, train, adapt) reopens
         due = now - (start if last is None else last) >= every
         if closed or not (due or (finished and last is not None)):
             closed = closed or finished

@@ -36,3 +36,17 @@ def test_long_work_writes_a_line_every_interval_and_one_at_the_end():
 
 def test_unknown_total_counts_only():
     assert run([(40, 4)], total=0) == ["meta-train maml: 4, 0:00:40 elapsed  val acc 0.500"]
+
+
+def test_a_next_phase_is_reported_after_one_that_ended_quickly():
+    """evaluate reports its phases on one line stream: a quick phase's end must not silence
+    the long one after it."""
+    clock, lines = Clock(), []
+    update = progress_lines("evaluate", every=30, clock=clock, write=lines.append)
+    for seconds, done, total in [(1, 1, 2), (2, 2, 2), (40, 3, 100), (75, 50, 100)]:
+        clock.now = 100.0 + seconds
+        update(done, total)
+    assert lines == [
+        "evaluate: 3/100 (3 %), 0:00:40 elapsed, ~0:21:33 left",
+        "evaluate: 50/100 (50 %), 0:01:15 elapsed, ~0:01:15 left",
+    ]
