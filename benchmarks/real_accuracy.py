@@ -143,7 +143,7 @@ def adapt_grid(algorithm: str) -> tuple[tuple[int, float], ...]:
     return ADAPT_GRID if "adapt_lr" in fields and algorithm not in FIXED_RATE else ADAPT_GRID[:1]
 
 
-def adapt_scores(model: Path, target: Path, seeds, args, baselines: bool, tmp: Path) -> list:
+def adapt_scores(model: Path, target: Path, seeds, args, baselines: bool) -> list:
     """Metrics of every method for each support draw (seed)."""
     return [adaptation.adapt(model, target, args.shots, seed, baselines).metrics for seed in seeds]
 
@@ -178,9 +178,7 @@ def select(args, out: Path, paths: dict, learners: list[str]) -> dict:
                     scores = earlier.get(_key(rec | {"adapt": adapt}))
                     if scores is None or (with_baselines and "from_scratch" not in scores):
                         variant = with_adaptation(model, adapt)
-                        runs = adapt_scores(
-                            variant, paths[val], val_seeds, args, with_baselines, out
-                        )
+                        runs = adapt_scores(variant, paths[val], val_seeds, args, with_baselines)
                         scores = {m: _means(runs, m) for m in runs[0]}
                     if not with_baselines:  # baselines are scored once per validation domain
                         scores = {m: v for m, v in scores.items() if m not in BASELINES}
@@ -288,10 +286,10 @@ def evaluate(args, out: Path, paths: dict, learners: list[str], selection: dict)
                 fold["errors"][algorithm] = model
                 continue
             variant = with_adaptation(model, setting["adapt"])
-            runs = adapt_scores(variant, paths[target], seeds, args, False, out)
+            runs = adapt_scores(variant, paths[target], seeds, args, False)
             fold["methods"][algorithm] = [r[algorithm] for r in runs]
             if not any(b in fold["methods"] for b in BASELINES):  # once per target
-                base = adapt_scores(model, paths[target], seeds, args, True, out)
+                base = adapt_scores(model, paths[target], seeds, args, True)
                 fold["methods"] |= {b: [r[b] for r in base if b in r] for b in BASELINES}
             log.info("%s → %s: %.0f s so far", algorithm, target, _since(start))
         if chosen:
