@@ -23,18 +23,15 @@ from statistics import fmean as mean
 
 from cropmeta.adapt.adapt import AdaptResult, adapt
 from cropmeta.adapt.cross_validate import best_method as pick
+from cropmeta.adapt.score import score
 
 METRICS = ("overall_accuracy", "macro_f1")
 
 
 def draws(model: Path, region: Path, args: argparse.Namespace) -> list[AdaptResult]:
     return [
-        adapt(
-            model,
-            region,
-            args.shots,
-            seed,
-            cv_folds=args.folds,
+        score(
+            adapt(model, region, args.shots, seed, cv_folds=args.folds),
             transductive=False,  # the ranked methods only
         )
         for seed in range(args.seed, args.seed + args.draws)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from cropmeta.adapt.adapt import adapt
+from cropmeta.adapt.score import score
 from cropmeta.catalog import load_catalog
 from cropmeta.ingest.parallel import preprocess_regions
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
@@ -57,7 +58,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             cells = []
             for target in targets:
-                m = adapt(model, data[target], shots=args.shots, seed=args.seed).metrics
+                m = score(adapt(model, data[target], shots=args.shots, seed=args.seed)).metrics
                 cells.append(cell(m.pop(algorithm)))
                 # baselines depend on the encoder only (same shots, same seeded pre-training)
                 for method, scores in m.items():

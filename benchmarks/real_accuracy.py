@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cropmeta.adapt import adapt as adaptation
+from cropmeta.adapt.adapt import adapt as adapt_model
+from cropmeta.adapt.score import score
 from cropmeta.baselines.names import BASELINES
 from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
@@ -145,7 +146,8 @@ def adapt_grid(algorithm: str) -> tuple[tuple[int, float], ...]:
 
 def adapt_scores(model: Path, target: Path, seeds, args, baselines: bool) -> list:
     """Metrics of every method for each support draw (seed)."""
-    return [adaptation.adapt(model, target, args.shots, seed, baselines).metrics for seed in seeds]
+    runs = (adapt_model(model, target, args.shots, seed, baselines) for seed in seeds)
+    return [score(run).metrics for run in runs]
 
 
 # -- selection: nested leave-one-domain-out on the sources --------------------------------------

@@ -133,7 +133,7 @@ def _known(kind: str) -> str:
 
 
 def _local(path: str | os.PathLike[str]) -> Path | None:
-    text = str(path)
+    text = os.fspath(path)
     return None if "://" in text or text.startswith("/vsi") else Path(text).expanduser().resolve()
 
 
@@ -195,7 +195,8 @@ def claim(
             if how and not (in_place and how == "contains" and target == out_path):
                 raise InputError(
                     target,
-                    f"{option} {how} an input ({original}); cropmeta never writes over its inputs",
+                    f"{option} {how} an input ({os.fspath(original)}); "
+                    "cropmeta never writes over its inputs",
                 )
     listed = listed_files(out_path) if out_path.is_file() and kind == "crop-map" else []
     for target, want in targets.items():

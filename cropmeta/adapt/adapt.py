@@ -1,11 +1,12 @@
-"""Adapt a meta-trained model to a new region from a handful of labelled fields."""
+"""Adapt a meta-trained model to a new region from a handful of labelled fields: ``adapt``
+(in memory, choosing from the labelled fields alone) → ``score`` (the query's figures,
+:mod:`cropmeta.adapt.score`) → ``save`` (:mod:`cropmeta.adapt.result`)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ from cropmeta.adapt.cross_validate import (
     check_folds,
     cross_validate,
 )
-from cropmeta.adapt.metrics import class_details, score
 from cropmeta.adapt.names import BEST, DEFAULT_TRANSDUCTION, TRANSDUCTIONS
+from cropmeta.adapt.predict import predict_methods
+from cropmeta.adapt.result import AdaptResult, Fitting, save
+from cropmeta.adapt.score import score
 from cropmeta.adapt.transductive import (
     Unlabelled,
     applies,
@@ -30,12 +33,10 @@ from cropmeta.baselines.names import BASELINES, PRESTO_METHODS
 from cropmeta.baselines.pooled import load_pool
 from cropmeta.baselines.presto import region_latlon
 from cropmeta.baselines.run import (
-    BaselineRun,
     Shots,
     Sources,
     available,
     baseline_model,
-    baseline_predictions,
     training_prior,
     unreadable_by_presto,
     weighted_fit,
@@ -48,98 +49,85 @@ from cropmeta.learners.pretrain import load_pretrained
 from cropmeta.learners.registry import build_learner, check_adaptation, recorded_learner
 from cropmeta.models.bundle import (
     CONFIG,
+    Bundle,
     BundleConfig,
     ClassInfo,
     build_model,
-    load_bundle,
-    load_config,
-    save_bundle,
+    read_bundle,
 )
 from cropmeta.ownership import claim
 from cropmeta.tasks.augment import RegionEffects, TaskAugmentation
 from cropmeta.tasks.episodes import split_support_query
 from cropmeta.tasks.task_info import region_info
 
+__all__ = ["AdaptResult", "MetaModel", "adapt", "adapt_region", "open_meta_model", "save"]
+
 #: The largest crop-calendar shift alignment tries, either way (``+timematch``): weeks to two
 #: months between regions of one hemisphere (shared/design/crop-phenology.md).
 MAX_SHIFT_DAYS = 60
 
 
-@dataclass
-class AdaptResult:
-    """The adapted model (in memory, and its folder once saved) and, with ``shots``, metrics of
-    every method on the query set."""
+@dataclass(frozen=True)
+class MetaModel:
+    """A meta-trained model folder, read and checked once (config, weights, learner): the CLI
+    opens it to check the options against its learner, then adapts it without reading it
+    again."""
 
-    model_dir: Path | None
-    region: str
-    shots: int | None
-    n_support: int
-    n_query: int
-    classes: list[str]
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    details: dict[str, dict[str, list]] = field(default_factory=dict)  # per-class F1, confusion
-    seconds: dict[str, float] = field(default_factory=dict)  # adaptation / fitting time
-    skipped_classes: list[str] = field(default_factory=list)
-    notes: dict[str, str] = field(default_factory=dict)
-    learner: str = ""  # the meta-learner's name: its entry in ``metrics``; the others are baselines
-    cv_folds: int | None = None  # with ``cv_folds``: every method cross-validated on the support
-    cv_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    saved: str = ""  # the method whose model was saved: the learner, or a baseline
-    # with ``shots``: the adapted learner's class probabilities of the query samples and their
-    # true classes, for scoring ensembles (:mod:`cropmeta.adapt.ensemble`); not in the JSON
-    query_proba: torch.Tensor | None = field(default=None, repr=False)
-    query_truth: np.ndarray | None = field(default=None, repr=False)
-    # the adapted model and its configuration, until :func:`save` writes them (not in the JSON)
-    model: torch.nn.Module | None = field(default=None, repr=False)
-    config: BundleConfig | None = field(default=None, repr=False)
+    bundle: Bundle
+
+    @property
+    def path(self) -> Path:
+        return self.bundle.path
+
+    @property
+    def config(self) -> BundleConfig:
+        return self.bundle.config
+
+    @property
+    def algorithm(self) -> str:
+        return self.config.learner["algorithm"]
 
     def __fspath__(self) -> str:
-        """The adapted model's folder: a saved result goes wherever a model path does (``map``)."""
-        if self.model_dir is None:
-            raise ValueError("the adapted model is not saved yet (cropmeta.adapt.adapt.save)")
-        return str(self.model_dir)
-
-    def to_json(self) -> str:
-        kept = {k: v for k, v in self.__dict__.items() if k not in IN_MEMORY}
-        model_dir = None if self.model_dir is None else str(self.model_dir)
-        return json.dumps({**kept, "model_dir": model_dir}, indent=2)
+        return str(self.path)
 
 
-#: AdaptResult's fields that stay in memory: tensors and the model, not figures
-IN_MEMORY = ("query_proba", "query_truth", "model", "config")
+def open_meta_model(model: str | Path | MetaModel) -> MetaModel:
+    """The meta-trained model at ``model``, read and checked: a model folder whose weights match
+    its config, which names a known learner with valid settings and is not already adapted (an
+    :class:`InputError` if not)."""
+    if isinstance(model, MetaModel):
+        return model
+    bundle = read_bundle(model)
+    recorded_learner(bundle.config.learner, bundle.path / CONFIG)
+    if bundle.config.kind != "meta":
+        raise InputError(model, "this model is already adapted; give the meta-trained model")
+    return MetaModel(bundle)
 
 
 def adapt_region(
-    model_dir: str | Path,
+    model_dir: str | Path | MetaModel,
     region: str | Path,
     out: str | Path,
     shots: int | None = None,
     *,
     overwrite: bool = False,
+    transductive: bool = True,
     **options,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region`` (:func:`adapt`, whose
-    ``options`` these are) and save the mappable model at ``out`` (:func:`save`). ``out`` is
-    claimed before any work: it must not be an input, nor an existing path that is not an
-    adapted model cropmeta wrote, unless ``overwrite`` (:func:`cropmeta.ownership.claim`)."""
+    ``options`` these are), score it on the query samples when there are some
+    (:func:`cropmeta.adapt.score.score`, with ``transductive`` corrections) and save the
+    mappable model at ``out`` (:func:`save`). ``out`` is claimed before any work: it must not be
+    an input, nor an existing path that is not an adapted model cropmeta wrote, unless
+    ``overwrite`` (:func:`cropmeta.ownership.claim`)."""
     inputs = [model_dir, region, options.get("source"), options.get("unlabelled")]
     claim(out, "adapted-model", inputs=inputs, overwrite=overwrite)
-    return save(adapt(model_dir, region, shots, **options), out)
-
-
-def save(result: AdaptResult, out: str | Path) -> AdaptResult:
-    """Write the adapted model of ``result`` as a bundle at ``out`` (claimed by the caller),
-    its adaptation (figures, settings, threads) in the bundle's history; ``result`` then names
-    the folder."""
-    result.model_dir = Path(out)
-    adaptation = json.loads(result.to_json()) | {"threads": torch.get_num_threads()}
-    history = {**result.config.history, "adaptation": adaptation}
-    save_bundle(result.model, result.config.model_copy(update={"history": history}), out)
-    return result
+    result = score(adapt(model_dir, region, shots, **options), transductive=transductive)
+    return save(result, out)
 
 
 def adapt(
-    model_dir: str | Path,
+    model_dir: str | Path | MetaModel,
     region: str | Path,
     shots: int | None = None,
     seed: int = 0,
@@ -150,50 +138,51 @@ def adapt(
     source: str | Path | None = None,
     shot_weight: float = 1.0,
     unlabelled: str | Path | None = None,
-    transductive: bool = True,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``, in memory (the result
     holds the model; :func:`save` writes it, :func:`adapt_region` does both).
 
     Without ``shots`` every labelled sample of the region is the support set (production use:
     the fields a user labelled). With ``shots`` K, K samples per class are drawn (seeded) as the
-    support set, and the adapted model and the baselines — from scratch, random forest and, when
-    the bundle stores a pre-trained source classifier, transfer (head; all layers) and
-    source-only, and, when it stores the source samples, the pooled baselines (sources + shots,
-    each shot weighing ``shot_weight`` source samples: :mod:`cropmeta.baselines.pooled`) — all
-    fitted on those same samples, are scored on the region's other labelled
-    samples (``baselines=False``: the adapted model alone). ``settings`` replace the learner's
-    adaptation settings (:data:`cropmeta.learners.registry.ADAPTATION_SETTINGS`), recorded in
-    the adapted model. ``cv_folds`` K also cross-validates the learner and every baseline on
-    the support set in K stratified folds (:mod:`cropmeta.adapt.cross_validate`): in production,
-    the only estimate of which method suits the region. ``method`` names the model to save: the
-    learner (default), a baseline fitted on the same support set
-    (:data:`cropmeta.baselines.names.BASELINES`), or ``"best"``: what cross-validation picks
-    (:func:`chosen_method`; needs ``cv_folds``). ``source``
-    is the meta-model bundle whose stored source classifier and samples the baselines use (default:
-    ``model_dir``'s; `cropmeta evaluate` stores it with its first learner only).
+    support set and the region's other labelled samples are the query, which
+    :func:`cropmeta.adapt.score.score` scores: the adapted model and the baselines — from
+    scratch, random forest and, when the bundle stores a pre-trained source classifier, transfer
+    (head; all layers) and source-only, and, when it stores the source samples, the pooled
+    baselines (sources + shots, each shot weighing ``shot_weight`` source samples:
+    :mod:`cropmeta.baselines.pooled`) — all fitted on the same support set
+    (``baselines=False``: the adapted model alone). Nothing here reads the query's labels.
+    ``model_dir`` may be a model opened by :func:`open_meta_model` (read once).
+
+    ``settings`` replace the learner's adaptation settings
+    (:data:`cropmeta.learners.registry.ADAPTATION_SETTINGS`), recorded in the adapted model.
+    ``cv_folds`` K also cross-validates the learner and every baseline on the support set in K
+    stratified folds (:mod:`cropmeta.adapt.cross_validate`): in production, the only estimate of
+    which method suits the region. ``method`` names the model to save: the learner (default), a
+    baseline fitted on the same support set (:data:`cropmeta.baselines.names.BASELINES`), or
+    ``"best"``: what cross-validation picks (:func:`chosen_method`; needs ``cv_folds``).
+    ``source`` is the meta-model bundle whose stored source classifier and samples the
+    baselines use (default: ``model_dir``'s; `cropmeta evaluate` stores it with its first
+    learner only).
 
     The region's unlabelled samples — ``unlabelled``, a region dataset prepared like the
     model's data whose labels are ignored, or else, with ``shots``, the region's samples outside
     the support (the query's labels are never read) — serve the transductive corrections of
-    :mod:`cropmeta.adapt.transductive`: with ``transductive`` each applicable
-    ``<method>+<how>`` is scored beside its method (not cross-validated: support folds are
+    :mod:`cropmeta.adapt.transductive`: :func:`~cropmeta.adapt.score.score` scores each
+    applicable ``<method>+<how>`` beside its method (not cross-validated: support folds are
     class-balanced, the region is not), and ``method`` may name one to save.
     """
-    cfg = load_config(model_dir)
-    recorded_learner(cfg.learner, Path(model_dir) / CONFIG)
+    meta = open_meta_model(model_dir)
+    model_dir, cfg = meta.path, meta.config
     method = check_method(method, cfg.learner["algorithm"])
     settings = check_adaptation(cfg.learner["algorithm"], settings or {})
     cfg = cfg.model_copy(update={"learner": {**cfg.learner, **settings}})
     learner = build_learner(cfg.learner["algorithm"], cfg.learner)
     learner.setup(build_model(cfg))  # the learner's own tensors (Meta-SGD rates) need shapes
-    model, _ = load_bundle(model_dir, learner.state)
-    if cfg.kind != "meta":
-        raise InputError(model_dir, "this model is already adapted; give the meta-trained model")
+    model = meta.bundle.model(learner.state)
     lent = Sources()  # the source classifier and samples (of another bundle: its config)
     if baselines or method in BASELINES:
-        holder = source or model_dir
-        lent.classifier = load_pretrained(holder, load_config(source) if source else cfg)
+        holder = read_bundle(source) if source else meta.bundle
+        lent.classifier = load_pretrained(holder, holder.config if source else cfg)
         lent.pool = load_pool(holder, cfg.normaliser, shot_weight)
     base, how = split_variant(method)
     if base in BASELINES and base not in available(lent)[0]:  # refused before any work
@@ -237,6 +226,7 @@ def adapt(
     start = time.perf_counter()
     known = torch.from_numpy(codes.astype(np.int64))  # each label's taxonomy code
     adapted = learner.adapt(model, x[support], y, doy, len(codes), info=info, codes=known)
+    adapted_learner = adapted
     adapt_seconds = round(time.perf_counter() - start, 3)
     classes = [ClassInfo.model_validate(data.classes[int(c)]) for c in codes]
     result = AdaptResult(
@@ -284,20 +274,6 @@ def adapt(
             max_shift=max(1, round(MAX_SHIFT_DAYS / grid.step)),
             seed=seed,
         )
-    if len(query):
-        kept = query[np.isin(data.codes[query], codes)]  # classes with a support sample
-        y_true = np.array([to_index[int(c)] for c in data.codes[kept]])
-        on = support_on.replace(x_query=x[kept])
-        extend = _variants(on, unl) if transductive and unl is not None else None
-        predictions, result.notes, seconds, result.query_proba = _predict(
-            adapted, cfg, on, lent, baselines, data, seed, extend
-        )
-        result.query_truth = y_true
-        result.seconds |= seconds
-        result.metrics = {name: score(y_true, p) for name, p in predictions.items()}
-        result.details = {
-            name: class_details(y_true, p, len(codes)) for name, p in predictions.items()
-        }
     if cv_folds is not None:
         x_s, n = x[support], len(codes)
 
@@ -305,7 +281,9 @@ def adapt(
             torch.manual_seed(seed)
             fold = learner.adapt(model, x_s[train], y[train], doy, n, info=info, codes=known)
             on = support_on.replace(x_support=x_s[train], y_support=y[train], x_query=x_s[test])
-            predictions, notes, _, _ = _predict(fold, cfg, on, lent, baselines, data, seed)
+            predictions, notes, _, _ = predict_methods(
+                fold, cfg, on, lent, baselines, data.class_names, seed
+            )
             result.notes |= notes  # what a baseline cannot do, as on the query set
             return predictions
 
@@ -328,6 +306,9 @@ def adapt(
         except ValueError as exc:  # e.g. soft k-means after `best` chose a forest
             raise InputError(model_dir, f"{method}: {exc}") from None
     result.model = adapted
+    result.fitting = Fitting(
+        adapted_learner, cfg, support_on, lent, baselines, data, x, query, codes, unl, seed
+    )
     result.config = cfg.model_copy(
         update={
             "kind": "adapted",
@@ -368,43 +349,3 @@ def check_method(method: str | None, learner: str) -> str:
         f"method {method!r}: the learner ({learner}), one of {', '.join(BASELINES)}, or {BEST}, "
         f"optionally followed by +{' / +'.join(TRANSDUCTIONS)}"
     )
-
-
-def _predict(
-    adapted, cfg, on: Shots, sources: Sources, baselines: bool, data, seed: int, extend=None
-):
-    """Query predictions of the adapted model and (``baselines``) of every baseline fitted on
-    the same support set, each with its ``extend`` variants (:func:`_variants`), the notes on
-    what a method could not do or found, the fitting times, and the adapted model's class
-    probabilities of the query samples."""
-    learner = cfg.learner["algorithm"]
-    with torch.no_grad():
-        logits = adapted(on.x_query, on.doy)
-    run = BaselineRun({learner: logits.argmax(-1).numpy()})
-    if extend is not None:
-        run.merge(extend(learner, adapted))
-    if baselines:
-        run.merge(baseline_predictions(on, cfg.encoder, seed, sources, data.class_names, extend))
-    return run.predictions, run.notes, run.seconds, logits.softmax(-1)
-
-
-def _variants(on: Shots, data: Unlabelled):
-    """``extend`` for :func:`_predict`: every transductive correction that applies to a
-    fitted method, scored on the query samples."""
-
-    def extend(method: str, model: torch.nn.Module) -> BaselineRun:
-        run = BaselineRun()
-        for how in TRANSDUCTIONS:
-            if not applies(how, method, data):
-                continue
-            start = time.perf_counter()
-            name = variant(method, how)
-            corrected = transduce(how, method, model, on, data)
-            with torch.no_grad():
-                run.predictions[name] = corrected(on.x_query, on.doy).argmax(-1).numpy()
-            run.seconds[name] = round(time.perf_counter() - start, 3)
-            if name in data.notes:
-                run.notes[name] = data.notes[name]
-        return run
-
-    return extend

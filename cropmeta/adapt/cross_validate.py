@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from cropmeta.adapt.metrics import score
+from cropmeta.adapt.metrics import score_predictions
 from cropmeta.errors import InputError
 
 #: Folds of ``--method best``'s cross-validation when none are named (fewer when a class has
@@ -57,7 +57,7 @@ def cross_validate(
         for name, predicted in fit_predict(train, test).items():
             pooled.setdefault(name, np.full(len(y), -1))[test] = predicted
     return {
-        name: score(y, predicted) | {"macro_f1_se": macro_f1_se(y, predicted, seed)}
+        name: score_predictions(y, predicted) | {"macro_f1_se": macro_f1_se(y, predicted, seed)}
         for name, predicted in pooled.items()
     }
 

@@ -13,7 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from cropmeta.adapt.adapt import AdaptResult, adapt, save
-from cropmeta.adapt.metrics import class_details, score
+from cropmeta.adapt.metrics import class_details, score_predictions
+from cropmeta.adapt.score import score
 from cropmeta.errors import InputError
 from cropmeta.models.bundle import ensemble_of, load_config, rebuild
 from cropmeta.models.ensemble import mean_log_probability
@@ -48,7 +49,7 @@ def adapt_ensemble(
                 model_dir, f"prepared differently from {model_dirs[0]}: it cannot join its ensemble"
             )
     runs = [
-        adapt(model_dir, region, shots, seed, baselines and i == 0)
+        score(adapt(model_dir, region, shots, seed, baselines and i == 0))
         for i, model_dir in enumerate(model_dirs)
     ]
     members = [rebuild(run.model, run.config) for run in runs]  # as saved and loaded again
@@ -61,7 +62,7 @@ def adapt_ensemble(
         log_p = mean_log_probability([run.query_proba for run in runs])
         predicted, n = log_p.argmax(-1).numpy(), int(log_p.shape[1])
         base = [k for k in first.metrics if k != first.learner]
-        result.metrics = {ENSEMBLE: score(first.query_truth, predicted)}
+        result.metrics = {ENSEMBLE: score_predictions(first.query_truth, predicted)}
         result.details = {ENSEMBLE: class_details(first.query_truth, predicted, n)}
         for name, run in zip(names, runs, strict=True):
             result.metrics[name] = run.metrics[run.learner]

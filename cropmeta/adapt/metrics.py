@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
 
 
-def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+def score_predictions(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Overall accuracy, macro-averaged F1 and Cohen's kappa."""
     return {
         "overall_accuracy": float(accuracy_score(y_true, y_pred)),

@@ -33,7 +33,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from cropmeta.baselines.transfer import FineTuneConfig, fine_tune_all
 from cropmeta.ingest.prepare import Normaliser
 from cropmeta.learners.pretrain import SOURCES, Pretrained
-from cropmeta.models.bundle import load_part
+from cropmeta.models.bundle import Bundle, load_part
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.forest import ForestClassifier
 
@@ -71,7 +71,7 @@ class SourcePool:
 
 
 def load_pool(
-    model_dir: str | Path, normaliser: Normaliser, shot_weight: float = 1.0
+    model_dir: str | Path | Bundle, normaliser: Normaliser, shot_weight: float = 1.0
 ) -> SourcePool | None:
     """The source samples stored in a meta-model bundle, standardised by ``normaliser``; None
     for bundles without them (meta-trained without baselines, or before they were stored)."""

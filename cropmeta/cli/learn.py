@@ -153,9 +153,9 @@ def adapt(
     seed: Seed = 0,
 ) -> None:
     """Adapt to a new region from K labelled fields per class; compare with baselines."""
-    from cropmeta.adapt.adapt import adapt_region, check_method
+    from cropmeta.adapt.adapt import adapt_region, check_method, open_meta_model
     from cropmeta.evaluate.report import metrics_table
-    from cropmeta.learners.registry import adaptation_settings, algorithm_of
+    from cropmeta.learners.registry import adaptation_settings
 
     method = None if method is None else Method(method).value
     if len(model) > 1:
@@ -167,7 +167,8 @@ def adapt(
                 raise typer.BadParameter("not with an ensemble (several --model)", param_hint=hint)
         result = adapt_ensemble(model, region, out, shots=shots, seed=seed, overwrite=overwrite)
     else:
-        learner = algorithm_of(model[0])
+        meta = open_meta_model(model[0])  # read and checked once, then adapted
+        learner = meta.algorithm
         try:
             chosen = adaptation_settings(learner, settings or [])
         except ValueError as exc:
@@ -179,7 +180,7 @@ def adapt(
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--method") from None
         result = adapt_region(
-            model[0], region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv,
+            meta, region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv,
             method=method, overwrite=overwrite, shot_weight=shot_weight, unlabelled=unlabelled,
         )  # fmt: skip
     if as_json:

@@ -15,6 +15,7 @@ from statistics import fmean
 
 from cropmeta.adapt.adapt import adapt
 from cropmeta.adapt.cross_validate import best_method
+from cropmeta.adapt.score import score
 from cropmeta.errors import InputError
 from cropmeta.evaluate.outputs import Section
 from cropmeta.evaluate.report import headline_shots, validation_pick
@@ -38,10 +39,10 @@ def cv_draws(results: dict, target: str, learner: str, k: int, folds: int) -> li
                 seed=seed,
                 cv_folds=folds,
                 source=models[first],
-                transductive=False,  # the pick is among the methods (corrections unranked)
             )
         except InputError:  # a class with fewer labels than folds on this draw
             continue
+        score(res, transductive=False)  # the pick is among the methods (corrections unranked)
         pick = best_method(res.cv_metrics)
         draws.append({"seed": seed, "pick": pick, "cv": res.cv_metrics, "query": res.metrics})
     return draws

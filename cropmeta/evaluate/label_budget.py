@@ -35,7 +35,7 @@ def _adapt_and_score(
 ) -> dict:
     """Adapt a fresh copy of the meta-model on ``support`` (public API only, as
     ``adapt_region`` does) and score it on every other sample of the region."""
-    from cropmeta.adapt.metrics import score
+    from cropmeta.adapt.metrics import score_predictions
     from cropmeta.learners.registry import build_learner
 
     query = np.setdiff1d(np.arange(len(codes)), support)
@@ -54,7 +54,7 @@ def _adapt_and_score(
         adapted = learner.adapt(model, x[support], y, doy, len(classes), info=info, codes=known)
         with torch.no_grad():
             pred = classes[adapted(x[query], doy).argmax(-1).numpy()]
-    return score(codes[query], pred) | {
+    return score_predictions(codes[query], pred) | {
         "classes_covered": len(classes),
         "n_query": len(query),
         "indices": [int(i) for i in support],
@@ -74,7 +74,7 @@ def compare_with_random(
     picks ``budget`` samples from the meta-model's embedding alone (labels unseen), and
     ``budget`` samples are drawn uniformly at random (``numpy.random.default_rng(seed)``).
     The meta-model is adapted on each choice with its learner's own ``adapt`` (same torch seed
-    for both) and scored with :func:`cropmeta.adapt.metrics.score` on all the region's
+    for both) and scored with :func:`cropmeta.adapt.metrics.score_predictions` on all the region's
     *other* samples (so each choice is scored on its own complement). A class that the chosen
     samples do not contain cannot be predicted: its query samples count as errors (OA and
     kappa) and its F1 is 0 (macro-F1 averages over every class present in the query). A

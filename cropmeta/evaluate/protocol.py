@@ -33,6 +33,7 @@ from cropmeta.adapt.adapt import AdaptResult, adapt, chosen_method
 from cropmeta.adapt.cross_validate import AUTOMATIC_FOLDS, best_method
 from cropmeta.adapt.ensemble import ENSEMBLE, adapt_ensemble
 from cropmeta.adapt.names import BEST
+from cropmeta.adapt.score import score
 from cropmeta.adapt.transductive import variant
 from cropmeta.catalog import load_catalog
 from cropmeta.errors import InputError
@@ -341,9 +342,9 @@ def score_draw(
                 shots=k,
                 seed=seed,
                 baselines=cfg.baselines and i == 0,
-                transductive=cfg.transductive,
                 cv_folds=cv,
             )
+            score(res, transductive=cfg.transductive)
         except InputError as exc:  # too few labelled samples for this K
             runs.append({"target": fold.target, "shots": k, "seed": seed,
                          "method": learner, "skipped": exc.problem})  # fmt: skip

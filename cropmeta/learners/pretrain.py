@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from cropmeta.ingest.dataset import RegionArrays
-from cropmeta.models.bundle import BundleConfig, load_part
+from cropmeta.models.bundle import Bundle, BundleConfig, load_part
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.tasks.augment import RegionEffects
@@ -123,7 +123,7 @@ def _pool(sets: list[LabelledSet], codes: list[int]) -> tuple[torch.Tensor, torc
     return torch.from_numpy(x[keep]), torch.from_numpy(y)
 
 
-def load_pretrained(model_dir: str | Path, cfg: BundleConfig) -> Pretrained | None:
+def load_pretrained(model_dir: str | Path | Bundle, cfg: BundleConfig) -> Pretrained | None:
     """The source classifier stored in a meta-model bundle; None for bundles without one."""
     tensors = load_part(model_dir, PART)
     if not tensors or not cfg.transfer_classes:

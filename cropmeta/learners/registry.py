@@ -58,15 +58,6 @@ def recorded_learner(settings: dict, where: str | Path) -> Learner:
         raise InputError(where, f"invalid {name} setting {where_in}: {first['msg']}") from None
 
 
-def algorithm_of(model_dir: str | Path) -> str:
-    """The algorithm the meta-trained model in ``model_dir`` was trained with (checked)."""
-    from cropmeta.models.bundle import CONFIG, load_config
-
-    settings = load_config(model_dir).learner
-    recorded_learner(settings, Path(model_dir) / CONFIG)
-    return settings["algorithm"]
-
-
 def own_settings(name: str, settings: dict) -> dict:
     """The part of ``settings`` that is the learner ``name``'s (its config's fields)."""
     fields = LEARNERS[name][1].model_fields

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -192,31 +193,61 @@ def _weights(path: Path, cfg: BundleConfig) -> dict[str, torch.Tensor]:
         raise InputError(p, f"unreadable weights ({str(exc)[:80]})") from None
 
 
-def load_bundle(
-    path: str | Path, extra: torch.nn.Module | None = None
-) -> tuple[Model, BundleConfig]:
-    """Model and config; a learner's tensors are loaded into ``extra`` when it is given."""
+@dataclass(frozen=True)
+class Bundle:
+    """A model folder read once: its config and its tensors (checked against the config's
+    SHA-256 and sizes), from which the model and any stored part are built without reading the
+    folder again."""
+
+    path: Path
+    config: BundleConfig
+    tensors: dict[str, torch.Tensor] = field(repr=False)
+
+    def model(self, extra: torch.nn.Module | None = None) -> Model:
+        """The model (in eval mode); a learner's tensors are loaded into ``extra`` if given."""
+        model = build_model(self.config)
+        weights = self.tensors
+        try:
+            learner = {k[8:]: v for k, v in weights.items() if k.startswith("learner.")}
+            own = {name for name, _ in model.named_children()}  # not learner.*, not parts
+            model.load_state_dict({k: v for k, v in weights.items() if k.split(".")[0] in own})
+            if extra is not None and learner:
+                extra.load_state_dict(learner)
+        except Exception as exc:  # size mismatches
+            problem = f"weights do not fit the config ({str(exc)[:80]})"
+            raise InputError(self.path / WEIGHTS, problem) from None
+        return model.eval()
+
+    def part(self, name: str) -> dict[str, torch.Tensor]:
+        """The tensors stored under prefix ``name`` (see :func:`save_bundle`); empty if absent."""
+        prefix = f"{name}."
+        return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def read_bundle(path: str | Path | Bundle) -> Bundle:
+    """The model folder at ``path``, read and checked once (a :class:`Bundle` is returned as
+    it is)."""
+    if isinstance(path, Bundle):
+        return path
     p = Path(path)
     cfg = load_config(p)
-    weights = _weights(p, cfg)
-    model = build_model(cfg)
-    try:
-        learner = {k[8:]: v for k, v in weights.items() if k.startswith("learner.")}
-        own = {name for name, _ in model.named_children()}  # not learner.*, not parts
-        model.load_state_dict({k: v for k, v in weights.items() if k.split(".")[0] in own})
-        if extra is not None and learner:
-            extra.load_state_dict(learner)
-    except Exception as exc:  # SafetensorError, size mismatches
-        raise InputError(p / WEIGHTS, f"weights do not fit the config ({str(exc)[:80]})") from None
-    model.eval()
-    return model, cfg
+    return Bundle(p, cfg, _weights(p, cfg))
 
 
-def load_part(path: str | Path, name: str) -> dict[str, torch.Tensor]:
+def load_bundle(
+    path: str | Path | Bundle, extra: torch.nn.Module | None = None
+) -> tuple[Model, BundleConfig]:
+    """Model and config; a learner's tensors are loaded into ``extra`` when it is given."""
+    bundle = read_bundle(path)
+    return bundle.model(extra), bundle.config
+
+
+def load_part(path: str | Path | Bundle, name: str) -> dict[str, torch.Tensor]:
     """The tensors stored under prefix ``name`` (see :func:`save_bundle`); empty when absent."""
-    weights = _weights(Path(path), load_config(path))
-    prefix = f"{name}."
-    return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    return read_bundle(path).part(name)
 
 
 def ensemble_of(members: list[tuple[Model, BundleConfig]], names: list[str]) -> EnsembleClassifier:

@@ -11,7 +11,7 @@ import torch
 from checks import assert_one_line_error
 from test_saved_method import query_predictions
 
-from cropmeta.adapt.metrics import score
+from cropmeta.adapt.metrics import score_predictions
 from cropmeta.models.bundle import load_bundle
 from cropmeta.models.ensemble import EnsembleClassifier, mean_log_probability
 
@@ -42,7 +42,7 @@ def test_the_saved_ensemble_is_the_one_scored(meta_model, matching_model, region
     assert isinstance(model, EnsembleClassifier) and cfg.head.names == ["maml", "matching"]
     assert [m["head"]["kind"] for m in cfg.head.members] == ["linear", "matching"]
     predicted, truth = query_predictions(out, target, shots=3, seed=4)
-    assert score(truth, predicted) == result.metrics[ENSEMBLE]
+    assert score_predictions(truth, predicted) == result.metrics[ENSEMBLE]
     # each member adapted as on its own: the same scores as `adapt` with one model
     from cropmeta.adapt.adapt import adapt_region
 

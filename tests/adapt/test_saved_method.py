@@ -14,7 +14,7 @@ from checks import assert_one_line_error
 
 from cropmeta.adapt.adapt import chosen_method
 from cropmeta.adapt.cross_validate import best_method
-from cropmeta.adapt.metrics import score
+from cropmeta.adapt.metrics import score_predictions
 from cropmeta.adapt.names import DEFAULT_TRANSDUCTION
 from cropmeta.adapt.transductive import split_variant
 from cropmeta.ingest.dataset import RegionArrays
@@ -46,7 +46,7 @@ def test_the_saved_baseline_is_the_one_scored(meta_model, regions, catalog, tmp_
     result = adapt_region(meta_model, target, out, shots=3, seed=5, method=method)
     assert result.saved == method and load_config(out).kind == "adapted"
     predicted, truth = query_predictions(out, target, shots=3, seed=5)
-    assert score(truth, predicted) == result.metrics[method]
+    assert score_predictions(truth, predicted) == result.metrics[method]
 
 
 @pytest.mark.parametrize("method", ["source_only", "random_forest"])
@@ -105,7 +105,7 @@ def test_best_saves_what_cross_validation_picks(meta_model, regions, catalog, tm
     assert split_variant(result.saved)[0] == split_variant(chosen_method(result.cv_metrics))[0]
     assert load_config(out).history["adaptation"]["saved"] == result.saved
     predicted, truth = query_predictions(out, target, shots=3, seed=2)
-    assert score(truth, predicted) == result.metrics[result.saved]
+    assert score_predictions(truth, predicted) == result.metrics[result.saved]
 
 
 CV = {  # cross-validated macro-F1 (and its standard error) of three methods

@@ -82,6 +82,7 @@ def test_no_transductive_method_reads_the_query_labels(meta_model, target, tmp_p
     """The query's labels permuted in a copy of the region, the support draw held fixed: every
     method's query predictions stay the same (only their scores change)."""
     import cropmeta.adapt.adapt as adapt_module
+    import cropmeta.adapt.score as score_module
     from cropmeta.tasks.episodes import split_support_query
 
     data = RegionArrays.load(target)
@@ -98,7 +99,9 @@ def test_no_transductive_method_reads_the_query_labels(meta_model, target, tmp_p
     seen: list[list[np.ndarray]] = [[], []]
     for i, region in enumerate([target, permuted]):
         record = seen[i]
-        monkeypatch.setattr(adapt_module, "score", lambda t, p, r=record: r.append(p) or {})
+        monkeypatch.setattr(
+            score_module, "score_predictions", lambda t, p, r=record: r.append(p) or {}
+        )
         adapt_region(meta_model, region, tmp_path / f"m{i}", shots=3, seed=0)
     assert len(seen[0]) == len(seen[1]) > 10
     for before, after in zip(*seen, strict=True):
