@@ -15,7 +15,7 @@ from cropmeta.cli.options import (
     Settings,
     UserTaxonomyOpt,
     count,
-    learner_options,
+    learner_configs,
 )
 from cropmeta.cli.progress import one_line_errors
 from cropmeta.learners.names import ALGORITHMS
@@ -142,7 +142,8 @@ def evaluate(
         transductive=transductive,
         automatic=automatic,
         taxonomy=taxonomy,
-        meta=MetaTrainConfig(learner=learner_options(learners, settings), **meta),
+        meta=MetaTrainConfig(**meta),
+        learner_settings=learner_configs(learners, settings),
     )
     with progress_bar("evaluate") as bar:
         report = evaluate_catalog(

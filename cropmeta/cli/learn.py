@@ -18,7 +18,7 @@ from cropmeta.cli.options import (
     Settings,
     Transduction,
     count,
-    learner_options,
+    learner_configs,
     real,
 )
 from cropmeta.cli.progress import one_line_errors
@@ -63,19 +63,15 @@ def meta_train(
     """
     from cropmeta.learners.meta_train import MetaTrainConfig, RunOptions, meta_train
 
-    paths = list(regions)
-    cfg = MetaTrainConfig(
-        algorithm=Algorithm(algorithm).value,
-        learner=learner_options([Algorithm(algorithm).value], settings),
-        **meta,
-    )
+    paths, name = list(regions), Algorithm(algorithm).value
+    cfg = MetaTrainConfig(algorithm=name, learner=learner_configs([name], settings)[name], **meta)
     run = RunOptions(
         device=device,
         checkpoint_every=checkpoint_every or None,
         checkpoint_dir=checkpoint_dir,
         resume=resume,
     )
-    with progress_bar(f"meta-train {Algorithm(algorithm).value}") as bar:
+    with progress_bar(f"meta-train {name}") as bar:
         meta_train(paths, out, cfg, seed=seed, progress=bar, run=run, overwrite=overwrite)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, from the writer
         typer.echo(f"model written: {out}")

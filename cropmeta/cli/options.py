@@ -182,14 +182,21 @@ def augment_options(shift_days: int, gain: float, offset: float, baselines: bool
     return {"augment": augment, "augment_baselines": baselines}
 
 
-def learner_options(algorithms: list[str], pairs: list[str] | None) -> dict:
-    """The ``--set KEY=VALUE`` learner settings, checked against every learner in ``algorithms``."""
-    from cropmeta.learners.registry import learner_settings
+def learner_configs(algorithms: list[str], pairs: list[str] | None) -> dict:
+    """Each learner of ``algorithms`` with its typed settings
+    (:data:`cropmeta.learners.config.LearnerConfig`) from ``--set KEY=VALUE``: every key must
+    be a setting of one of them, and applies to each learner that has it."""
+    from cropmeta.learners.config import MetaTrainConfig
+    from cropmeta.learners.registry import learner_settings, own_settings
 
     try:
-        return learner_settings(algorithms, pairs or [])
+        given = learner_settings(algorithms, pairs or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
+    return {
+        name: MetaTrainConfig(algorithm=name, learner=own_settings(name, given)).learner
+        for name in algorithms
+    }
 
 
 def _config_defaults(ctx: typer.Context, value: Path | None) -> Path | None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from scipy import stats
 
 from cropmeta.adapt.adapt import AdaptResult, adapt, chosen_method
@@ -40,8 +40,8 @@ from cropmeta.errors import InputError
 from cropmeta.evaluate.report import validation_ranking
 from cropmeta.evaluate.workers import run_jobs
 from cropmeta.ingest.catalog_regions import preprocess_catalog_region
+from cropmeta.learners.config import LearnerConfig
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
-from cropmeta.learners.registry import own_settings
 from cropmeta.models.bundle import load_config
 
 Progress = Callable[[str, int, int], None]
@@ -56,7 +56,15 @@ class EvaluationConfig(BaseModel):
     learners: list[str] = Field(default_factory=lambda: ["maml", "protonet"])
     shots: list[int] = Field(default_factory=lambda: [1, 2, 5, 10, 20])
     seeds: int = Field(5, ge=1, description="support/query draws per K")
-    meta: MetaTrainConfig = Field(default_factory=MetaTrainConfig)
+    meta: MetaTrainConfig = Field(
+        default_factory=MetaTrainConfig,
+        description="the meta-training settings every learner shares (task shape, optimisation, "
+        "validation); its algorithm and learner settings are each learner's own",
+    )
+    learner_settings: dict[str, LearnerConfig] = Field(
+        default_factory=dict,
+        description="each learner's own settings, typed (missing: the learner's defaults)",
+    )
     regions: list[str] | None = Field(None, description="catalog regions to use (default: all)")
     targets: list[str] | None = Field(None, description="held-out regions (default: the split)")
     loro: bool = Field(False, description="leave-one-region-out instead of the catalog split")
@@ -86,6 +94,24 @@ class EvaluationConfig(BaseModel):
     taxonomy: Path | None = Field(
         None, description="a user's taxonomy file merged over the catalog's (cropmeta.taxonomy)"
     )
+
+    @model_validator(mode="after")
+    def _every_learner_has_its_settings(self) -> EvaluationConfig:
+        for name in self.learners:
+            given = self.learner_settings.get(name)
+            if given is None:
+                self.learner_settings[name] = MetaTrainConfig(algorithm=name).learner
+            elif given.name != name:
+                raise ValueError(f"learner_settings[{name}] are {given.name}'s")
+        return self
+
+    def meta_config(self, learner: str, baselines: bool) -> MetaTrainConfig:
+        """The meta-training configuration of ``learner``: the shared settings, its own."""
+        return MetaTrainConfig.model_validate(
+            self.meta.model_dump()
+            | {"algorithm": learner, "learner": self.learner_settings[learner]}
+            | {"baselines": baselines}
+        )
 
 
 @dataclass(frozen=True)
@@ -287,13 +313,7 @@ def _meta_train_all(
             if (fold.sources, learner) in owner:  # the same sources as an earlier fold
                 continue
             owner[fold.sources, learner] = fold.target
-            meta_cfg = cfg.meta.model_copy(
-                update={
-                    "algorithm": learner,
-                    "learner": own_settings(learner, cfg.meta.learner),  # the rest is others'
-                    "baselines": cfg.baselines and i == 0,
-                }
-            )
+            meta_cfg = cfg.meta_config(learner, baselines=cfg.baselines and i == 0)
             model = out / "models" / fold.target / learner
             record = finished_model(model, meta_cfg, fold.sources, seed)
             if record is None:

@@ -3,20 +3,51 @@ checkpoints that resume it and the CLI read it from here."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from cropmeta.learners.alfa import ALFAConfig
+from cropmeta.learners.anil import ANILConfig
+from cropmeta.learners.maml import FOMAMLConfig, MAMLConfig
+from cropmeta.learners.matching import MatchingConfig
+from cropmeta.learners.metasgd import MetaSGDConfig
+from cropmeta.learners.protonet import ProtoNetConfig
+from cropmeta.learners.relation import RelationConfig
+from cropmeta.learners.reptile import ReptileConfig
 from cropmeta.learners.schedule import Schedule
+from cropmeta.learners.snail import SnailConfig
+from cropmeta.learners.timl import TIMLConfig
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.tasks.augment import TaskAugmentation
+
+#: One learner's own settings, typed: the learner is named by ``name`` (pydantic's
+#: discriminated union), so a setting another learner has is refused where it is given.
+LearnerConfig = Annotated[
+    MAMLConfig
+    | FOMAMLConfig
+    | ANILConfig
+    | MetaSGDConfig
+    | ReptileConfig
+    | ProtoNetConfig
+    | MatchingConfig
+    | RelationConfig
+    | SnailConfig
+    | ALFAConfig
+    | TIMLConfig,
+    Field(discriminator="name"),
+]
 
 
 class MetaTrainConfig(BaseModel):
     """Task shape, optimisation and model choices of a meta-training run."""
 
     algorithm: str = "maml"
-    learner: dict = Field(default_factory=dict, description="the learner's own settings")
+    learner: LearnerConfig = Field(
+        default_factory=MAMLConfig,
+        description="the learner's own settings (given as a mapping without ``name``: those of "
+        "``algorithm``)",
+    )
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     n_way: int = Field(5, ge=2)
     k_shot: int = Field(5, ge=1)
@@ -70,6 +101,23 @@ class MetaTrainConfig(BaseModel):
         "classifier pre-trained with cross-entropy (Meta-Baseline, Chen et al., 2021, ICCV; "
         "Tian et al., 2020, ECCV) — the same one the baselines use, trained once",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settings_of_the_algorithm(cls, data: Any) -> Any:
+        """Settings given without a learner's name are the algorithm's."""
+        if isinstance(data, dict):
+            learner = data.get("learner")
+            if learner is None or (isinstance(learner, dict) and "name" not in learner):
+                name = data.get("algorithm", "maml")
+                data = {**data, "learner": {**(learner or {}), "name": name}}
+        return data
+
+    @model_validator(mode="after")
+    def _one_learner(self) -> MetaTrainConfig:
+        if self.learner.name != self.algorithm:
+            raise ValueError(f"learner settings of {self.learner.name}, algorithm {self.algorithm}")
+        return self
 
     @model_validator(mode="after")
     def _baselines_need_an_augmentation(self) -> MetaTrainConfig:

@@ -181,7 +181,7 @@ def meta_train(
 
     prep = data[0].preparation
     doy = torch.from_numpy(data[0].doy).long()
-    settings = cfg.learner
+    settings = cfg.learner.model_dump()
     if settings.get("head_init") == "classes":  # a head row per class the sources teach
         codes = {int(c) for r, h in zip(data, held, strict=True) for c in np.unique(r.codes[~h])}
         settings = {**settings, "class_codes": sorted(codes)}
