@@ -16,6 +16,7 @@ from cropmeta.cli.options import (
     UserTaxonomyOpt,
     count,
     learner_configs,
+    region_help,
 )
 from cropmeta.cli.progress import one_line_errors
 from cropmeta.learners.names import ALGORITHMS
@@ -43,10 +44,7 @@ def evaluate(
     seeds: Annotated[int, count("Support/query draws per K.", hi=1000)] = 5,
     region: Annotated[
         list[str] | None,
-        typer.Option(
-            help="A catalog region to use (repeatable; default: all); without --catalog, a "
-            "labelled region dataset (.zarr) from `cropmeta preprocess`."
-        ),
+        typer.Option(help=region_help("A region to use (repeatable; default: all)", "--catalog")),
     ] = None,
     target: Annotated[
         list[str] | None,

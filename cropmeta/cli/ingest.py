@@ -25,6 +25,7 @@ from cropmeta.cli.options import (
     count,
     raster_spec,
     real,
+    region_help,
 )
 from cropmeta.cli.progress import one_line_errors
 from cropmeta.progress import progress_bar
@@ -82,7 +83,8 @@ def synth(
         int | None, count("Force every tile to N×N pixels.", lo=16, hi=16384)
     ] = None,
     region: Annotated[
-        list[str] | None, typer.Option(help="Only these regions (repeatable).")
+        list[str] | None,
+        typer.Option(help=region_help("Only this region (repeatable)", "the world", False)),
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -122,7 +124,13 @@ def preprocess(
     ] = None,
     region: Annotated[
         list[str] | None,
-        typer.Option(help="Region name in the catalog; repeat it for several (--out: a folder)."),
+        typer.Option(
+            help=region_help(
+                "The region to build (repeatable; --out is then a folder)",
+                "--catalog",
+                dataset=False,
+            )  # fmt: skip
+        ),
     ] = None,
     workers: Annotated[int | None, count("Processes for several regions.", hi=1024)] = None,
     scheduler: Annotated[
@@ -227,6 +235,8 @@ def preprocess(
     from cropmeta.ingest.prepare import TemporalGrid
     from cropmeta.ingest.preprocess import preprocess_region, preprocess_unlabelled
 
+    if region and catalog is None:  # the region is what this command builds
+        raise typer.BadParameter("names a catalog region: give --catalog", param_hint="--region")
     given = {"start_doy": grid_start, "end_doy": grid_end, "step": grid_step}
     given = {k: v for k, v in given.items() if v is not None}
     grid = TemporalGrid(**given) if given else None

@@ -20,6 +20,7 @@ from cropmeta.cli.options import (
     count,
     learner_configs,
     real,
+    region_help,
 )
 from cropmeta.cli.progress import one_line_errors
 from cropmeta.progress import console, progress_bar
@@ -29,9 +30,7 @@ from cropmeta.progress import console, progress_bar
 def meta_train(
     regions: Annotated[
         list[Path],
-        typer.Option(
-            "--region", help="A source region dataset (.zarr); repeat for each source region."
-        ),
+        typer.Option("--region", help=region_help("A source region (repeat for each)")),
     ],
     out: Annotated[Path, typer.Option(help="Model folder to write.")],
     algorithm: Annotated[Algorithm, typer.Option(help="Meta-learner.")] = "maml",
@@ -86,7 +85,7 @@ def adapt(
             "are saved as one ensemble (the mean of their class probabilities)."
         ),
     ],
-    region: Annotated[Path, typer.Option(help="Target region dataset (.zarr).")],
+    region: Annotated[Path, typer.Option(help=region_help("The target region"))],
     out: Annotated[Path, typer.Option(help="Adapted model folder to write.")],
     shots: Annotated[
         int | None,

@@ -182,6 +182,20 @@ def augment_options(shift_days: int, gain: float, offset: float, baselines: bool
     return {"augment": augment, "augment_baselines": baselines}
 
 
+#: How --region gives a region, the same in every command: by its region dataset, or by its
+#: name where the command reads a catalog (or, in ``synth``, the world it writes)
+REGION_DATASET = "its region dataset (.zarr, from `cropmeta preprocess`)"
+
+
+def region_help(role: str, named_in: str | None = None, dataset: bool = True) -> str:
+    """``--region``'s help: ``role`` (what the region is to the command), then how it is given:
+    by name in ``named_in`` (a catalog, the world) and/or by :data:`REGION_DATASET`."""
+    forms = [f"its name in {named_in}"] if named_in else []
+    if dataset:
+        forms.append(f"without one, {REGION_DATASET}" if named_in else REGION_DATASET)
+    return f"{role}: {', or '.join(forms)}."
+
+
 def learner_configs(algorithms: list[str], pairs: list[str] | None) -> dict:
     """Each learner of ``algorithms`` with its typed settings
     (:data:`cropmeta.learners.config.LearnerConfig`) from ``--set KEY=VALUE``: every key must

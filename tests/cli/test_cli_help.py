@@ -61,3 +61,29 @@ def test_every_command_shows_an_example_that_parses():
         words = shlex.split(EXAMPLES[name])
         assert words[:2] == ["cropmeta", name]
         command.make_context(name, words[2:])  # unknown options or bad values raise
+
+
+def test_region_means_one_thing_in_every_command():
+    """--region always names one region, given by its region dataset or, where the command reads
+    a catalog (or writes a world), by its name there: one declaration (cli/options.region_help)."""
+    from cropmeta.cli.options import REGION_DATASET
+
+    helps = {
+        name: param.help
+        for name, command in commands().items()
+        for param in command.params
+        if param.param_type_name == "option" and "--region" in param.opts
+    }
+    assert set(helps) == {"synth", "preprocess", "meta-train", "adapt", "evaluate"}
+    for name, text in helps.items():
+        role, how, _ = text.partition(": its ")
+        assert how and "region" in role.lower(), (name, text)
+    for name in ("meta-train", "adapt", "evaluate"):  # the commands that read datasets
+        assert helps[name].endswith(f"{REGION_DATASET}."), name
+    assert "its name in --catalog" in helps["evaluate"] and "--catalog" in helps["preprocess"]
+
+
+def test_preprocess_refuses_a_region_without_its_catalog(cli, tmp_path):
+    res = cli("preprocess", "--region", "poltava", "--out", tmp_path / "p.zarr")
+    assert res.exit_code == 2 and "--region" in res.stderr and "--catalog" in res.stderr
+    assert not (tmp_path / "p.zarr").exists()
