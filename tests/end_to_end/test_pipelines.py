@@ -3,42 +3,14 @@ tiny settings through the installed console script and write their report."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from pipeline_runs import PIPELINES, SHARED, TINY, assert_report, run_pipeline
 
 from cropmeta.learners.names import ALGORITHMS
-
-PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
-SHARED = PIPELINES.parents[1] / "shared" / "data"  # where shared-data.yaml's paths point
-TINY = {"ITERATIONS": "5", "SEEDS": "1", "SHOTS": "1", "LEARNERS": "protonet"}
-
-
-def run_pipeline(name: str, out: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("cropmeta")  # this environment's, not another on PATH
-    exe = str(exe) if exe.exists() else "cropmeta"
-    return subprocess.run(
-        ["bash", str(PIPELINES / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        # one thread, as in-process tests: oversubscribed OpenMP threads slow torch tenfold
-        env={**os.environ, "OMP_NUM_THREADS": "1", "CROPMETA": exe, "OUT": str(out), **env},
-    )
-
-
-def assert_report(out: Path, targets: set[str]) -> None:
-    results = json.loads((out / "results.json").read_text())
-    assert {f["target"] for f in results["folds"]} == targets
-    assert set(results["summary"]) == targets  # every fold was scored
-    report = (out / "report.md").read_text()
-    assert all(f"## Held-out region: {t}" in report for t in targets)
-    assert list((out / "figures").glob("*.png"))
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in PIPELINES.glob("*.sh")))
@@ -89,29 +61,6 @@ def test_real_data_pipeline_without_shared_data_exits_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
-def test_simulated_regions_study_on_the_tiny_world(tmp_path):
-    """Both runs, and both again with class heads for the learners that have them, side by
-    side, with the choice made on meta-validation over all four."""
-    out = tmp_path / "study"
-    env = {**TINY, "LEARNERS": "protonet anil", "HEADS": "shared classes"}
-    # the study compares the learners: the corrections' scoring is left out (other tests')
-    args = ("evaluate-demo.sh", "--no-transductive")
-    proc = run_pipeline("study-simulated-regions.sh", out, *args, SCALE="tiny", **env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    for run in ("off", "on", "classes-off", "classes-on"):
-        assert_report(out / run, {"poltava", "nebraska"})
-    for run in ("on", "classes-on"):
-        config = json.loads((out / run / "results.json").read_text())["config"]
-        assert config["meta"]["augment"] == {"shift_days": 45, "gain": 0.1, "offset": 0.1}
-    classes = json.loads((out / "classes-off" / "results.json").read_text())["config"]
-    assert classes["learners"] == ["anil"] and classes["meta"]["learner"]["head_init"] == "classes"
-    study = (out / "study.md").read_text()
-    assert "**poltava**, K = 1" in study and "Chosen on meta-validation over all runs" in study
-    assert "| learner | off | on | classes-off | classes-on | Δ macro-F1 |" in study
-    assert (out / "simulated-regions.png").read_bytes()[:4] == b"\x89PNG"
-
-
 def test_class_heads_study_needs_a_learner_with_class_heads(tmp_path):
     env = {**TINY, "HEADS": "classes"}
     proc = run_pipeline("study-simulated-regions.sh", tmp_path / "s", SCALE="tiny", **env)
@@ -131,21 +80,6 @@ def test_study_refuses_an_unknown_head_setting(tmp_path):
     expected = "study-simulated-regions.sh: HEADS takes shared and classes, not wide"
     assert proc.stderr.strip() == expected
     assert not (tmp_path / "s").exists()
-
-
-@pytest.mark.slow
-def test_training_seeds_pooled_on_the_tiny_world(tmp_path):
-    """TRAIN_SEEDS: one evaluation per training seed, the region datasets prepared once, and
-    benchmarks/seed_pool.py's table over them in pooled.md."""
-    out = tmp_path / "pooled"
-    proc = run_pipeline("evaluate-demo.sh", out, SCALE="tiny", TRAIN_SEEDS="3 4", **TINY)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    for seed in (3, 4):
-        assert_report(out / f"seed-{seed}", {"poltava", "nebraska"})
-        assert json.loads((out / f"seed-{seed}" / "results.json").read_text())["seed"] == seed
-    pooled = (out / "pooled.md").read_text()
-    assert "training seeds [3, 4]" in pooled and "pooled over the seeds" in pooled
-    assert not (out / "pooled.md.tmp").exists()
 
 
 def test_study_refuses_training_seeds(tmp_path):
