@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 SHARED = PIPELINES.parents[1] / "shared" / "data"  # where shared-data.yaml's paths point
 TINY = {"ITERATIONS": "5", "SEEDS": "1", "SHOTS": "1", "LEARNERS": "protonet"}
 

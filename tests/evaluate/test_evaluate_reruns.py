@@ -56,8 +56,12 @@ def test_a_learner_setting_retrains_only_the_learners_it_belongs_to(cli, world, 
     assert cli(*args).exit_code == 0
     res = cli(*args, "--set", "head_init=prototypes")
     assert res.exit_code == 0, res.output
+    from cropmeta.learners.maml import MAMLConfig
+    from cropmeta.learners.protonet import ProtoNetConfig
+
     training = json.loads((out / "results.json").read_text())["training"]
     for records in training.values():
         assert records["protonet"].get("reused") and not records["maml"].get("reused")
-        assert records["protonet"]["history"]["config"]["learner"] == {}
-        assert records["maml"]["history"]["config"]["learner"] == {"head_init": "prototypes"}
+        assert records["protonet"]["history"]["config"]["learner"] == ProtoNetConfig().model_dump()
+        maml = records["maml"]["history"]["config"]["learner"]
+        assert maml == MAMLConfig(head_init="prototypes").model_dump()
