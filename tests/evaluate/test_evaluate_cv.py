@@ -10,12 +10,12 @@ import pytest
 
 @pytest.fixture(scope="module")
 def rerun(cli, world, tmp_path_factory):
-    """The evaluation of test_evaluate.py with `--cv 3 --ensemble 2` (its own run, in its own
-    file, so the two long evaluations share the cores)."""
+    """The evaluation of test_evaluate.py at its headline K (3) with `--cv 3 --ensemble 2` (its
+    own run, in its own file, so the two long evaluations share the cores)."""
     out = tmp_path_factory.mktemp("rerun")
     res = cli(
         "evaluate", "--catalog", world, "--out", out, "--learner", "maml", "--learner",
-        "protonet", "--shots", "1", "--shots", "3", "--seeds", "2", "--iterations", "15",
+        "protonet", "--shots", "3", "--seeds", "2", "--iterations", "15",
         "--task-ways", "3", "--task-shots", "2", "--task-queries", "3", "--cv", "3",
         "--ensemble", "2", "--no-transductive", "--no-automatic",
     )  # fmt: skip
