@@ -20,9 +20,7 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/cropmeta demo --out demo-out --seed $(SEED)
 
-# one worker more than the cores: tests that wait on subprocesses, Dask clusters or sockets
-# would otherwise leave a core idle
-XDIST   = -n $(shell echo $$(( $$(nproc) + 1 ))) --dist loadfile
+XDIST   = -n auto --dist loadfile
 
 test: install
 	$(PY) -m pytest -q $(XDIST) -m "not slow"

@@ -67,7 +67,7 @@ def saved_forest(work: Path, network: Path, x: torch.Tensor, seed: int) -> tuple
     picks = np.concatenate(
         [rng.choice(np.flatnonzero(labels == c), PER_CLASS, replace=False) for c in pool]
     )
-    rf = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
+    rf = RandomForestClassifier(forest_module.FOREST_TREES, random_state=seed, n_jobs=1)
     rf.fit(flat[::7][picks], labels[picks])
     out = work / f"forest-{seed}"
     save_bundle(ForestClassifier.from_sklearn(rf, CLASSES), load_config(network), out)

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from cropmeta.baselines.transfer import FineTuneConfig, fine_tune_all
 from cropmeta.ingest.prepare import Normaliser
 from cropmeta.learners.pretrain import SOURCES, Pretrained
 from cropmeta.models.bundle import Bundle, load_part
 from cropmeta.models.classifier import CropClassifier
-from cropmeta.models.forest import ForestClassifier
+from cropmeta.models.forest import ForestClassifier, fit_forest
 
 
 @dataclass
@@ -103,9 +103,7 @@ def pooled_forest(
     """A random forest (the ``random_forest`` baseline's settings) on sources + shots (each
     also weighing its ``weight``: self-training's pseudo-labels)."""
     xs, ys, w = pool.with_shots(x, y, codes, weight)
-    rf = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
-    rf.fit(_flat(xs), ys.numpy(), sample_weight=_weights(w))
-    return ForestClassifier.from_sklearn(rf, len(codes))
+    return fit_forest(_flat(xs), ys.numpy(), len(codes), seed, _weights(w))
 
 
 def pooled_boosting(

@@ -30,12 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from cropmeta.baselines.pooled import SourcePool
 from cropmeta.ingest.prepare import Normaliser
-from cropmeta.models.forest import ForestClassifier
+from cropmeta.models.forest import fit_forest
 from cropmeta.models.presto import EMBED
 from cropmeta.models.presto_head import (
     InnerHead,
@@ -67,9 +66,7 @@ def presto_forest(
     samples of those classes when given; ``latlon``: the target region's location."""
 
     def fit(emb: np.ndarray, labels: np.ndarray, weight: np.ndarray | None):
-        rf = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
-        rf.fit(emb, labels, sample_weight=weight)
-        forest = ForestClassifier.from_sklearn(rf, len(codes))
+        forest = fit_forest(emb, labels, len(codes), seed, weight)
         return forest.head.cfg, forest.head.state_dict()
 
     return _fit(x, y, doy, codes, bands, normaliser, latlon, pool, fit)

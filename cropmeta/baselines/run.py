@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.ensemble import RandomForestClassifier
 from torch import nn
 
 from cropmeta.baselines.names import (
@@ -31,7 +30,7 @@ from cropmeta.learners.pretrain import Pretrained
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.models.fit import fit_on_shots
-from cropmeta.models.forest import ForestClassifier
+from cropmeta.models.forest import ForestClassifier, fit_forest
 from cropmeta.models.presto_inputs import band_map
 
 
@@ -62,10 +61,8 @@ def random_forest(
     fitted by scikit-learn and held as tensors (:mod:`cropmeta.models.forest`), so it predicts,
     saves and maps like the networks; ``weight``: each sample's (self-training's
     pseudo-labels)."""
-    rf = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
     w = None if weight is None else weight.numpy()
-    rf.fit(x.numpy().reshape(len(x), -1), y.numpy(), sample_weight=w)
-    return ForestClassifier.from_sklearn(rf, n_classes)
+    return fit_forest(x.numpy().reshape(len(x), -1), y.numpy(), n_classes, seed, w)
 
 
 @dataclass

@@ -341,3 +341,21 @@ def float32_at_most(threshold: np.ndarray) -> np.ndarray:
     ``v <= t`` exactly when ``v <= float32_at_most(t)``."""
     t32 = threshold.astype(np.float32)
     return np.where(t32 > threshold, np.nextafter(t32, np.float32(-np.inf)), t32)
+
+
+#: Trees of every random forest cropmeta fits (the shots-only, pooled and Presto baselines and
+#: their self-trained variants): a few hundred, as operational crop mapping uses.
+FOREST_TREES = 300
+
+
+def fit_forest(
+    x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, weight: np.ndarray | None = None
+) -> ForestClassifier:
+    """A scikit-learn random forest of :data:`FOREST_TREES` trees fitted on features ``x``
+    (sample, feature) and class indices ``y`` (each sample weighing ``weight``), held as
+    tensors; one thread, so the trees do not depend on the machine."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    rf = RandomForestClassifier(n_estimators=FOREST_TREES, random_state=seed, n_jobs=1)
+    rf.fit(x, y, sample_weight=weight)
+    return ForestClassifier.from_sklearn(rf, n_classes)

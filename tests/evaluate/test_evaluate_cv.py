@@ -65,7 +65,7 @@ def test_evaluate_ensemble_of_the_best_validated_learners(rerun, tmp_path):
         )
         assert members == ranked
         runs = [r for r in results["runs"] if r["target"] == target and r["method"] == ENSEMBLE]
-        assert len(runs) == 4 and all(r["learner"] for r in runs)  # K = 1 and 3, 2 draws each
+        assert len(runs) == 2 and all(r["learner"] for r in runs)  # K = 3, 2 draws
         assert ENSEMBLE in results["summary"][target]
         one = runs[-1]
         res = adapt_ensemble(
