@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def timeless(value):
-    """``value`` without wall times (``seconds``, at any depth)."""
+    """``value`` without wall times (``seconds``, ``val_seconds``…, at any depth)."""
     if isinstance(value, dict):
-        return {k: timeless(v) for k, v in value.items() if k != "seconds"}
+        return {k: timeless(v) for k, v in value.items() if not k.endswith("seconds")}
     if isinstance(value, list):
         return [timeless(v) for v in value]
     return value

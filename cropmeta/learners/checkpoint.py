@@ -34,7 +34,8 @@ Tensors = dict[str, torch.Tensor]
 
 
 def new_history() -> dict[str, list]:
-    return {"iteration": [], "loss": [], "acc": [], "val_iteration": [], "val_acc": []}
+    keys = ("iteration", "loss", "acc", "val_iteration", "val_acc", "val_seconds")
+    return {key: [] for key in keys}
 
 
 @dataclass

@@ -125,6 +125,8 @@ def optimise(
         if val_batch is not None and (it % cfg.val_every == 0 or it == cfg.iterations):
             validate(t, val_batch, doy, ranks, loop, cfg.patience)
             metrics["val_acc"] = loop.history["val_acc"][-1]
+            # when each validation ended: the time to the best one is meta-training's real cost
+            loop.history.setdefault("val_seconds", []).append(round(time.perf_counter() - clock, 3))
         loop.seconds = time.perf_counter() - clock
         every = run.checkpoint_every
         if ranks.is_main and every and (it % every == 0 or it == cfg.iterations or loop.stopped):

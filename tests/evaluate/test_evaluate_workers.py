@@ -20,9 +20,9 @@ def test_jobs_come_back_in_order_and_a_failure_is_raised():
 
 
 def _timeless(value):
-    """``value`` without its wall times (``seconds``, at any depth)."""
+    """``value`` without its wall times (``seconds``, ``val_seconds``…, at any depth)."""
     if isinstance(value, dict):
-        return {k: _timeless(v) for k, v in value.items() if k != "seconds"}
+        return {k: _timeless(v) for k, v in value.items() if not k.endswith("seconds")}
     if isinstance(value, list):
         return [_timeless(v) for v in value]
     return value
