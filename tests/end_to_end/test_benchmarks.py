@@ -116,3 +116,25 @@ def test_adaptation_study_retakes_the_automatic_choice_with_a_default_correction
     runs[2]["cv_leader"] = "rf"  # the plain rule's pick, where the run recorded it
     plain = study.leader_rule(runs, "timematch")
     assert [(r["target"], r["metrics"]["overall_accuracy"]) for r in plain] == [("a", 0.7)]
+
+
+def test_meta_cost_reads_time_to_best_and_accuracy(tmp_path):
+    """benchmarks/meta_cost.py on a results.json written here: the first best validation's time,
+    plus the pre-training with a pre-trained start, over the pre-training; the accuracies."""
+    meta_cost = _load("meta_cost")
+    transfer = {"seconds": 2.0}
+    history = {"val_acc": [0.5, 0.8, 0.8], "val_seconds": [1.0, 3.0, 5.0], "seconds": 6.0,
+               "iteration": [1, 2, 3], "init": "random", "transfer": transfer}  # fmt: skip
+    warm = {**history, "init": "pretrained", "val_acc": [0.9, 0.1, 0.2]}
+    del warm["transfer"]
+    metrics = {"overall_accuracy": 0.6, "macro_f1": 0.5}
+    runs = [{"method": m, "shots": 5, "target": "t", "metrics": metrics}
+            for m in ("maml", "protonet", "transfer_all")]  # fmt: skip
+    results = {"folds": [{"target": "t", "sources": ["s"]}], "runs": runs,
+               "training": {"t": {"maml": {"history": history},
+                                  "protonet": {"history": warm}}}}  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    maml, protonet = meta_cost.rows(tmp_path, 5)
+    assert "| maml | random | 3 | 3.0 | 6.0 | 2.0 | 1.50 | 0.600 / 0.500 | 0.600 / 0.500 |" in maml
+    assert "| protonet | pretrained | 3 | 3.0 |" in protonet and "| 1.50 |" in protonet
+    assert meta_cost.time_to_best({"val_acc": [0.2]}) is None  # no times recorded
