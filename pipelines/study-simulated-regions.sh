@@ -58,11 +58,25 @@ for heads in $HEADS; do
     *) echo "$(basename "$0"): HEADS takes shared and classes, not $heads" >&2 && exit 2 ;;
   esac
 done
+# seed_run DIR: a run's folder that starts with the first run's world and region datasets (and
+# its marker), so the data are made and preprocessed once for the whole study
+first=""
+seed_run() {
+  local part
+  [[ -z $first || -e $1 ]] && return 0
+  mkdir -p "$1"
+  for part in world world.stamp regions .cropmeta-output.json; do
+    if [[ -e $first/$part ]]; then cp -r "$first/$part" "$1/"; fi
+  done
+}
 runs=()
 for heads in $HEADS; do
   prefix="" settings=()
   [[ $heads == classes ]] && prefix="classes-" settings=(--set head_init=classes)
+  seed_run "$OUT/${prefix}off"
   LEARNERS=${chosen[$heads]} OUT="$OUT/${prefix}off" bash "$here/$pipeline" "${settings[@]}" "$@"
+  first=${first:-$OUT/${prefix}off}
+  seed_run "$OUT/${prefix}on"
   LEARNERS=${chosen[$heads]} OUT="$OUT/${prefix}on" bash "$here/$pipeline" "${simulated[@]}" \
     "${settings[@]}" "$@"
   runs+=("${prefix}off=$OUT/${prefix}off" "${prefix}on=$OUT/${prefix}on")

@@ -20,6 +20,8 @@ def test_simulated_regions_study_on_the_tiny_world(tmp_path):
     args = ("evaluate-demo.sh", "--no-transductive")
     proc = run_pipeline("study-simulated-regions.sh", out, *args, SCALE="tiny", **env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # the world is made and its regions preprocessed once: the three later runs start from them
+    assert proc.stdout.count("evaluate-demo.sh: reusing") == 3, proc.stdout[-2000:]
     for run in ("off", "on", "classes-off", "classes-on"):
         assert_report(out / run, {"poltava", "nebraska"})
     for run in ("on", "classes-on"):
