@@ -200,17 +200,14 @@ def learner_configs(algorithms: list[str], pairs: list[str] | None) -> dict:
     """Each learner of ``algorithms`` with its typed settings
     (:data:`cropmeta.learners.config.LearnerConfig`) from ``--set KEY=VALUE``: every key must
     be a setting of one of them, and applies to each learner that has it."""
-    from cropmeta.learners.config import MetaTrainConfig
-    from cropmeta.learners.registry import learner_settings, own_settings
+    from cropmeta.learners.config import learner_config
+    from cropmeta.learners.registry import learner_settings
 
     try:
         given = learner_settings(algorithms, pairs or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
-    return {
-        name: MetaTrainConfig(algorithm=name, learner=own_settings(name, given)).learner
-        for name in algorithms
-    }
+    return {name: learner_config(name, given) for name in algorithms}
 
 
 def _config_defaults(ctx: typer.Context, value: Path | None) -> Path | None:

@@ -40,7 +40,7 @@ from cropmeta.errors import InputError
 from cropmeta.evaluate.report import validation_ranking
 from cropmeta.evaluate.workers import run_jobs
 from cropmeta.ingest.catalog_regions import preprocess_catalog_region
-from cropmeta.learners.config import LearnerConfig
+from cropmeta.learners.config import LearnerConfig, learner_config
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.models.bundle import load_config
 
@@ -100,7 +100,7 @@ class EvaluationConfig(BaseModel):
         for name in self.learners:
             given = self.learner_settings.get(name)
             if given is None:
-                self.learner_settings[name] = MetaTrainConfig(algorithm=name).learner
+                self.learner_settings[name] = learner_config(name)
             elif given.name != name:
                 raise ValueError(f"learner_settings[{name}] are {given.name}'s")
         return self

@@ -124,3 +124,9 @@ class MetaTrainConfig(BaseModel):
         if self.augment_baselines and not self.augment.active:
             raise ValueError("augment_baselines needs an active augment (shift, gain or offset)")
         return self
+
+
+def learner_config(name: str, settings: dict | None = None) -> LearnerConfig:
+    """The learner ``name``'s typed settings from ``settings`` (its own keys: another
+    learner's are ignored), its defaults for the rest."""
+    return MetaTrainConfig(algorithm=name, learner=settings or {}).learner
