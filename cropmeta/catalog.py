@@ -23,9 +23,11 @@ class RasterSpec(BaseModel):
 
     Layouts: ``per-date`` — a folder of one multi-band file per date, date in the file name;
     ``band-date-pattern`` — a folder of single-band files, ``pattern`` a regex whose named groups
-    ``band`` and ``date`` pick both out of the file name; ``stac`` — a local STAC ItemCollection
-    or catalog JSON whose items carry one asset per band; ``datacube`` — a netCDF or Zarr cube
-    with dimensions (time, band, y, x) or one variable per band over (time, y, x).
+    ``band`` and ``date`` pick both out of the file name; ``stac`` — STAC items (a JSON file or
+    URL: an ItemCollection, Item or Catalog) over local or remote rasters, as providers deliver
+    them, read onto one grid (``crs``, ``resolution``, ``bounds``, ``resampling``);
+    ``datacube`` — a netCDF or Zarr cube with dimensions (time, band, y, x) or one variable per
+    band over (time, y, x).
     """
 
     layout: Literal["per-date", "band-date-pattern", "stac", "datacube"] = "per-date"
@@ -38,6 +40,22 @@ class RasterSpec(BaseModel):
     quality_band: str | None = Field(None, description="scene classification band, e.g. SCL")
     valid_range: tuple[float, float] | None = Field(
         None, description="physical values outside this range are masked"
+    )
+    crs: str | None = Field(
+        None, description="stac: the CRS to read on (e.g. EPSG:32633; default: most items')"
+    )
+    resolution: float | None = Field(
+        None, gt=0, description="stac: pixel size in CRS units (default: the finest band's)"
+    )
+    resampling: Literal["bilinear", "nearest", "average", "cubic"] | None = Field(
+        None,
+        description="stac: how reflectance bands at another resolution or CRS are resampled "
+        "(default: bilinear, or average onto a coarser grid; class bands: always nearest/mode)",
+    )
+    bounds: tuple[float, float, float, float] | None = Field(
+        None,
+        description="stac: left, bottom, right, top in the CRS (default: the labels' extent, "
+        "else the items')",
     )
 
 

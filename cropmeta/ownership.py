@@ -42,6 +42,7 @@ PNG_KEY = "cropmeta-output"
 #: Every kind of output, with the words errors use for it.
 KINDS = {
     "world": "a synthetic world",
+    "stac-items": "a provider-shaped STAC item collection",
     "region-dataset": "a region dataset",
     "region-datasets": "a folder of region datasets",
     "meta-model": "a meta-trained model",

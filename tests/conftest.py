@@ -86,6 +86,7 @@ LONGEST = (
     "test_pipelines.py",
     "test_learner_matrix.py",
     "test_evaluate_reruns.py",
+    "test_own_data_walkthrough.py",
 )
 
 

@@ -9,11 +9,13 @@ import typer
 
 from cropmeta.cli.options import (
     MANY,
+    CrsOpt,
     LayoutOpt,
     OffsetOpt,
     Overwrite,
     PatternOpt,
     QualityOpt,
+    ResolutionOpt,
     SamplingChoice,
     ScaleOpt,
     Seed,
@@ -21,6 +23,7 @@ from cropmeta.cli.options import (
     TableFormat,
     UserTaxonomyOpt,
     ValidRangeOpt,
+    WorldLayout,
     WorldScale,
     count,
     raster_spec,
@@ -87,6 +90,14 @@ def synth(
         typer.Option(help=region_help("Only this region (repeatable)", "the world", False)),
     ] = None,
     overwrite: Overwrite = False,
+    layout: Annotated[
+        WorldLayout,
+        typer.Option(
+            "--as",
+            help="per-date: the tiles only; earth-search or planetary-computer: also each "
+            "region as that provider's STAC items over COGs, in <out>/<region>/stac-<provider>.",
+        ),
+    ] = "per-date",
 ) -> None:
     """Write the synthetic multi-region Sentinel-2 world: per-date GeoTIFFs + field GeoPackages."""
     from cropmeta.synth import make_world
@@ -102,12 +113,32 @@ def synth(
             overwrite=overwrite,
         )
     typer.echo(f"world written; catalog: {catalog}")
+    provider = WorldLayout(layout).value
+    if provider != "per-date":
+        from cropmeta.catalog import load_catalog
+        from cropmeta.synth.providers import write_provider_items
+
+        for entry in load_catalog(catalog).regions:
+            with progress_bar(f"{entry.name} as {provider}") as bar:
+                items = write_provider_items(
+                    catalog,
+                    entry.name,
+                    Path(out) / entry.name / f"stac-{provider}",
+                    provider,
+                    progress=lambda _d, i, n: bar(i, n),
+                )
+            typer.echo(f"{entry.name} as {provider}: {items}")
 
 
 @one_line_errors
 def preprocess(
     out: Annotated[Path, typer.Option(help="Region dataset to write (.zarr).")],
-    tiles: Annotated[Path | None, typer.Option(help="Folder of per-date GeoTIFFs.")] = None,
+    tiles: Annotated[
+        Path | None,
+        typer.Option(
+            help="The region's rasters (see --layout): a folder, or STAC items (file or URL)."
+        ),
+    ] = None,
     labels: Annotated[
         Path | None,
         typer.Option(
@@ -175,6 +206,8 @@ def preprocess(
     labels_crs: Annotated[str, typer.Option(help="CRS of CSV point coordinates.")] = "EPSG:4326",
     layout: LayoutOpt = "per-date",
     pattern: PatternOpt = None,
+    crs: CrsOpt = None,
+    resolution: ResolutionOpt = None,
     scale: ScaleOpt = None,
     offset: OffsetOpt = None,
     quality_band: QualityOpt = None,
@@ -263,6 +296,9 @@ def preprocess(
     options = {"options": preprocessing, "overwrite": overwrite}
     if taxonomy is not None and not unlabelled:
         options["user_taxonomy"] = str(taxonomy)
+    rasters = tiles and raster_spec(
+        tiles, layout, pattern, scale, offset, quality_band, valid_range, crs, resolution
+    )
     if unlabelled:
         check_unlabelled_options(
             tiles, labels, sample_pixels, label_column, drop_unknown, catalog, table
@@ -270,7 +306,7 @@ def preprocess(
         assert tiles is not None
         with progress_bar("preprocess unlabelled") as bar:
             ds = preprocess_unlabelled(
-                raster_spec(tiles, layout, pattern, scale, offset, quality_band, valid_range),
+                rasters,
                 labels,
                 out,
                 sample_pixels=sample_pixels,
@@ -339,7 +375,7 @@ def preprocess(
             )
         else:
             ds = preprocess_region(
-                raster_spec(tiles, layout, pattern, scale, offset, quality_band, valid_range),
+                rasters,
                 labels,
                 label_column,
                 out,

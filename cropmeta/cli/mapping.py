@@ -9,10 +9,12 @@ import typer
 
 from cropmeta.cli.options import (
     MANY,
+    CrsOpt,
     LayoutOpt,
     OffsetOpt,
     Overwrite,
     PatternOpt,
+    ResolutionOpt,
     ScaleOpt,
     Seed,
     SuggestMethod,
@@ -104,6 +106,8 @@ def map_(
     ] = None,
     layout: LayoutOpt = "per-date",
     pattern: PatternOpt = None,
+    crs: CrsOpt = None,
+    resolution: ResolutionOpt = None,
     scale: ScaleOpt = None,
     offset: OffsetOpt = None,
     overwrite: Overwrite = False,
@@ -127,7 +131,7 @@ def map_(
         scheduler=scheduler,
         overwrite=overwrite,
     )
-    spec = raster_spec(tiles, layout, pattern, scale, offset)
+    spec = raster_spec(tiles, layout, pattern, scale, offset, crs=crs, resolution=resolution)
     with progress_bar("map") as bar:
         result = map_region(model, spec, out, options, progress=bar)
     if result.reused:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import re
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -79,6 +80,10 @@ Method = Enum("Method", {k: k for k in (*ALGORITHMS, *BASELINES, BEST)}, type=st
 Transduction = Enum("Transduction", {k: k for k in TRANSDUCTIONS}, type=str)
 SuggestMethod = Enum("SuggestMethod", {k: k for k in SUGGEST_METHODS}, type=str)
 WorldScale = Enum("WorldScale", {k: k for k in ("demo", "tiny", "bench")}, type=str)
+#: What `synth --as` writes beside each region's per-date tiles (cropmeta.synth.providers).
+WorldLayout = Enum(
+    "WorldLayout", {k: k for k in ("per-date", "earth-search", "planetary-computer")}, type=str
+)
 Uncertainty = Enum("Uncertainty", {k: k for k in get_args(UncertaintyKind)}, type=str)
 Encoder = Enum("Encoder", {k: k for k in get_args(EncoderName)}, type=str)
 TableFormat = Enum("TableFormat", {"long": "long", "wide": "wide"}, type=str)
@@ -100,14 +105,42 @@ ValidRangeOpt = Annotated[
 ]
 
 
-def raster_spec(tiles: Path, layout, pattern, scale, offset, quality=None, valid_range=None):
-    """The raster options of `preprocess` and `map` as the catalog's raster description."""
+CrsOpt = Annotated[
+    str | None,
+    typer.Option(help="--layout stac: the CRS to read on, e.g. EPSG:32633 (default: most items')."),
+]
+ResolutionOpt = Annotated[
+    float | None,
+    real("--layout stac: pixel size in CRS units (default: the finest band's).", 1e-9, 1e9),
+]
+
+
+def raster_spec(
+    tiles: Path | str,
+    layout,
+    pattern,
+    scale,
+    offset,
+    quality=None,
+    valid_range=None,
+    crs: str | None = None,
+    resolution: float | None = None,
+):
+    """The raster options of `preprocess` and `map` as the catalog's raster description.
+
+    ``tiles`` may be a URL (STAC items over HTTP): a path option has folded its ``//`` into
+    one, which is restored here.
+    """
     from cropmeta.catalog import RasterSpec
 
     if valid_range is not None and not valid_range[0] < valid_range[1]:
         raise typer.BadParameter("MIN must be below MAX", param_hint="--valid-range")
+    if (crs or resolution) and Layout(layout).value != "stac":
+        raise typer.BadParameter("only with --layout stac", param_hint="--crs/--resolution")
     return RasterSpec(
-        path=str(tiles),
+        path=re.sub(r"^(https?|s3|gs|az):/(?!/)", r"\1://", str(tiles)),
+        crs=crs,
+        resolution=resolution,
         layout=Layout(layout).value,
         pattern=pattern,
         scale=scale,

@@ -25,9 +25,11 @@ import pyogrio
 import shapely
 from pyproj import CRS as ProjCRS
 from pyproj.exceptions import CRSError
+from rasterio.crs import CRS as RioCRS
 
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import UNLABELLED_CODE
+from cropmeta.ingest.sources.stac import Extent
 from cropmeta.ingest.table_readers import data_row
 from cropmeta.taxonomy import Taxonomy
 
@@ -378,3 +380,24 @@ def _names(values: Any, limit: int = 10, show: Callable[[Any], str] = repr) -> s
     values = list(values)
     shown = ", ".join(show(v) for v in values[:limit])
     return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+#: Metres added around a label file's extent when it bounds the area read (edge pixels).
+EXTENT_MARGIN = 100.0
+
+
+def label_extent(path: str | Path, layer: str | None = None) -> Extent | None:
+    """The extent of a vector label file with a CRS (from its header, plus
+    :data:`EXTENT_MARGIN`), or None where it has none (a CSV of points, an unreadable file:
+    its reader reports that)."""
+    try:
+        info = pyogrio.read_info(str(path), layer=layer, force_total_bounds=True)
+    except Exception:  # the label reader names the problem
+        return None
+    bounds, crs = info.get("total_bounds"), info.get("crs")
+    if bounds is None or crs is None or not np.all(np.isfinite(bounds)):
+        return None
+    left, bottom, right, top = (float(v) for v in bounds)
+    unit = ProjCRS.from_user_input(crs).axis_info[0].unit_name
+    pad = EXTENT_MARGIN if unit in ("metre", "meter") else EXTENT_MARGIN / 111_000
+    return Extent((left - pad, bottom - pad, right + pad, top + pad), RioCRS.from_user_input(crs))

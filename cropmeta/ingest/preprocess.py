@@ -18,11 +18,11 @@ from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError
 from cropmeta.ingest.aggregate import field_statistics, pixel_values, sample_pixels
 from cropmeta.ingest.dataset import Samples, build_region_dataset, joined, save_region
-from cropmeta.ingest.labels import read_fields, read_labels
+from cropmeta.ingest.labels import label_extent, read_fields, read_labels
 from cropmeta.ingest.options import PreprocessOptions, preprocess_options
 from cropmeta.ingest.pixels import NON_CROP, non_crop_samples, random_pixel_samples
 from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
-from cropmeta.ingest.sources import RasterStack, open_raster
+from cropmeta.ingest.sources import Extent, RasterStack, StacStack, open_raster, pin_grid
 from cropmeta.ownership import claim
 from cropmeta.taxonomy import Taxonomy, load_taxonomy
 
@@ -101,7 +101,7 @@ def preprocess_region(
     if out is not None:
         inputs = [tiles, labels, user_taxonomy]
         claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
-    stack, prep = _prepared_stack(spec, root, o)
+    stack, prep = _prepared_stack(spec, root, o, label_extent(labels, layer))
     fields = read_labels(
         labels,
         label_column,
@@ -135,7 +135,7 @@ def preprocess_region(
         summary=summary,
         inputs=dict(
             tiles=str(Path(tiles).resolve()),
-            raster=spec.model_dump(mode="json"),
+            raster=recorded_spec(spec, stack),
             band_scaling="scale/offset from the spec where given, else from the files' metadata",
             labels=str(Path(labels).resolve()),
             label_column=label_column,
@@ -222,7 +222,8 @@ def preprocess_unlabelled(
     if out is not None:
         inputs = [tiles, *([] if fields is None else [fields])]
         claim(out, "region-dataset", inputs=inputs, overwrite=overwrite)
-    stack, prep = _prepared_stack(spec, root, o)
+    extent = None if fields is None else label_extent(fields, layer)
+    stack, prep = _prepared_stack(spec, root, o, extent)
     if fields is not None:
         table = read_fields(
             fields,
@@ -257,7 +258,7 @@ def preprocess_unlabelled(
         summary=summary,
         inputs=dict(
             tiles=str(Path(tiles).resolve()),
-            raster=spec.model_dump(mode="json"),
+            raster=recorded_spec(spec, stack),
             band_scaling="scale/offset from the spec where given, else from the files' metadata",
             unlabelled=True,
             **how,
@@ -269,11 +270,21 @@ def preprocess_unlabelled(
     return ds
 
 
+def recorded_spec(spec: RasterSpec, stack: RasterStack) -> dict:
+    """The raster spec as a region dataset records it: for STAC items, with the grid they were
+    read on and the asset each band came from, so a map can read the same pixels."""
+    record = pin_grid(spec, stack).model_dump(mode="json")
+    if isinstance(stack, StacStack):
+        record["assets"] = stack.asset_keys
+    return record
+
+
 def _prepared_stack(
-    spec: RasterSpec, root: Path | None, o: PreprocessOptions
+    spec: RasterSpec, root: Path | None, o: PreprocessOptions, extent: Extent | None = None
 ) -> tuple[RasterStack, Preparation]:
-    """The opened rasters and the preparation they are read with (bands checked present)."""
-    stack = open_raster(spec, root)
+    """The opened rasters and the preparation they are read with (bands checked present);
+    ``extent``: the labels', which bounds what a mosaic of tiles reads."""
+    stack = open_raster(spec, root, extent)
     quality = spec.quality_band or ("SCL" if "SCL" in stack.band_names else None)
     if quality is not None:
         stack.band_index(quality)

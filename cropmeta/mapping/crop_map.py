@@ -30,7 +30,8 @@ from rasterio.transform import array_bounds
 
 from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError
-from cropmeta.ingest.sources import RasterStack, open_raster
+from cropmeta.ingest.labels import label_extent
+from cropmeta.ingest.sources import RasterStack, is_remote, open_raster, pin_grid
 from cropmeta.mapping import fields as polygons
 from cropmeta.mapping.blocks import NODATA_CLASS, NODATA_SCALED, SCALE, MapJob
 from cropmeta.mapping.cog import Layer, write_cog
@@ -155,7 +156,8 @@ def map_region(
     options = (options or MapOptions()).model_copy(update=overrides)
     model_dir, out = Path(model_dir), Path(out)
     spec = tiles if isinstance(tiles, RasterSpec) else RasterSpec(path=str(tiles))
-    spec = spec.model_copy(update={"path": str(Path(spec.path).expanduser().absolute())})
+    if not is_remote(spec.path):
+        spec = spec.model_copy(update={"path": str(Path(spec.path).expanduser().absolute())})
     outputs = options.kinds(out)
     claim(
         out,
@@ -165,7 +167,9 @@ def map_region(
         companions={p: kind for p, kind in outputs.items() if p != out},
     )
     _, cfg = load_bundle(model_dir)  # the weights too: damaged ones fail before any work
-    stack = open_raster(spec)
+    area = options.aoi or options.fields  # what a mosaic of STAC tiles needs to read
+    stack = open_raster(spec, extent=None if area is None else label_extent(area))
+    spec = pin_grid(spec, stack)  # the blocks' workers read the same grid
     _check(model_dir, cfg, stack, Path(spec.path))
     bounds = array_bounds(stack.height, stack.width, stack.transform)
     aoi = fields_gdf = None

@@ -1,131 +1,570 @@
-"""The ``stac`` layout: a local STAC ItemCollection, Item, Catalog or Collection, read with pystac.
+"""The ``stac`` layout: STAC items as providers deliver them, loaded with odc-stac.
 
-Each item is one acquisition (its ``datetime``, or ``start_datetime`` for a range) and carries
-one asset per band. An asset's band is named by its key; an asset whose ``eo:bands`` (or STAC
-1.1 ``bands``) lists one band is also found under that band's ``name``, and one listing several
-bands contributes each of them, by name, as bands 1..n of the file. Thumbnails, overviews and
-metadata assets are skipped. Hrefs must be local: absolute paths, ``file://`` URLs, or paths
-relative to the item's own JSON (or, for an ItemCollection, to the collection file).
+The items come from a local JSON file or an ``http(s)://`` URL: an ItemCollection (a search
+result), an Item, or a Catalog/Collection with items. Each item is one acquisition of one
+tile; its assets are resolved to bands by :mod:`.stac_bands` (earth-search's ``red``/``nir08``/
+``scl``, the Planetary Computer's ``B04``/``B8A``/``SCL``, Landsat's, or the asset's own key).
+Hrefs may be local paths (absolute, ``file://``, or relative to the JSON file) or remote
+(``http(s)://``, ``s3://``, ``gs://``), read by GDAL's virtual file systems with range
+requests, so only the blocks a window needs travel.
 
-The stack's :attr:`~.BandFileStack.source_files` are the STAC file, the items' own JSON files
-(a Catalog's) and the asset files: what a map's resume check signs.
+odc-stac (rather than stackstac: it reads items without the projection extension, honours
+each asset's own grid, and fuses same-day items without dask graphs per pixel) builds one
+lazy cube on one grid:
+
+* **the grid** is the spec's ``crs``/``resolution``/``bounds`` where given; else the CRS most
+  items are in, the finest native resolution among the bands read, and the extent of the
+  labels (``extent``, given by preprocess) or else of all items, snapped to the native pixel
+  grid of that CRS so that 10 m pixels are read exactly as stored;
+* **bands at other resolutions or in other CRSs** (20 m, 60 m, a neighbouring UTM zone) are
+  resampled into it: reflectance bilinearly (by average when the grid is coarser), class bands
+  (SCL, QA_PIXEL) by nearest neighbour (by mode when coarser);
+* **items of the same day** (overlapping tiles, neighbouring orbits) are mosaicked, the first
+  valid pixel winning, grouped by local solar day.
+
+Stored values become reflectance on every read with each date's own scale and offset (see
+:func:`~.stac_bands.scaling`): a collection may span the 2022 processing-baseline change,
+whose offset then applies to the later dates only. Items of one day that disagree on a band's
+scaling cannot be mosaicked and are refused.
+
+:attr:`StacStack.source_files` (what a map's resume check signs) are the local JSON files and
+local asset files; remote assets are not signed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from datetime import date
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
+import numpy as np
 import pystac
+import rasterio
+import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+from rasterio.transform import array_bounds
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 
 from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError
-from cropmeta.ingest.sources.geotiff import BandFileStack, BandRecord, assemble
+from cropmeta.ingest.prepare import Preparation
+from cropmeta.ingest.sources.base import RasterStack, to_reflectance
+from cropmeta.ingest.sources.geotiff import read_problem
+from cropmeta.ingest.sources.stac_bands import (
+    CLASS_BANDS,
+    DEFAULT_BANDS,
+    LANDSAT_KEYS,
+    SENTINEL2_KEYS,
+    AmbiguousAssets,
+    AssetBand,
+    item_bands,
+)
 
-_SKIP_ROLES = {"thumbnail", "overview", "metadata", "visual"}
-_RASTER_ENDINGS = (".tif", ".tiff", ".jp2", ".vrt", ".img")
+REMOTE = ("http://", "https://", "s3://", "gs://", "az://", "/vsi")
+#: GDAL settings for remote reads: no folder listings, retries, a block cache.
+REMOTE_GDAL = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.vrt",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "GDAL_HTTP_MULTIRANGE": "YES",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "VSI_CACHE": "TRUE",
+}
+#: Rows and columns of one lazily read block of the cube.
+CHUNK = 512
 
 
-def _items(path: Path) -> list[pystac.Item]:
-    """The items of a local STAC JSON file (ItemCollection, Item, Catalog or Collection)."""
+def is_remote(href: str) -> bool:
+    """Whether ``href`` is read over a network (HTTP(S), S3, GCS, Azure, a GDAL /vsi path)."""
+    return href.startswith(REMOTE)
+
+
+@dataclass(frozen=True)
+class Extent:
+    """An area to read: ``bounds`` (left, bottom, right, top) in ``crs``."""
+
+    bounds: tuple[float, float, float, float]
+    crs: CRS
+
+
+def read_items(source: str | Path) -> tuple[list[pystac.Item], str]:
+    """The items of a STAC JSON file or URL, and the base that relative hrefs start from."""
+    text = str(source)
+    remote = is_remote(text)
+    where = text if remote else Path(text)
+    if not remote and not Path(text).is_file():
+        raise InputError(where, "STAC file not found")
     try:
-        kind = json.loads(path.read_text(encoding="utf-8")).get("type")
+        if remote:
+            payload = pystac.StacIO.default().read_text(text)
+        else:
+            payload = Path(text).read_text(encoding="utf-8")
+        kind = json.loads(payload).get("type")
         if kind == "FeatureCollection":
-            return list(pystac.ItemCollection.from_file(str(path)).items)
-        obj = pystac.read_file(str(path))
-        if isinstance(obj, pystac.Item):
-            return [obj]
-        if isinstance(obj, pystac.Catalog):
-            return list(obj.get_items(recursive=True))
-    except FileNotFoundError:
-        raise InputError(path, "STAC file not found") from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, pystac.STACError) as exc:
+            items = list(pystac.ItemCollection.from_dict(json.loads(payload)).items)
+        else:
+            obj = pystac.read_file(text)
+            items = (
+                [obj]
+                if isinstance(obj, pystac.Item)
+                else list(obj.get_items(recursive=True))
+                if isinstance(obj, pystac.Catalog)
+                else None
+            )
+            if items is None:
+                raise InputError(where, "not a STAC ItemCollection, Item, Catalog or Collection")
+    except InputError:
+        raise
+    except Exception as exc:  # urllib, json and pystac raise many types for a bad source
         problem = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise InputError(path, f"not a readable STAC JSON ({problem})") from None
-    raise InputError(path, "not a STAC ItemCollection, Item, Catalog or Collection")
+        raise InputError(where, f"not a readable STAC JSON ({problem[:200]})") from None
+    if not items:
+        raise InputError(where, "the STAC file lists no items")
+    base = text.rsplit("/", 1)[0] + "/" if remote else str(Path(text).resolve().parent) + "/"
+    return items, base
 
 
-def _day(item: pystac.Item, path: Path) -> date:
+def absolute_href(href: str, item: pystac.Item, base: str) -> str:
+    """``href`` as a URL or an absolute local path: relative ones start from the item's own
+    JSON file where it has one, else from the STAC file's folder (or URL)."""
+    if href.startswith("file:"):
+        return unquote(urlparse(href).path)
+    if is_remote(href) or Path(href).is_absolute():
+        return href
+    own = item.get_self_href()
+    start = own.rsplit("/", 1)[0] + "/" if own else base
+    if is_remote(start):
+        return urljoin(start, href)
+    return str((Path(start) / href).resolve())
+
+
+def solar_day(item: pystac.Item, where: Path | str) -> date:
+    """The local solar day of the acquisition (UTC time + longitude / 15 h): the day by which
+    same-day items are mosaicked."""
     when = item.datetime or item.common_metadata.start_datetime
     if when is None:
-        raise InputError(path, f"item {item.id!r} has no datetime")
-    return when.date()
+        raise InputError(where, f"item {item.id!r} has no datetime")
+    lon = 0.0 if item.bbox is None else (item.bbox[0] + item.bbox[2]) / 2
+    return (when + timedelta(hours=lon / 15)).date()
 
 
-def _local(href: str, item: pystac.Item, path: Path) -> Path:
-    """An asset href as a local path; relative ones against the item's (or the file's) folder."""
-    if href.startswith("file:"):
-        href = unquote(urlparse(href).path)
-    elif "://" in href:
-        raise InputError(path, f"item {item.id!r}: asset {href!r} is not a local file")
-    self_href = item.get_self_href()
-    base = Path(self_href).parent if self_href and "://" not in self_href else path.parent
-    local = Path(href)
-    return local if local.is_absolute() else (base / local).resolve()
+@dataclass
+class _Plan:
+    """What :func:`open_stac` found in the items before loading."""
+
+    where: Path | str  # the STAC file or URL, named in errors about the items as a whole
+    items: list[pystac.Item]
+    bands: list[dict[str, AssetBand]]
+    days: list[date]
+    headers: dict[str, rasterio.profiles.Profile] = field(default_factory=dict)
+
+    def header(self, href: str, item: pystac.Item) -> dict:
+        """The raster header of ``href`` (opened once): its CRS, grid, scales and nodata."""
+        if href not in self.headers:
+            try:
+                with rasterio.Env(**REMOTE_GDAL), rasterio.open(href) as src:
+                    self.headers[href] = dict(
+                        crs=src.crs, transform=src.transform, width=src.width,
+                        height=src.height, scales=src.scales, offsets=src.offsets,
+                        nodata=src.nodata,
+                    )  # fmt: skip
+            except RasterioError as exc:
+                raise InputError(
+                    _where(href), f"item {item.id!r}: cannot open raster ({read_problem(exc)})"
+                ) from None
+        return self.headers[href]
 
 
-def _is_band_asset(asset: pystac.Asset) -> bool:
-    if _SKIP_ROLES & set(asset.roles or []):
-        return False
-    if asset.media_type:
-        return asset.media_type.startswith("image/") and "png" not in asset.media_type
-    return asset.href.lower().endswith(_RASTER_ENDINGS)
+def _where(href: str) -> Path | str:
+    return href if is_remote(href) else Path(href)
 
 
-def _band_names(key: str, asset: pystac.Asset) -> tuple[list[tuple[str, int]], list[str]]:
-    """An asset's bands as (name, 1-based band number), and other names of a single band.
+def _requested(name: str, available: list[str]) -> str | None:
+    """The band a spec's ``name`` asks for: a band's own name (any case) or a provider key."""
+    folded = {b.casefold(): b for b in available}
+    for candidate in (name, SENTINEL2_KEYS.get(name.casefold()), LANDSAT_KEYS.get(name.casefold())):
+        if candidate and candidate.casefold() in folded:
+            return folded[candidate.casefold()]
+    return None
 
-    A multi-band asset's bands are named by ``eo:bands``; a single-band asset's band by its
-    key, with the ``eo:bands`` name as an alias that a spec's ``bands`` may use.
+
+def _choose_bands(plan: _Plan, spec: RasterSpec, where: Path | str) -> tuple[list[str], dict]:
+    """The bands to read, in order, and the names a spec used for them (name → band).
+
+    A spec's ``bands`` (and ``quality_band``, else SCL where the items hold it) are looked up
+    by band name or provider key, any case. By default: the sensor's usual bands
+    (:data:`~.stac_bands.DEFAULT_BANDS`) and its quality band where the items hold them, or,
+    for items of no known provider, every band.
+    Every item must hold every band read.
     """
-    listed = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands") or []
-    names = [b.get("name") for b in listed if isinstance(b, dict)]
-    if len(names) > 1:
-        return [(n or f"{key}_{j + 1}", j + 1) for j, n in enumerate(names)], []
-    return [(key, 1)], [n for n in names if n and n != key]
+    seen = sorted(set().union(*plan.bands))
+    used: dict[str, str] = {}
+    if spec.bands:
+        for name in [*spec.bands, *([spec.quality_band] if spec.quality_band else [])]:
+            band = _requested(name, seen)
+            if band is None:
+                raise InputError(
+                    where, f"band {name!r} matches no asset (bands: {', '.join(seen)})"
+                )
+            used[name] = band
+        chosen = list(dict.fromkeys(used.values()))
+        if not spec.quality_band and "SCL" in seen:  # clouds are masked unless asked otherwise
+            chosen.append("SCL")
+    elif any(record.known for bands in plan.bands for record in bands.values()):
+        chosen = [b for b in DEFAULT_BANDS if b in seen]
+        if spec.quality_band:
+            used[spec.quality_band] = _requested(spec.quality_band, seen) or spec.quality_band
+            chosen = list(dict.fromkeys([*chosen, used[spec.quality_band]]))
+    else:
+        chosen = seen
+    for bands, item in zip(plan.bands, plan.items, strict=True):
+        lacking = [b for b in chosen if b not in bands]
+        if lacking:
+            raise InputError(where, f"item {item.id!r} lacks band(s) {', '.join(lacking)}")
+    return chosen, used
 
 
-def open_stac(path: Path, spec: RasterSpec) -> BandFileStack:
-    """One stack from the STAC items: a date per item, a band per (named) asset band."""
-    if not path.is_file():
-        raise InputError(path, "STAC file not found")
-    items = _items(path)
-    if not items:
-        raise InputError(path, "the STAC file lists no items")
-    records: list[BandRecord] = []
-    first: dict[date, str] = {}
-    for item in items:
-        day = _day(item, path)
-        other = first.setdefault(day, item.id)
-        if other != item.id:
-            raise InputError(path, f"items {other!r} and {item.id!r} share the date {day}")
-        bands: dict[str, BandRecord] = {}
-        aliases: dict[str, BandRecord] = {}
-        for key, asset in item.assets.items():
-            if not _is_band_asset(asset):
-                continue
-            file = _local(asset.href, item, path)
-            own, other_names = _band_names(key, asset)
-            for name, band_no in own:
-                bands.setdefault(name, BandRecord(day, name, file, band_no))
-            for name in other_names:
-                aliases.setdefault(name, BandRecord(day, name, file, 1))
-        for name in [*(spec.bands or []), spec.quality_band]:  # a spec may use eo:bands names
-            if name not in bands and name in aliases:
-                bands[name] = aliases[name]
-        records.extend(bands.values())
-    stack = assemble(records, path, spec)
-    return replace(stack, metadata=tuple(dict.fromkeys([path.resolve(), *_item_files(items)])))
+def _native(record: AssetBand, item: pystac.Item, plan: _Plan) -> tuple[CRS, Affine, int, int]:
+    """An asset's own CRS and grid: its (or its item's) ``proj:*`` fields, else its header."""
+    asset = item.assets[record.key]
+    fields = {**item.properties, **asset.extra_fields}
+    code = fields.get("proj:code") or (
+        f"EPSG:{fields['proj:epsg']}" if fields.get("proj:epsg") else None
+    )
+    if code and fields.get("proj:transform") and fields.get("proj:shape"):
+        rows, cols = fields["proj:shape"]
+        return CRS.from_user_input(code), Affine(*fields["proj:transform"][:6]), cols, rows
+    head = plan.header(record.href, item)
+    return head["crs"], head["transform"], head["width"], head["height"]
 
 
-def _item_files(items: list[pystac.Item]) -> list[Path]:
-    """The local JSON files the items were read from (a Catalog's items have their own)."""
-    files = []
-    for item in items:
-        href = item.get_self_href()
-        if href and "://" not in href and Path(href).is_file():
-            files.append(Path(href).resolve())
-    return files
+def choose_grid(
+    plan: _Plan, bands: list[str], spec: RasterSpec, extent: Extent | None
+) -> tuple[CRS, Affine, int, int]:
+    """The grid every band is read on (see the module docstring): CRS, transform, width, height."""
+    natives = [
+        _native(bands_of[b], item, plan)
+        for item, bands_of in zip(plan.items, plan.bands, strict=True)
+        for b in bands
+    ]
+    crs_count = Counter(n[0].to_wkt() for n in natives)
+    crs = (
+        CRS.from_user_input(spec.crs) if spec.crs else CRS.from_wkt(crs_count.most_common(1)[0][0])
+    )
+    in_crs = [n for n in natives if n[0] == crs] or natives
+    res = spec.resolution or min(abs(n[1].a) for n in in_crs)
+    anchor = min(in_crs, key=lambda n: abs(n[1].a))[1]  # the finest native grid in that CRS
+    if spec.bounds is not None:
+        left, bottom, right, top = spec.bounds
+    elif extent is not None:
+        left, bottom, right, top = transform_bounds(extent.crs, crs, *extent.bounds)
+    else:
+        boxes = [transform_bounds(c, crs, *array_bounds(h, w, t)) for c, t, w, h in natives]
+        left, bottom = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        right, top = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    if spec.crs is None or spec.crs == crs:  # snap outwards to the native pixel grid
+        x0, y0 = anchor.c % res, anchor.f % res
+        left = x0 + math.floor((left - x0) / res + 1e-9) * res
+        right = x0 + math.ceil((right - x0) / res - 1e-9) * res
+        bottom = y0 + math.floor((bottom - y0) / res + 1e-9) * res
+        top = y0 + math.ceil((top - y0) / res - 1e-9) * res
+    width, height = round((right - left) / res), round((top - bottom) / res)
+    if width < 1 or height < 1:
+        raise InputError(plan.where, "the area to read is empty")
+    return crs, Affine(res, 0, left, 0, -res, top), width, height
+
+
+def _scaling(plan: _Plan, bands: list[str], spec: RasterSpec) -> tuple[np.ndarray, ...]:
+    """Each date's (scale, offset) per band, and each band's nodata: the items' own, else the
+    asset file's header, else none; a spec's values replace them. Items of one day must agree."""
+    dates = sorted(set(plan.days))
+    scales, offsets = np.ones((len(dates), len(bands))), np.zeros((len(dates), len(bands)))
+    nodata: list[float | None] = [None] * len(bands)
+    chosen: dict[tuple[int, int], tuple[float, float, str]] = {}
+    for item, bands_of, day in zip(plan.items, plan.bands, plan.days, strict=True):
+        t = dates.index(day)
+        for b, band in enumerate(bands):
+            record = bands_of[band]
+            scale, offset, missing = record.scale, record.offset, record.nodata
+            if scale is None and band not in CLASS_BANDS and spec.scale is None:
+                head = plan.header(record.href, item)
+                scale, offset = (
+                    head["scales"][record.band_no - 1],
+                    head["offsets"][record.band_no - 1],
+                )
+                missing = head["nodata"] if missing is None else missing
+            value = (scale if scale is not None else 1.0, offset or 0.0, item.id)
+            other = chosen.setdefault((t, b), value)
+            if other[:2] != value[:2]:
+                raise InputError(
+                    plan.where,
+                    f"items {other[2]!r} and {item.id!r} of {day} store band {band} with "
+                    f"different scale/offset ({other[0]:g}/{other[1]:g} vs {value[0]:g}/"
+                    f"{value[1]:g}: different processing baselines?) and cannot be mosaicked",
+                )
+            scales[t, b], offsets[t, b] = value[:2]
+            nodata[b] = missing if nodata[b] is None else nodata[b]
+    if spec.scale is not None:
+        scales[:] = spec.scale
+    if spec.offset is not None:
+        offsets[:] = spec.offset
+    if spec.nodata is not None:
+        nodata = [spec.nodata] * len(bands)
+    return scales, offsets, nodata
+
+
+def _odc_items(plan: _Plan, bands: list[str], nodata: list[float | None]) -> tuple[list, list]:
+    """Copies of the items whose assets are keyed by the band they hold, with absolute hrefs,
+    a footprint (from a header where an item has none) and each band's nodata, and the name
+    odc-stac reads each band by (``band`` or, for a band of a multi-band asset, ``band.N``)."""
+    names: dict[str, str] = {}
+    copies = []
+    for item, bands_of in zip(plan.items, plan.bands, strict=True):
+        copy = item.clone()
+        copy.assets = {}
+        for band, missing in zip(bands, nodata, strict=True):
+            record = bands_of[band]
+            source = item.assets[record.key]
+            crs, transform, width, height = _native(record, item, plan)
+            epsg = crs.to_epsg()
+            extra: dict = {"proj:epsg": epsg} if epsg else {"proj:wkt2": crs.to_wkt()}
+            extra |= {"proj:transform": list(transform)[:6], "proj:shape": [height, width]}
+            listed = source.extra_fields.get("raster:bands") or [{}]
+            count = max(len(listed), len(source.extra_fields.get("eo:bands") or []), 1)
+            raster = [dict(listed[j]) if j < len(listed) else {} for j in range(count)]
+            raster[record.band_no - 1]["nodata"] = missing
+            extra["raster:bands"] = raster
+            copy.assets[band] = pystac.Asset(record.href, roles=["data"], extra_fields=extra)
+            name = band if count == 1 else f"{band}.{record.band_no}"
+            if names.setdefault(band, name) != name:
+                raise InputError(
+                    plan.where, f"band {band} is band {record.band_no} of its asset in item "
+                    f"{item.id!r} but not in the others"
+                )  # fmt: skip
+        if copy.geometry is None or copy.bbox is None:
+            head = plan.header(bands_of[bands[0]].href, item)
+            box = array_bounds(head["height"], head["width"], head["transform"])
+            lon0, lat0, lon1, lat1 = transform_bounds(head["crs"], "EPSG:4326", *box)
+            copy.bbox = [lon0, lat0, lon1, lat1]
+            copy.geometry = {
+                "type": "Polygon",
+                "coordinates": [
+                    [[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]
+                ],
+            }
+        copies.append(copy)
+    return copies, [names[b] for b in bands]
+
+
+def _check_overlap(items: list[pystac.Item], extent: Extent, where: Path | str) -> None:
+    """Refuse items none of which overlaps the area to read (by their lon/lat ``bbox``): the
+    labels' extent or the spec's ``bounds``."""
+    boxes = [item.bbox for item in items if item.bbox and len(item.bbox) == 4]
+    if len(boxes) < len(items):
+        return  # an item without a bbox: its footprint comes from its header, later
+    lon0, lat0, lon1, lat1 = transform_bounds(extent.crs, "EPSG:4326", *extent.bounds)
+    if not any(b[0] <= lon1 and b[2] >= lon0 and b[1] <= lat1 and b[3] >= lat0 for b in boxes):
+        raise InputError(
+            where,
+            f"no item overlaps the area to read (the labels' extent or the spec's bounds: "
+            f"lon {lon0:.4f}…{lon1:.4f}, lat {lat0:.4f}…{lat1:.4f})",
+        )
+
+
+def open_stac(path: Path | str, spec: RasterSpec, extent: Extent | None = None) -> StacStack:
+    """The items of ``path`` (a STAC JSON file or URL) as one lazily read stack on one grid;
+    ``extent`` (e.g. the labels') limits the area read where the spec gives no ``bounds``."""
+    items, base = read_items(path)
+    where = str(path) if is_remote(str(path)) else Path(path)
+    try:
+        bands_of = [item_bands(item) for item in items]
+    except AmbiguousAssets as exc:
+        raise InputError(where, str(exc)) from None
+    for item, bands in zip(items, bands_of, strict=True):
+        for band, record in bands.items():
+            href = absolute_href(record.href, item, base)
+            if not is_remote(href) and not Path(href).is_file():
+                raise InputError(Path(href), f"item {item.id!r}: asset {record.key!r} not found")
+            bands[band] = replace(record, href=href)
+    plan = _Plan(where, items, bands_of, [solar_day(item, where) for item in items])
+    bands, used = _choose_bands(plan, spec, where)
+    scales, offsets, nodata = _scaling(plan, bands, spec)
+    crs, transform, width, height = choose_grid(plan, bands, spec, extent)
+    _check_overlap(items, Extent(array_bounds(height, width, transform), crs), where)
+    cube = _load(plan, bands, nodata, crs, transform, width, height, spec)
+    local = [
+        Path(r.href)
+        for bs in plan.bands
+        for b, r in bs.items()
+        if b in bands and not is_remote(r.href)
+    ]
+    files = [] if is_remote(str(path)) else [Path(path).resolve()]
+    files += [
+        Path(h).resolve()
+        for h in (item.get_self_href() for item in items)
+        if h and not is_remote(h)
+    ]
+    return StacStack(
+        source=where,
+        cube=cube,
+        dates=sorted(set(plan.days)),
+        crs=crs,
+        transform=transform,
+        width=width,
+        height=height,
+        band_names=bands,
+        aliases=used,
+        asset_keys={b: sorted({bs[b].key for bs in plan.bands}) for b in bands},
+        assets_at={
+            r.href: f"item {item.id!r}, asset {r.key!r}: "
+            for item, bs in zip(plan.items, plan.bands, strict=True)
+            for r in bs.values()
+        },
+        scales=scales,
+        offsets=offsets,
+        nodata=nodata,
+        files=list(dict.fromkeys([*files, *local])),
+        valid_range=spec.valid_range,
+    )
+
+
+def _load(
+    plan: _Plan,
+    bands: list[str],
+    nodata: list[float | None],
+    crs: CRS,
+    transform: Affine,
+    width: int,
+    height: int,
+    spec: RasterSpec,
+) -> xr.Dataset:
+    """The lazy odc-stac cube (time, y, x) of ``bands``, one time step per solar day."""
+    from odc.geo.geobox import GeoBox
+    from odc.stac import load
+
+    items, names = _odc_items(plan, bands, nodata)
+    res = abs(transform.a)
+    resampling = {}
+    for band, name in zip(bands, names, strict=True):
+        finest = min(
+            abs(_native(r[band], i, plan)[1].a) for i, r in zip(plan.items, plan.bands, strict=True)
+        )
+        coarser = res > finest * 1.001
+        if band in CLASS_BANDS:
+            resampling[name] = "mode" if coarser else "nearest"
+        else:
+            resampling[name] = spec.resampling or ("average" if coarser else "bilinear")
+    day_of = {item.id: day for item, day in zip(plan.items, plan.days, strict=True)}
+    try:
+        cube = load(
+            items,
+            bands=names,
+            geobox=GeoBox((height, width), transform, crs),
+            groupby=lambda item, _parsed, _i: day_of[item.id].isoformat(),
+            resampling=resampling,
+            dtype="float32",
+            chunks={"y": CHUNK, "x": CHUNK},
+            fail_on_error=True,
+        )
+    except (ValueError, KeyError, RasterioError) as exc:
+        raise InputError(plan.where, f"cannot build the cube ({str(exc)[:200]})") from None
+    if cube.sizes["time"] != len(set(plan.days)):
+        raise InputError(plan.where, "the items' days did not group into one step per day")
+    return cube.rename({n: b for n, b in zip(names, bands, strict=True) if n != b})
+
+
+@dataclass(frozen=True)
+class StacStack(RasterStack):
+    """The items' bands on one grid (see the module docstring), read window by window."""
+
+    source: Path | str
+    cube: xr.Dataset
+    dates: list[date]
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+    band_names: list[str]
+    aliases: dict[str, str]  # a name the spec used → the band it means
+    asset_keys: dict[str, list[str]]  # band → the asset key(s) it was read from
+    assets_at: dict[str, str]  # href → "item …, asset …: " (named when its read fails)
+    scales: np.ndarray  # (date, band)
+    offsets: np.ndarray
+    nodata: list[float | None]
+    files: list[Path]
+    valid_range: tuple[float, float] | None = None
+
+    @property
+    def origin(self) -> Path:
+        return Path(self.source) if isinstance(self.source, Path) else Path(self.source)
+
+    @property
+    def source_files(self) -> list[Path]:
+        """The local STAC files and asset files (remote assets cannot be signed)."""
+        return self.files
+
+    def band_index(self, name: str, path: Path | None = None) -> int:
+        """Position of band ``name``: a band's name (any case), a name the spec used, or a
+        provider's key for it (``red`` = ``B04``)."""
+        band = self.aliases.get(name) or _requested(name, self.band_names)
+        return super().band_index(band or name, path)
+
+    def read(self, i: int, prep: Preparation, window: Window | None = None) -> np.ndarray:
+        idx = [self.band_index(b) for b in prep.bands]
+        q = self.band_index(prep.quality_band) if prep.quality_band else None
+        names = [self.band_names[k] for k in [*idx, *([q] if q is not None else [])]]
+        r0, c0 = (0, 0) if window is None else (int(window.row_off), int(window.col_off))
+        rows = self.height if window is None else int(window.height)
+        cols = self.width if window is None else int(window.width)
+        part = self.cube[list(dict.fromkeys(names))].isel(
+            time=i, y=slice(r0, r0 + rows), x=slice(c0, c0 + cols)
+        )
+        failed: list[str] = []
+        try:
+            with rasterio.Env(**REMOTE_GDAL), _failures_into(failed):
+                block = part.compute(scheduler="synchronous")
+        except Exception as exc:  # GDAL, HTTP and decompression errors surface here
+            problem = f"cannot read {self.dates[i]} ({read_problem(exc)})"
+            if not failed:
+                raise InputError(self.source, problem) from None
+            href = failed[0]
+            asset = self.assets_at.get(href, "")
+            raise InputError(_where(href), f"{asset}{problem}") from None
+        raw = [block[n].values for n in names[: len(idx)]]
+        quality = block[names[-1]].values if q is not None else None
+        nodata = [self.nodata[k] for k in idx]
+        return to_reflectance(
+            raw, nodata, self.scales[i, idx], self.offsets[i, idx], quality, prep, self.valid_range
+        )
+
+
+@contextmanager
+def _failures_into(failed: list[str]) -> Iterator[None]:
+    """Collect the assets odc-stac failed to read (its log names them; the exception it
+    raises does not) into ``failed``, without its log reaching the user: the error will."""
+    logger = logging.getLogger("odc.loader._rio")
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.args and str(record.msg).startswith("Failed to load"):
+                failed.append(str(record.args[0]))
+
+    handler, propagate = Collect(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate

@@ -1,0 +1,88 @@
+"""Preprocessing speed of STAC items over HTTP against local per-date GeoTIFFs of the same data.
+
+One region of the synthetic world (demo size by default) is written as earth-search items
+(10/20/60 m COGs, overlapping tiles on some days, one in another UTM zone) together with the
+per-date layout of the same pixels (``reference/``). ``preprocess_region`` turns each into a
+region dataset of field series, in turns, ``--repeats`` times:
+
+* ``per-date``: the local reference GeoTIFFs (the baseline);
+* ``stac-local``: the items, assets read from disk through odc-stac;
+* ``stac-http``: the items and assets served by a local HTTP server (range requests, as a
+  cloud bucket serves COGs), read through GDAL's ``/vsicurl/``.
+
+Reported: fields per second (median over the repeats) and the ratio to ``per-date`` (target of
+issue 19: ``stac-http`` ≥ 0.5×). The HTTP server is the tests' (``tests/http_server.py``).
+
+Run: .venv/bin/python benchmarks/ingest_stac.py --scale demo --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))  # the tests' HTTP server
+
+from http_server import serve_folder  # noqa: E402
+
+from cropmeta.catalog import RasterSpec, load_catalog  # noqa: E402
+from cropmeta.ingest.preprocess import preprocess_region  # noqa: E402
+from cropmeta.synth import make_world  # noqa: E402
+from cropmeta.synth.providers import write_provider_items  # noqa: E402
+
+
+def timed(spec: RasterSpec | Path, labels: Path, column: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    ds = preprocess_region(spec, labels, column, seed=0)
+    return time.perf_counter() - start, ds.sizes["sample"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="demo", choices=["tiny", "demo", "bench"])
+    parser.add_argument("--region", default="brandenburg")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        world = make_world(root / "world", seed=args.seed, regions=[args.region], scale=args.scale)
+        entry = load_catalog(world).regions[0]
+        labels, column = world.parent / entry.labels, entry.label_column
+        items = write_provider_items(world, args.region, root / "served" / "es", "earth-search")
+        doc = json.loads(items.read_text())
+        with serve_folder(root / "served") as server:
+            for feature in doc["features"]:
+                for asset in feature["assets"].values():
+                    asset["href"] = server.url + "es/" + asset["href"]
+            (items.parent / "remote.json").write_text(json.dumps(doc))
+            cases = {
+                "per-date": items.parent / "reference",
+                "stac-local": RasterSpec(layout="stac", path=str(items)),
+                "stac-http": RasterSpec(layout="stac", path=server.url + "es/remote.json"),
+            }
+            seconds: dict[str, list[float]] = {name: [] for name in cases}
+            fields = {}
+            for _ in range(args.repeats):
+                for name, spec in cases.items():
+                    took, fields[name] = timed(spec, labels, column)
+                    seconds[name].append(took)
+            sent = sum(r.sent for r in server.requests)
+    base = statistics.median(seconds["per-date"])
+    print(f"{args.region} ({args.scale}), {fields['per-date']} fields, {args.repeats} repeats")
+    print("| source | median s | fields/s | ratio to per-date |")
+    print("|---|---|---|---|")
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        rate = fields[name] / median
+        print(f"| {name} | {median:.2f} | {rate:.0f} | {base / median:.2f}× |")
+    print(f"HTTP: {sent / 1e6:.1f} MB sent over {args.repeats} runs")
+
+
+if __name__ == "__main__":
+    main()

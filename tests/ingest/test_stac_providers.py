@@ -1,0 +1,247 @@
+"""The ``stac`` layout on items shaped like the providers' (earth-search, Planetary Computer):
+the same pixels as the per-date layout of the same data, locally and over HTTP, and one-line
+errors for what goes wrong with remote items."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from http_server import serve_folder
+from rasterio.transform import array_bounds
+
+from cropmeta.catalog import RasterSpec
+from cropmeta.errors import InputError
+from cropmeta.ingest.prepare import Preparation
+from cropmeta.ingest.preprocess import preprocess_region
+from cropmeta.ingest.sources import Extent, StacStack, open_source
+from cropmeta.synth import make_world
+from cropmeta.synth.providers import OTHER_ZONE_DATE, write_provider_items
+
+REGION = "brandenburg"
+SIZE = 128
+WORLD = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+TEN_M = ("B02", "B03", "B04", "B08")
+PREP = Preparation(bands=list(WORLD), quality_band="SCL")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("stac-world")
+    return make_world(root / "world", seed=1, regions=[REGION], tile_size=SIZE, scale="tiny")
+
+
+@pytest.fixture(scope="module")
+def written(world: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each provider's items (and earth-search's with the +1000 DN removed) of one region."""
+    root = tmp_path_factory.mktemp("stac-items")
+    out = {
+        name: write_provider_items(world, REGION, root / name, provider, blocksize=128, **kw)
+        for name, provider, kw in (
+            ("earth-search", "earth-search", {}),
+            ("planetary-computer", "planetary-computer", {}),
+            ("offset-removed", "earth-search", {"boa_offset_applied": True}),
+        )
+    }
+    return out
+
+
+def reference(items: Path) -> tuple[StacStack, Extent]:
+    """The per-date layout of the same pixels, and its extent."""
+    ref = open_source(RasterSpec(path=str(items.parent / "reference")))
+    return ref, Extent(array_bounds(ref.height, ref.width, ref.transform), ref.crs)
+
+
+def assert_same_pixels(stack, ref, bands=WORLD, atol=0.0) -> None:
+    """Every date equal to the reference (within ``atol``), but the one whose second tile lies
+    in the other UTM zone (warped there and back: close, not equal)."""
+    prep = Preparation(bands=list(bands), quality_band="SCL")
+    assert stack.dates == ref.dates and (stack.width, stack.height) == (ref.width, ref.height)
+    assert stack.transform == ref.transform and stack.crs == ref.crs
+    for i in range(len(ref.dates)):
+        got, want = stack.read(i, prep), ref.read(i, prep)
+        if i == OTHER_ZONE_DATE:
+            both = ~np.isnan(got) & ~np.isnan(want)
+            assert both.mean() > 0.9 and np.median(np.abs(got - want)[both]) < 0.01
+        else:
+            np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=str(ref.dates[i]))
+
+
+@pytest.mark.parametrize("name", ["earth-search", "planetary-computer", "offset-removed"])
+def test_provider_items_read_as_the_per_date_layout(written, name):
+    """20 m bands resampled by nearest neighbour equal the reference exactly: keys resolved
+    (case-insensitive), same-day tiles mosaicked, the other zone reprojected, and the
+    processing-baseline offset applied exactly once whether it sits in raster:bands
+    (earth-search), in the processing baseline (Planetary Computer) or was removed from the
+    pixels (earth-search's boa_offset_applied)."""
+    items = written[name]
+    ref, extent = reference(items)
+    spec = RasterSpec(layout="stac", path=str(items), resampling="nearest")
+    stack = open_source(spec, extent=extent)
+    assert stack.band_names == [*WORLD, "SCL"]
+    # DN × 0.0001 where the offset was removed from the pixels, DN × 0.0001 − 0.1 where not:
+    # the same reflectance, up to float32 rounding
+    assert_same_pixels(stack, ref, atol=1e-7 if name == "offset-removed" else 0.0)
+
+
+def test_default_resampling_is_bilinear_and_keys_are_names(written):
+    """By default 20 m reflectance is resampled bilinearly (close to the reference) and SCL by
+    nearest neighbour (equal); a spec may name bands by provider key, any case."""
+    items = written["earth-search"]
+    ref, extent = reference(items)
+    spec = RasterSpec(layout="stac", path=str(items), bands=["RED", "nir08", "B11"])
+    stack = open_source(spec, extent=extent)
+    assert stack.band_names == ["B04", "B8A", "B11", "SCL"]
+    assert stack.asset_keys == {"B04": ["red"], "B8A": ["nir08"], "B11": ["swir16"], "SCL": ["scl"]}
+    prep = Preparation(bands=["red", "NIR08", "B11"], quality_band="scl")
+    for i in range(len(ref.dates)):
+        if i == OTHER_ZONE_DATE:
+            continue
+        got = stack.read(i, prep)
+        want = ref.read(i, Preparation(bands=["B04", "B8A", "B11"], quality_band="SCL"))
+        np.testing.assert_array_equal(got[0], want[0])  # 10 m: as stored
+        both = ~np.isnan(got[1:]) & ~np.isnan(want[1:])
+        assert both.sum() >= 0.95 * (~np.isnan(want[1:])).sum()  # the same clouds masked
+        assert 0 < np.mean(np.abs(got[1:] - want[1:])[both]) < 0.02  # interpolated, not copied
+
+
+def test_preprocess_stac_gives_the_per_date_series(written, world, tmp_path):
+    """preprocess on the items (on a grid from the labels' extent) gives the series that the
+    per-date layout of the same pixels gives, and records the grid and the assets read. The
+    date with a tile in the other UTM zone is left out of both (warped there and back, its
+    pixels are close, not equal)."""
+    items = written["planetary-computer"]
+    doc = json.loads(items.read_text())
+    other = sorted({f["properties"]["datetime"][:10] for f in doc["features"]})[OTHER_ZONE_DATE]
+    doc["features"] = [f for f in doc["features"] if f["properties"]["datetime"][:10] != other]
+    kept = items.parent / "kept.json"
+    kept.write_text(json.dumps(doc))
+    tiles = tmp_path / "reference"
+    shutil.copytree(items.parent / "reference", tiles)
+    (gone,) = tiles.glob(f"*{other.replace('-', '')}*")
+    gone.unlink()
+    labels = world.parent / REGION / "fields.gpkg"
+    spec = RasterSpec(layout="stac", path=str(kept), resampling="nearest")
+    stac = preprocess_region(spec, labels, "kultur", tmp_path / "stac.zarr", seed=0)
+    per_date = preprocess_region(tiles, labels, "kultur", seed=0)
+    assert list(stac.sample.values) == list(per_date.sample.values)
+    np.testing.assert_array_equal(stac.x.values, per_date.x.values)
+    raster = json.loads(stac.attrs["provenance"])["raster"]
+    assert raster["crs"] == "EPSG:32633" and raster["resolution"] == 10.0
+    assert raster["assets"]["B8A"] == ["B8A"] and len(raster["bounds"]) == 4
+
+
+def test_items_and_assets_over_http(written, tmp_path):
+    """The items served over HTTP (absolute hrefs under the server's URL) read as the local
+    ones, by range requests: no file travels whole."""
+    items = written["earth-search"]
+    served = tmp_path / "served"
+    shutil.copytree(items.parent, served / "es")
+    with serve_folder(served) as server:
+        doc = json.loads((served / "es" / "items.json").read_text())
+        for feature in doc["features"]:
+            for asset in feature["assets"].values():
+                asset["href"] = server.url + "es/" + asset["href"]
+        (served / "es" / "remote.json").write_text(json.dumps(doc))
+        ref, extent = reference(items)
+        spec = RasterSpec(layout="stac", path=server.url + "es/remote.json", resampling="nearest")
+        stack = open_source(spec, extent=extent)
+        assert stack.source_files == []  # nothing local to sign
+        assert_same_pixels(stack, ref)
+        assert server.count(status=206) > 0 and server.count(status=200, method="GET") <= 1
+
+
+def one_line_error(call, fragment: str, named: str) -> None:
+    """``call`` raises an InputError of one line naming ``named`` and saying ``fragment``."""
+    with pytest.raises(InputError) as err:
+        call()
+    text = str(err.value)
+    assert "\n" not in text and fragment in text and named in text, text
+
+
+@pytest.mark.parametrize(
+    ("failure", "fragment"),
+    [("403", "HTTP response code: 403"), ("404", "HTTP response code: 404"),
+     ("truncated", "damaged or truncated"), ("unreachable", "cannot read")],
+)  # fmt: skip
+def test_remote_read_failures_name_the_asset(written, tmp_path, failure, fragment):
+    items = written["earth-search"]
+    served = tmp_path / "served"
+    shutil.copytree(items.parent, served / "es")
+    doc = json.loads((served / "es" / "items.json").read_text())
+    with serve_folder(served) as server:
+        url = server.url if failure != "unreachable" else "http://127.0.0.1:9/"
+        victim = doc["features"][0]["assets"]["red"]["href"]
+        for feature in doc["features"]:
+            for asset in feature["assets"].values():
+                asset["href"] = (
+                    (url if asset["href"] == victim else server.url) + "es/" + asset["href"]
+                )
+        (served / "es" / "remote.json").write_text(json.dumps(doc))
+        if failure == "truncated":
+            server.truncate("es/" + victim, (served / "es" / victim).stat().st_size // 2)
+        elif failure != "unreachable":
+            server.fail("es/" + victim, int(failure))
+        ref, extent = reference(items)
+        spec = RasterSpec(layout="stac", path=server.url + "es/remote.json")
+        stack = open_source(spec, extent=extent)
+        one_line_error(lambda: stack.read(0, PREP), fragment, victim)
+
+
+def _mixed_baselines(doc: dict) -> None:
+    """One of two same-day tiles from before processing baseline 04.00 (no +1000 DN)."""
+    days = [f["properties"]["datetime"][:10] for f in doc["features"]]
+    twice = next(f for f, d in zip(doc["features"], days, strict=True) if days.count(d) == 2)
+    twice["properties"]["s2:processing_baseline"] = "03.01"
+
+
+def _band_missing(doc: dict) -> None:
+    del doc["features"][3]["assets"]["B05"]
+
+
+def _same_band_twice(doc: dict) -> None:
+    doc["features"][0]["assets"]["red-copy"] = {
+        **doc["features"][0]["assets"]["B04"],
+        "eo:bands": [{"name": "B04", "common_name": "red"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("damage", "spec", "fragment"),
+    [
+        (_mixed_baselines, {}, "different scale/offset"),
+        (_band_missing, {}, "lacks band(s) B05"),
+        (_same_band_twice, {}, "assets 'B04' and 'red-copy' both hold band B04"),
+        (None, {"bands": ["B04", "ndvi"]}, "band 'ndvi' matches no asset"),
+        (
+            None,
+            {"bounds": (0.0, 0.0, 10.0, 10.0), "crs": "EPSG:32633"},
+            "no item overlaps the area to read",
+        ),
+    ],
+)
+def test_bad_items_are_refused_in_one_line(written, tmp_path, damage, spec, fragment):
+    items = written["planetary-computer"]
+    doc = json.loads(items.read_text())
+    if damage is not None:
+        damage(doc)
+    path = items.parent / f"damaged-{tmp_path.name}.json"
+    path.write_text(json.dumps(doc))
+    _, extent = reference(items)
+    spec = RasterSpec(layout="stac", path=str(path), **spec)
+    one_line_error(lambda: open_source(spec, extent=extent), fragment, path.name)
+
+
+def test_items_far_from_the_labels_and_unreachable_items_are_refused(written, tmp_path):
+    items = written["earth-search"]
+    far = Extent((500000.0, 100000.0, 501000.0, 101000.0), rasterio.crs.CRS.from_epsg(32633))
+    spec = RasterSpec(layout="stac", path=str(items))
+    one_line_error(lambda: open_source(spec, extent=far), "no item overlaps the area", "items")
+    with serve_folder(tmp_path) as server:
+        server.fail("items.json", 404)
+        spec = RasterSpec(layout="stac", path=server.url + "items.json")
+        one_line_error(lambda: open_source(spec), "not a readable STAC JSON", "items.json")
