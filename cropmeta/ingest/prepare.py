@@ -21,6 +21,9 @@ from pydantic import BaseModel, Field
 #: Sentinel-2 L2A SCL classes treated as unusable: 0 no data, 1 saturated/defective,
 #: 3 cloud shadow, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus, 11 snow.
 SCL_INVALID: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
+#: Landsat Collection 2 QA_PIXEL bits treated as unusable (USGS LSDS-1619): 0 fill, 1 dilated
+#: cloud, 2 cirrus, 3 cloud, 4 cloud shadow, 5 snow.
+QA_PIXEL_INVALID_BITS: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
 
 
 class TemporalGrid(BaseModel):
@@ -75,6 +78,12 @@ class Preparation(BaseModel):
     bands: list[str]
     quality_band: str | None = "SCL"
     invalid_classes: list[int] = Field(default_factory=lambda: list(SCL_INVALID))
+    invalid_bits: list[int] = Field(
+        default_factory=list,
+        exclude_if=lambda bits: not bits,  # unwritten when unused: records stay as they were
+        description="a bit-flag quality band's (Landsat's QA_PIXEL) bits that mask a pixel when "
+        "set; where given, they replace invalid_classes",
+    )
     grid: TemporalGrid = Field(default_factory=TemporalGrid)
     valid_range: tuple[float, float] | None = Field(
         None, description="pixels with a (scaled) band value outside this range are masked"
@@ -105,18 +114,27 @@ def mask_invalid(
     quality: np.ndarray | None,
     invalid_classes: list[int] | tuple[int, ...],
     valid_range: tuple[float, float] | None = None,
+    invalid_bits: list[int] | tuple[int, ...] = (),
 ) -> np.ndarray:
     """Digital numbers ``values`` (band, ...) → float32 reflectance with NaN where unusable.
 
     ``scale``/``offset`` are per band (reflectance = DN × scale + offset, the GDAL convention);
-    ``quality`` is the scene classification with the same trailing shape; ``valid_range`` masks
-    pixels whose reflectance (or index) leaves the physically possible range in any band.
+    ``quality`` is the scene classification with the same trailing shape, whose
+    ``invalid_classes`` are masked, or, with ``invalid_bits``, a bit-flag band (Landsat's
+    QA_PIXEL) masked where any of those bits is set (and where it is missing, NaN);
+    ``valid_range`` masks pixels whose reflectance (or index) leaves the physically possible
+    range in any band.
     """
     shape = (-1,) + (1,) * (values.ndim - 1)
     bad = np.zeros(values.shape[1:], dtype=bool)
     if nodata is not None:
         bad |= np.any(values == nodata, axis=0)
-    if quality is not None:
+    if quality is not None and invalid_bits:
+        flags = sum(1 << b for b in invalid_bits)
+        missing = np.isnan(quality) if quality.dtype.kind == "f" else False
+        bits = np.where(missing, flags, quality).astype(np.int64)
+        bad |= (bits & flags) != 0
+    elif quality is not None:
         bad |= np.isin(quality, np.asarray(invalid_classes))
     out = values.astype(np.float32) * scale.reshape(shape).astype(np.float32)
     out += offset.reshape(shape).astype(np.float32)

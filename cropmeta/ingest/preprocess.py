@@ -21,7 +21,12 @@ from cropmeta.ingest.dataset import Samples, build_region_dataset, joined, save_
 from cropmeta.ingest.labels import label_extent, read_fields, read_labels
 from cropmeta.ingest.options import PreprocessOptions, preprocess_options
 from cropmeta.ingest.pixels import NON_CROP, non_crop_samples, random_pixel_samples
-from cropmeta.ingest.prepare import Preparation, TemporalGrid, regularise
+from cropmeta.ingest.prepare import (
+    QA_PIXEL_INVALID_BITS,
+    Preparation,
+    TemporalGrid,
+    regularise,
+)
 from cropmeta.ingest.sources import Extent, RasterStack, StacStack, open_raster, pin_grid
 from cropmeta.ownership import claim
 from cropmeta.taxonomy import Taxonomy, load_taxonomy
@@ -270,6 +275,11 @@ def preprocess_unlabelled(
     return ds
 
 
+#: Quality bands used by default, where the rasters hold one: Sentinel-2's scene classification,
+#: Landsat Collection 2's bit flags.
+QUALITY_BANDS = ("SCL", "QA_PIXEL")
+
+
 def recorded_spec(spec: RasterSpec, stack: RasterStack) -> dict:
     """The raster spec as a region dataset records it: for STAC items, with the grid they were
     read on and the asset each band came from, so a map can read the same pixels."""
@@ -285,7 +295,8 @@ def _prepared_stack(
     """The opened rasters and the preparation they are read with (bands checked present);
     ``extent``: the labels', which bounds what a mosaic of tiles reads."""
     stack = open_raster(spec, root, extent)
-    quality = spec.quality_band or ("SCL" if "SCL" in stack.band_names else None)
+    found = [q for q in QUALITY_BANDS if q in stack.band_names]
+    quality = spec.quality_band or (found[0] if found else None)
     if quality is not None:
         stack.band_index(quality)
     bands = o.bands or [b for b in stack.band_names if b != quality]
@@ -300,6 +311,8 @@ def _prepared_stack(
     )
     if o.invalid_classes is not None:
         prep.invalid_classes = list(o.invalid_classes)
+    elif quality is not None and quality.casefold() == "qa_pixel":  # Landsat: bit flags
+        prep.invalid_classes, prep.invalid_bits = [], list(QA_PIXEL_INVALID_BITS)
     return stack, prep
 
 

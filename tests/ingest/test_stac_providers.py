@@ -8,11 +8,14 @@ import json
 import shutil
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
 from http_server import serve_folder
 from rasterio.transform import array_bounds
+from rasterio.warp import transform_bounds
+from shapely.geometry import box, mapping
 
 from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError
@@ -245,3 +248,101 @@ def test_items_far_from_the_labels_and_unreachable_items_are_refused(written, tm
         server.fail("items.json", 404)
         spec = RasterSpec(layout="stac", path=server.url + "items.json")
         one_line_error(lambda: open_source(spec), "not a readable STAC JSON", "items.json")
+
+
+# --- Landsat Collection 2 Level-2 ------------------------------------------------------------
+
+LANDSAT_KEYS = {"blue": "B02", "green": "B03", "red": "B04", "nir08": "B8A", "swir16": "B11",
+                "swir22": "B12"}  # fmt: skip
+CLEAR, CLOUD, SHADOW, FILL = 21824, 21824 | 1 << 3, 21824 | 1 << 4, 1  # QA_PIXEL values
+L_GRID = rasterio.transform.from_origin(600000.0, 4500000.0, 30.0, 30.0)
+LON_LAT = transform_bounds("EPSG:32614", "EPSG:4326", *array_bounds(16, 16, L_GRID))
+
+
+def landsat_scene(t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Surface reflectance (6, 16, 16) and QA_PIXEL (16, 16) of date ``t``: a cloud, its
+    shadow and a filled border column."""
+    rng = np.random.default_rng(t)
+    refl = rng.uniform(0.02, 0.45, (6, 16, 16))
+    qa = np.full((16, 16), CLEAR, np.uint16)
+    qa[2:5, 3 + t : 7 + t], qa[8:10, 2:4], qa[:, 15] = CLOUD, SHADOW, FILL
+    return refl, qa
+
+
+def landsat_items(root: Path, raster_bands: bool) -> Path:
+    """Landsat 8 C2 L2 items as earth-search's and the Planetary Computer's ``landsat-c2-l2``
+    write them (common-name keys, ``qa_pixel``; scale 0.0000275 and offset −0.2 in
+    ``raster:bands`` unless ``raster_bands`` is False), one GeoTIFF per asset."""
+    features = []
+    for t, day in enumerate(("2023-05-03", "2023-05-19", "2023-06-04")):
+        refl, qa = landsat_scene(t)
+        dn = np.where(qa == FILL, 0, np.round((refl + 0.2) / 2.75e-5)).astype(np.uint16)
+        item_id = f"LC08_L2SP_029032_{day.replace('-', '')}_02_T1"
+        assets = {}
+        for key, values in [*zip(LANDSAT_KEYS, dn, strict=True), ("qa_pixel", qa)]:
+            href = f"{item_id}/{item_id}_{key.upper()}.TIF"
+            (root / item_id).mkdir(parents=True, exist_ok=True)
+            profile = dict(width=16, height=16, count=1, dtype="uint16", crs="EPSG:32614")
+            with rasterio.open(root / href, "w", transform=L_GRID, **profile) as dst:
+                dst.write(values, 1)
+            meta = {"nodata": 1, "data_type": "uint16"} if key == "qa_pixel" else {
+                "nodata": 0, "data_type": "uint16", "scale": 2.75e-05, "offset": -0.2}  # fmt: skip
+            assets[key] = {
+                "href": href, "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                "roles": ["data"] if key != "qa_pixel" else ["cloud", "data"],
+                "eo:bands": [] if key == "qa_pixel" else [{"name": key, "common_name": key}],
+                **({"raster:bands": [meta]} if raster_bands else {}),
+            }  # fmt: skip
+        assets["thumbnail"] = {"href": f"{item_id}/thumb.jpg", "type": "image/jpeg",
+                               "roles": ["thumbnail"]}  # fmt: skip
+        features.append({
+            "type": "Feature", "stac_version": "1.0.0", "id": item_id,
+            "collection": "landsat-c2-l2",
+            "geometry": mapping(box(*LON_LAT)), "bbox": list(LON_LAT), "links": [],
+            "properties": {"datetime": f"{day}T17:04:12Z", "platform": "landsat-8",
+                           "instruments": ["oli", "tirs"], "proj:epsg": 32614,
+                           "landsat:collection_category": "T1", "landsat:wrs_path": "029"},
+            "assets": assets,
+        })  # fmt: skip
+    path = root / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+@pytest.mark.parametrize("raster_bands", [True, False])
+def test_landsat_collection_2_scaled_and_masked_by_qa_pixel(tmp_path, raster_bands):
+    """Landsat's keys resolve to the Sentinel-2 bands of the same wavelengths; surface
+    reflectance is DN × 0.0000275 − 0.2 (from raster:bands, else the USGS constants); the fill,
+    cloud and shadow bits of QA_PIXEL mask pixels, and preprocess picks QA_PIXEL and records its
+    bits."""
+    items = landsat_items(tmp_path / "ls", raster_bands)
+    stack = open_source(RasterSpec(layout="stac", path=str(items)))
+    assert stack.band_names == ["B02", "B03", "B04", "B8A", "B11", "B12", "QA_PIXEL"]
+    assert stack.asset_keys["B8A"] == ["nir08"] and stack.transform == L_GRID
+    prep = Preparation(
+        bands=["blue", "green", "red", "nir08", "swir16", "swir22"], quality_band="qa_pixel",
+        invalid_classes=[], invalid_bits=[0, 1, 2, 3, 4, 5],
+    )  # fmt: skip
+    for t in range(3):
+        refl, qa = landsat_scene(t)
+        got = stack.read(t, prep)
+        masked = qa != CLEAR
+        assert np.isnan(got[:, masked]).all() and not np.isnan(got[:, ~masked]).any()
+        np.testing.assert_allclose(got[:, ~masked], refl[:, ~masked], atol=1.5e-5)
+
+    fields = tmp_path / "fields.gpkg"
+    x0, y0 = L_GRID.c, L_GRID.f
+    polys = [box(x0 + 30, y0 - 450, x0 + 200, y0 - 300), box(x0 + 240, y0 - 200, x0 + 420, y0 - 30)]
+    gpd.GeoDataFrame({"crop": ["maize", "soybean"]}, geometry=polys, crs="EPSG:32614").to_file(
+        fields
+    )
+    ds = preprocess_region(RasterSpec(layout="stac", path=str(items)), fields, "crop", seed=0)
+    preparation = json.loads(ds.attrs["preparation"])
+    assert preparation["quality_band"] == "QA_PIXEL" and preparation["invalid_bits"] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]

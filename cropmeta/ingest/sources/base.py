@@ -152,7 +152,14 @@ def to_reflectance(
         values[k] = band
         values[k][nodata_mask(band, nodata[k])] = np.nan
     out = mask_invalid(
-        values, scales, offsets, None, quality, prep.invalid_classes, prep.valid_range
+        values,
+        scales,
+        offsets,
+        None,
+        quality,
+        prep.invalid_classes,
+        prep.valid_range,
+        prep.invalid_bits,
     )
     out[:, outside(out, valid_range)] = np.nan
     return out

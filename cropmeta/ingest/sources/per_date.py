@@ -85,6 +85,7 @@ class TileStack(RasterStack):
             quality,
             prep.invalid_classes,
             prep.valid_range,
+            prep.invalid_bits,
         )
 
 

@@ -95,6 +95,8 @@ def rows_per_block(width: int) -> int:
     return max(512, BLOCK_PIXELS // max(width, 1))
 
 
+#: The quality bands read with a spec's bands, the first the items hold.
+CLASS_BANDS_ORDER = ("SCL", "QA_PIXEL")
 #: Threads reading a window's bands at once where some are remote: the reads wait on the
 #: network (GDAL releases the GIL; 8 read the demo region over HTTP 2× faster than 2), and the
 #: values do not depend on the order. Local files get one thread per core.
@@ -221,8 +223,8 @@ def _requested(name: str, available: list[str]) -> str | None:
 def _choose_bands(plan: _Plan, spec: RasterSpec, where: Path | str) -> tuple[list[str], dict]:
     """The bands to read, in order, and the names a spec used for them (name → band).
 
-    A spec's ``bands`` (and ``quality_band``, else SCL where the items hold it) are looked up
-    by band name or provider key, any case. By default: the sensor's usual bands
+    A spec's ``bands`` (and ``quality_band``, else SCL or QA_PIXEL where the items hold it) are
+    looked up by band name or provider key, any case. By default: the sensor's usual bands
     (:data:`~.stac_bands.DEFAULT_BANDS`) and its quality band where the items hold them, or,
     for items of no known provider, every band.
     Every item must hold every band read.
@@ -238,8 +240,9 @@ def _choose_bands(plan: _Plan, spec: RasterSpec, where: Path | str) -> tuple[lis
                 )
             used[name] = band
         chosen = list(dict.fromkeys(used.values()))
-        if not spec.quality_band and "SCL" in seen:  # clouds are masked unless asked otherwise
-            chosen.append("SCL")
+        quality = [q for q in CLASS_BANDS_ORDER if q in seen]
+        if not spec.quality_band and quality:  # clouds are masked unless asked otherwise
+            chosen = list(dict.fromkeys([*chosen, quality[0]]))
     elif any(record.known for bands in plan.bands for record in bands.values()):
         chosen = [b for b in DEFAULT_BANDS if b in seen]
         if spec.quality_band:

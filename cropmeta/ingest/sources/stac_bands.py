@@ -70,7 +70,10 @@ CLASS_BANDS = frozenset({"SCL", "QA_PIXEL"})
 #: The bands read by default, in this order, where the items hold them: Sentinel-2's ten
 #: land bands at 10 and 20 m (Landsat's six that match them) and the quality band. The 60 m
 #: atmospheric bands (B01, B09, B10) are read only when asked for.
-DEFAULT_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12", "SCL")
+DEFAULT_BANDS = (
+    *("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"),
+    *("SCL", "QA_PIXEL"),
+)
 #: Asset roles that never hold a band to read.
 SKIP_ROLES = frozenset({"thumbnail", "overview", "metadata", "visual"})
 #: Asset keys of 8-bit true-colour renderings and previews (the Planetary Computer's
