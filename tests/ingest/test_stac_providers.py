@@ -309,12 +309,31 @@ def landsat_items(root: Path, raster_bands: bool) -> Path:
     return path
 
 
+def landsat_per_date(items: Path, out: Path) -> Path:
+    """The items' pixels in the per-date layout: one 7-band GeoTIFF per date, bands named as
+    the reader names them, the surface reflectance scale and offset in the file's metadata."""
+    out.mkdir()
+    for feature in json.loads(items.read_text())["features"]:
+        keys = [*LANDSAT_KEYS, "qa_pixel"]
+        bands = []
+        for key in keys:
+            with rasterio.open(items.parent / feature["assets"][key]["href"]) as src:
+                bands.append(src.read(1))
+        day = feature["properties"]["datetime"][:10]
+        profile = dict(width=16, height=16, count=7, dtype="uint16", crs="EPSG:32614", nodata=0)
+        with rasterio.open(out / f"LC08_{day}.tif", "w", transform=L_GRID, **profile) as dst:
+            dst.write(np.stack(bands))
+            dst.descriptions = (*LANDSAT_KEYS.values(), "QA_PIXEL")
+            dst.scales, dst.offsets = (2.75e-5,) * 6 + (1.0,), (-0.2,) * 6 + (0.0,)
+    return out
+
+
 @pytest.mark.parametrize("raster_bands", [True, False])
 def test_landsat_collection_2_scaled_and_masked_by_qa_pixel(tmp_path, raster_bands):
     """Landsat's keys resolve to the Sentinel-2 bands of the same wavelengths; surface
     reflectance is DN × 0.0000275 − 0.2 (from raster:bands, else the USGS constants); the fill,
-    cloud and shadow bits of QA_PIXEL mask pixels, and preprocess picks QA_PIXEL and records its
-    bits."""
+    cloud and shadow bits of QA_PIXEL mask pixels, exactly as in the per-date layout of the same
+    pixels, and preprocess picks QA_PIXEL and records its bits."""
     items = landsat_items(tmp_path / "ls", raster_bands)
     stack = open_source(RasterSpec(layout="stac", path=str(items)))
     assert stack.band_names == ["B02", "B03", "B04", "B8A", "B11", "B12", "QA_PIXEL"]
@@ -323,12 +342,17 @@ def test_landsat_collection_2_scaled_and_masked_by_qa_pixel(tmp_path, raster_ban
         bands=["blue", "green", "red", "nir08", "swir16", "swir22"], quality_band="qa_pixel",
         invalid_classes=[], invalid_bits=[0, 1, 2, 3, 4, 5],
     )  # fmt: skip
+    per_date = open_source(RasterSpec(path=str(landsat_per_date(items, tmp_path / "tiles"))))
     for t in range(3):
         refl, qa = landsat_scene(t)
         got = stack.read(t, prep)
         masked = qa != CLEAR
         assert np.isnan(got[:, masked]).all() and not np.isnan(got[:, ~masked]).any()
         np.testing.assert_allclose(got[:, ~masked], refl[:, ~masked], atol=1.5e-5)
+        named = prep.model_copy(
+            update={"bands": [*LANDSAT_KEYS.values()], "quality_band": "QA_PIXEL"}
+        )
+        np.testing.assert_array_equal(got, per_date.read(t, named))  # the same pixels
 
     fields = tmp_path / "fields.gpkg"
     x0, y0 = L_GRID.c, L_GRID.f
@@ -346,3 +370,28 @@ def test_landsat_collection_2_scaled_and_masked_by_qa_pixel(tmp_path, raster_ban
         4,
         5,
     ]
+
+
+def test_cli_preprocess_of_remote_items_fails_in_one_line_and_writes_nothing(
+    cli, written, world, tmp_path
+):
+    items = written["earth-search"]
+    served = tmp_path / "served"
+    shutil.copytree(items.parent, served / "es")
+    doc = json.loads((served / "es" / "items.json").read_text())
+    with serve_folder(served) as server:
+        for feature in doc["features"]:
+            for asset in feature["assets"].values():
+                asset["href"] = server.url + "es/" + asset["href"]
+        (served / "es" / "remote.json").write_text(json.dumps(doc))
+        victim = doc["features"][2]["assets"]["swir16"]["href"]
+        server.fail(victim.removeprefix(server.url), 404)
+        out = tmp_path / "region.zarr"
+        res = cli(
+            "preprocess", "--layout", "stac", "--tiles", server.url + "es/remote.json",
+            "--labels", world.parent / REGION / "fields.gpkg", "--label-column", "kultur",
+            "--out", out,
+        )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "HTTP response code: 404" in res.stderr and victim in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not out.exists()
