@@ -24,6 +24,7 @@ from statistics import fmean as mean
 from cropmeta.adapt.adapt import AdaptResult, adapt
 from cropmeta.adapt.cross_validate import best_method as pick
 from cropmeta.adapt.score import score
+from cropmeta.models.forest import FOREST_TREES
 
 METRICS = ("overall_accuracy", "macro_f1")
 
@@ -31,7 +32,7 @@ METRICS = ("overall_accuracy", "macro_f1")
 def draws(model: Path, region: Path, args: argparse.Namespace) -> list[AdaptResult]:
     return [
         score(
-            adapt(model, region, args.shots, seed, cv_folds=args.folds),
+            adapt(model, region, args.shots, seed, cv_folds=args.folds, forest_trees=args.trees),
             transductive=False,  # the ranked methods only
         )
         for seed in range(args.seed, args.seed + args.draws)
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trees", type=int, default=FOREST_TREES, help="per random forest")
     args = parser.parse_args()
     every: list[AdaptResult] = []
     for pair in args.pairs:

@@ -11,6 +11,7 @@
 #   LEARNERS    meta-learners, space-separated, or `all` (the 11 below)         [maml protonet]
 #   ENCODER     temporal encoder: tempcnn, lstm, transformer, ltae              [tempcnn]
 #   TASK_WAYS, TASK_SHOTS, TASK_QUERIES  meta-training task shape       [cropmeta's: 5, 5, 10]
+#   FOREST_TREES trees of every random forest baseline                         [cropmeta's: 300]
 #   CROPMETA    the cropmeta command                                             [cropmeta]
 # Arguments given to a pipeline are passed on to `cropmeta evaluate` (e.g. --target NAME).
 # The times in the pipelines' headers are extrapolated from runs with one draw at K = 1 and 20
@@ -84,6 +85,7 @@ evaluate_once() {
   if [[ -n ${TASK_WAYS:-} ]]; then args+=(--task-ways "$TASK_WAYS"); fi
   if [[ -n ${TASK_SHOTS:-} ]]; then args+=(--task-shots "$TASK_SHOTS"); fi
   if [[ -n ${TASK_QUERIES:-} ]]; then args+=(--task-queries "$TASK_QUERIES"); fi
+  if [[ -n ${FOREST_TREES:-} ]]; then args+=(--forest-trees "$FOREST_TREES"); fi
   echo "$(basename "$0"): learners [$LEARNERS], K [$SHOTS], $SEEDS draws," \
     "$ITERATIONS iterations, seed $seed -> $out"
   "${cropmeta[@]}" evaluate --out "$out" --seeds "$SEEDS" --iterations "$ITERATIONS" \

@@ -55,6 +55,7 @@ from cropmeta.models.bundle import (
     build_model,
     read_bundle,
 )
+from cropmeta.models.forest import FOREST_TREES
 from cropmeta.ownership import claim
 from cropmeta.tasks.augment import RegionEffects, TaskAugmentation
 from cropmeta.tasks.episodes import split_support_query
@@ -138,6 +139,7 @@ def adapt(
     source: str | Path | None = None,
     shot_weight: float = 1.0,
     unlabelled: str | Path | None = None,
+    forest_trees: int = FOREST_TREES,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``, in memory (the result
     holds the model; :func:`save` writes it, :func:`adapt_region` does both).
@@ -150,7 +152,8 @@ def adapt(
     (head; all layers) and source-only, and, when it stores the source samples, the pooled
     baselines (sources + shots, each shot weighing ``shot_weight`` source samples:
     :mod:`cropmeta.baselines.pooled`) — all fitted on the same support set
-    (``baselines=False``: the adapted model alone). Nothing here reads the query's labels.
+    (``baselines=False``: the adapted model alone), every random forest among them of
+    ``forest_trees`` trees. Nothing here reads the query's labels.
     ``model_dir`` may be a model opened by :func:`open_meta_model` (read once).
 
     ``settings`` replace the learner's adaptation settings
@@ -179,7 +182,7 @@ def adapt(
     learner = build_learner(cfg.learner["algorithm"], cfg.learner)
     learner.setup(build_model(cfg))  # the learner's own tensors (Meta-SGD rates) need shapes
     model = meta.bundle.model(learner.state)
-    lent = Sources()  # the source classifier and samples (of another bundle: its config)
+    lent = Sources(forest_trees=forest_trees)  # the source classifier and samples too (below)
     if baselines or method in BASELINES:
         holder = read_bundle(source) if source else meta.bundle
         lent.classifier = load_pretrained(holder, holder.config if source else cfg)

@@ -35,7 +35,7 @@ from cropmeta.ingest.prepare import Normaliser
 from cropmeta.learners.pretrain import SOURCES, Pretrained
 from cropmeta.models.bundle import Bundle, load_part
 from cropmeta.models.classifier import CropClassifier
-from cropmeta.models.forest import ForestClassifier, fit_forest
+from cropmeta.models.forest import FOREST_TREES, ForestClassifier, fit_forest
 
 
 @dataclass
@@ -99,11 +99,12 @@ def pooled_forest(
     codes: list[int],
     seed: int,
     weight: torch.Tensor | None = None,
+    trees: int = FOREST_TREES,
 ) -> ForestClassifier:
     """A random forest (the ``random_forest`` baseline's settings) on sources + shots (each
     also weighing its ``weight``: self-training's pseudo-labels)."""
     xs, ys, w = pool.with_shots(x, y, codes, weight)
-    return fit_forest(_flat(xs), ys.numpy(), len(codes), seed, _weights(w))
+    return fit_forest(_flat(xs), ys.numpy(), len(codes), seed, _weights(w), trees)
 
 
 def pooled_boosting(

@@ -34,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 
 from cropmeta.baselines.pooled import SourcePool
 from cropmeta.ingest.prepare import Normaliser
-from cropmeta.models.forest import fit_forest
+from cropmeta.models.forest import FOREST_TREES, fit_forest
 from cropmeta.models.presto import EMBED
 from cropmeta.models.presto_head import (
     InnerHead,
@@ -60,13 +60,15 @@ def presto_forest(
     latlon: tuple[float, float] | None,
     seed: int,
     pool: SourcePool | None = None,
+    trees: int = FOREST_TREES,
 ) -> PrestoFeatureClassifier:
-    """A random forest on frozen Presto embeddings of the shots ``x`` (standardised by
-    ``normaliser``; ``y`` their class index in ``codes``' order), plus the source ``pool``'s
-    samples of those classes when given; ``latlon``: the target region's location."""
+    """A random forest (of ``trees`` trees) on frozen Presto embeddings of the shots ``x``
+    (standardised by ``normaliser``; ``y`` their class index in ``codes``' order), plus the
+    source ``pool``'s samples of those classes when given; ``latlon``: the target region's
+    location."""
 
     def fit(emb: np.ndarray, labels: np.ndarray, weight: np.ndarray | None):
-        forest = fit_forest(emb, labels, len(codes), seed, weight)
+        forest = fit_forest(emb, labels, len(codes), seed, weight, trees)
         return forest.head.cfg, forest.head.state_dict()
 
     return _fit(x, y, doy, codes, bands, normaliser, latlon, pool, fit)

@@ -30,7 +30,7 @@ from cropmeta.learners.pretrain import Pretrained
 from cropmeta.models.classifier import CropClassifier
 from cropmeta.models.encoders import EncoderConfig
 from cropmeta.models.fit import fit_on_shots
-from cropmeta.models.forest import ForestClassifier, fit_forest
+from cropmeta.models.forest import FOREST_TREES, ForestClassifier, fit_forest
 from cropmeta.models.presto_inputs import band_map
 
 
@@ -56,13 +56,14 @@ def random_forest(
     n_classes: int,
     seed: int,
     weight: torch.Tensor | None = None,
+    trees: int = FOREST_TREES,
 ) -> ForestClassifier:
     """A random forest on the flattened series — the workhorse of operational crop mapping —
     fitted by scikit-learn and held as tensors (:mod:`cropmeta.models.forest`), so it predicts,
     saves and maps like the networks; ``weight``: each sample's (self-training's
     pseudo-labels)."""
     w = None if weight is None else weight.numpy()
-    return fit_forest(x.numpy().reshape(len(x), -1), y.numpy(), n_classes, seed, w)
+    return fit_forest(x.numpy().reshape(len(x), -1), y.numpy(), n_classes, seed, w, trees)
 
 
 @dataclass
@@ -125,6 +126,8 @@ class Sources:
 
     classifier: Pretrained | None = None
     pool: SourcePool | None = None
+    #: Trees of every random forest baseline (shots only, pooled, Presto), self-trained or not.
+    forest_trees: int = FOREST_TREES
 
 
 def baseline_model(
@@ -137,7 +140,7 @@ def baseline_model(
     if name == "from_scratch":
         return from_scratch(x, y, shots.doy, n, encoder, seed)
     if name == "random_forest":
-        return random_forest(x, y, n, seed)
+        return random_forest(x, y, n, seed, trees=sources.forest_trees)
     pre, pool = sources.classifier, sources.pool
     if name in POOLED_METHODS and pool is None:
         raise ValueError(f"{name} needs the source samples")
@@ -146,9 +149,10 @@ def baseline_model(
             raise ValueError(f"{name} needs the series' bands and normaliser")
         fit = presto_forest if name == "presto_forest" else presto_linear
         prepared = (shots.bands, shots.normaliser, shots.latlon, seed)
-        return fit(x, y, shots.doy, shots.codes, *prepared, pool=pool)
+        trees = {"trees": sources.forest_trees} if name == "presto_forest" else {}
+        return fit(x, y, shots.doy, shots.codes, *prepared, pool=pool, **trees)
     if name == "pooled_forest":
-        return pooled_forest(pool, x, y, shots.codes, seed)
+        return pooled_forest(pool, x, y, shots.codes, seed, trees=sources.forest_trees)
     if name == "pooled_boosting":
         return pooled_boosting(pool, x, y, shots.codes, seed)
     if pre is None:
@@ -259,8 +263,8 @@ def weighted_fit(
     """The forest baseline ``name`` as a fit of (series, class index, sample weight) — what
     self-training refits with its pseudo-labels — or None for a method that is no forest."""
     if name == "random_forest":
-        return lambda x, y, w: random_forest(x, y, len(codes), seed, w)
+        return lambda x, y, w: random_forest(x, y, len(codes), seed, w, sources.forest_trees)
     if name == "pooled_forest" and sources.pool is not None:
         pool = sources.pool
-        return lambda x, y, w: pooled_forest(pool, x, y, codes, seed, w)
+        return lambda x, y, w: pooled_forest(pool, x, y, codes, seed, w, sources.forest_trees)
     return None

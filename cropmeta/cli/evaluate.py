@@ -10,6 +10,7 @@ import typer
 from cropmeta.cli.options import (
     Algorithm,
     ConfigFile,
+    ForestTreesOpt,
     Overwrite,
     Seed,
     Settings,
@@ -20,6 +21,7 @@ from cropmeta.cli.options import (
 )
 from cropmeta.cli.progress import one_line_errors
 from cropmeta.learners.names import ALGORITHMS
+from cropmeta.models.forest import FOREST_TREES
 from cropmeta.progress import progress_bar
 
 
@@ -92,6 +94,7 @@ def evaluate(
         ),
     ] = True,
     taxonomy: UserTaxonomyOpt = None,
+    forest_trees: ForestTreesOpt = FOREST_TREES,
     workers: Annotated[
         int | None,
         count(
@@ -138,6 +141,7 @@ def evaluate(
         cv_folds=cv,
         ensemble=ensemble,
         transductive=transductive,
+        forest_trees=forest_trees,
         automatic=automatic,
         taxonomy=taxonomy,
         meta=MetaTrainConfig(**meta),

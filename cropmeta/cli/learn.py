@@ -12,6 +12,7 @@ from cropmeta.adapt.names import BEST
 from cropmeta.cli.options import (
     Algorithm,
     ConfigFile,
+    ForestTreesOpt,
     Method,
     Overwrite,
     Seed,
@@ -23,6 +24,7 @@ from cropmeta.cli.options import (
     region_help,
 )
 from cropmeta.cli.progress import one_line_errors
+from cropmeta.models.forest import FOREST_TREES
 from cropmeta.progress import console, progress_bar
 
 
@@ -129,6 +131,7 @@ def adapt(
             1e3,
         ),
     ] = 1.0,
+    forest_trees: ForestTreesOpt = FOREST_TREES,
     transductive: Annotated[
         Transduction | None,
         typer.Option(
@@ -177,6 +180,7 @@ def adapt(
         result = adapt_region(
             meta, region, out, shots=shots, seed=seed, settings=chosen, cv_folds=cv,
             method=method, overwrite=overwrite, shot_weight=shot_weight, unlabelled=unlabelled,
+            forest_trees=forest_trees,
         )  # fmt: skip
     if as_json:
         typer.echo(result.to_json())

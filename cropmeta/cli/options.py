@@ -105,6 +105,15 @@ ValidRangeOpt = Annotated[
 ]
 
 
+ForestTreesOpt = Annotated[
+    int,
+    count(
+        "Trees of every random forest baseline (shots only, pooled, Presto; fewer: faster, "
+        "coarser probabilities).",
+        lo=1,
+        hi=10_000,
+    ),
+]
 CrsOpt = Annotated[
     str | None,
     typer.Option(help="--layout stac: the CRS to read on, e.g. EPSG:32633 (default: most items')."),

@@ -19,6 +19,7 @@ from cropmeta.adapt.score import score
 from cropmeta.errors import InputError
 from cropmeta.evaluate.outputs import Section
 from cropmeta.evaluate.report import headline_shots, validation_pick
+from cropmeta.models.forest import FOREST_TREES
 
 METRICS = ("overall_accuracy", "macro_f1")
 
@@ -39,6 +40,7 @@ def cv_draws(results: dict, target: str, learner: str, k: int, folds: int) -> li
                 seed=seed,
                 cv_folds=folds,
                 source=models[first],
+                forest_trees=results["config"].get("forest_trees", FOREST_TREES),
             )
         except InputError:  # a class with fewer labels than folds on this draw
             continue

@@ -43,6 +43,7 @@ from cropmeta.ingest.catalog_regions import preprocess_catalog_region
 from cropmeta.learners.config import LearnerConfig, learner_config
 from cropmeta.learners.meta_train import MetaTrainConfig, meta_train
 from cropmeta.models.bundle import load_config
+from cropmeta.models.forest import FOREST_TREES
 
 Progress = Callable[[str, int, int], None]
 METRICS = ("overall_accuracy", "macro_f1", "kappa")
@@ -69,6 +70,9 @@ class EvaluationConfig(BaseModel):
     targets: list[str] | None = Field(None, description="held-out regions (default: the split)")
     loro: bool = Field(False, description="leave-one-region-out instead of the catalog split")
     baselines: bool = True
+    forest_trees: int = Field(
+        FOREST_TREES, ge=1, le=10_000, description="trees of every random forest baseline"
+    )
     transductive: bool = Field(
         True,
         description="also score each method's corrections with the target's unlabelled samples "
@@ -363,6 +367,7 @@ def score_draw(
                 seed=seed,
                 baselines=cfg.baselines and i == 0,
                 cv_folds=cv,
+                forest_trees=cfg.forest_trees,
             )
             score(res, transductive=cfg.transductive)
         except InputError as exc:  # too few labelled samples for this K

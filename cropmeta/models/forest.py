@@ -349,13 +349,18 @@ FOREST_TREES = 300
 
 
 def fit_forest(
-    x: np.ndarray, y: np.ndarray, n_classes: int, seed: int, weight: np.ndarray | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    seed: int,
+    weight: np.ndarray | None = None,
+    trees: int = FOREST_TREES,
 ) -> ForestClassifier:
-    """A scikit-learn random forest of :data:`FOREST_TREES` trees fitted on features ``x``
-    (sample, feature) and class indices ``y`` (each sample weighing ``weight``), held as
-    tensors; one thread, so the trees do not depend on the machine."""
+    """A scikit-learn random forest of ``trees`` trees fitted on features ``x`` (sample,
+    feature) and class indices ``y`` (each sample weighing ``weight``), held as tensors; one
+    thread, so the trees do not depend on the machine."""
     from sklearn.ensemble import RandomForestClassifier
 
-    rf = RandomForestClassifier(n_estimators=FOREST_TREES, random_state=seed, n_jobs=1)
+    rf = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=1)
     rf.fit(x, y, sample_weight=weight)
     return ForestClassifier.from_sklearn(rf, n_classes)

@@ -68,7 +68,9 @@ def test_adapt_cross_validates_learner_and_baselines(meta_model, regions, catalo
     from cropmeta.adapt.adapt import adapt_region
 
     target = regions[catalog.targets()[0].name]
-    first = adapt_region(meta_model, target, tmp_path / "a", shots=3, seed=2, cv_folds=3)
+    first = adapt_region(
+        meta_model, target, tmp_path / "a", shots=3, seed=2, cv_folds=3, forest_trees=30
+    )
     plain = {m for m in first.metrics if "+" not in m}  # corrections are not cross-validated
     assert first.cv_folds == 3 and set(first.cv_metrics) == plain == METHODS
     for m in first.cv_metrics.values():
@@ -76,7 +78,9 @@ def test_adapt_cross_validates_learner_and_baselines(meta_model, regions, catalo
     assert first.metrics != first.cv_metrics  # scored on other samples
     history = json.loads((tmp_path / "a" / "config.json").read_text())["history"]
     assert history["adaptation"]["cv_metrics"] == first.cv_metrics
-    again = adapt_region(meta_model, target, tmp_path / "b", shots=3, seed=2, cv_folds=3)
+    again = adapt_region(
+        meta_model, target, tmp_path / "b", shots=3, seed=2, cv_folds=3, forest_trees=30
+    )
     assert again.cv_metrics == first.cv_metrics
 
 
@@ -85,7 +89,7 @@ def test_adapt_cli_cross_validates_in_production(cli, meta_model, regions, catal
     """Without --shots (every label is support, nothing is held out) --cv is the only estimate:
     a table beside the written model, and the figures in --json."""
     target = regions[catalog.targets()[1].name]
-    args = ("adapt", "--model", meta_model, "--region", target, "--cv", "2")
+    args = ("adapt", "--model", meta_model, "--region", target, "--cv", "2", "--forest-trees", "30")
     res = cli(*args, "--out", tmp_path / "a")
     assert res.exit_code == 0, res.output
     assert "cross-validated on the" in res.stderr and "random_forest" in res.stderr

@@ -43,7 +43,7 @@ def test_the_saved_baseline_is_the_one_scored(meta_model, regions, catalog, tmp_
 
     target = regions[catalog.targets()[0].name]
     out = tmp_path / "adapted"
-    result = adapt_region(meta_model, target, out, shots=3, seed=5, method=method)
+    result = adapt_region(meta_model, target, out, shots=3, seed=5, method=method, forest_trees=30)
     assert result.saved == method and load_config(out).kind == "adapted"
     predicted, truth = query_predictions(out, target, shots=3, seed=5)
     assert score_predictions(truth, predicted) == result.metrics[method]
@@ -54,8 +54,10 @@ def test_a_saved_baseline_maps(cli, meta_model, regions, catalog, tmp_path, meth
     target = catalog.targets()[0]
     adapted = tmp_path / "adapted"
     res = cli("adapt", "--model", meta_model, "--region", regions[target.name], "--out", adapted,
-              "--method", method)  # fmt: skip
+              "--method", method, "--forest-trees", "7")  # fmt: skip
     assert res.exit_code == 0 and f"adapted model ({method}) written" in res.stdout
+    if method == "random_forest":  # as many trees as asked for
+        assert load_config(adapted).head.memory["roots"] == [7]
     out = tmp_path / "map.tif"
     res = cli("map", "--model", adapted, "--tiles", catalog.path(target.tiles), "--out", out)
     assert res.exit_code == 0, res.output
@@ -83,14 +85,14 @@ def test_adapt_saves_the_automatic_choice_by_default(cli, meta_model, regions, c
     target = regions[catalog.targets()[0].name]
     out = tmp_path / "a"
     res = cli("adapt", "--model", meta_model, "--region", target, "--out", out, "--shots", "3",
-              "--json")  # fmt: skip
+              "--json", "--forest-trees", "30")  # fmt: skip
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
     pick, how = split_variant(result["saved"])  # with the default correction where it applies
     assert result["cv_folds"] == 3 and pick == best_method(result["cv_metrics"])
     assert how in (None, DEFAULT_TRANSDUCTION)
     res = cli("adapt", "--model", meta_model, "--region", target, "--out", tmp_path / "b",
-              "--shots", "1", "--json")  # fmt: skip
+              "--shots", "1", "--json", "--forest-trees", "30")  # fmt: skip
     result = json.loads(res.stdout)
     assert result["saved"] == "maml" and "one labelled sample" in result["notes"]["best"]
 
@@ -101,7 +103,9 @@ def test_best_saves_what_cross_validation_picks(meta_model, regions, catalog, tm
 
     target = regions[catalog.targets()[0].name]
     out = tmp_path / "adapted"
-    result = adapt_region(meta_model, target, out, shots=3, seed=2, cv_folds=3, method="best")
+    result = adapt_region(
+        meta_model, target, out, shots=3, seed=2, cv_folds=3, method="best", forest_trees=30
+    )
     assert split_variant(result.saved)[0] == split_variant(chosen_method(result.cv_metrics))[0]
     assert load_config(out).history["adaptation"]["saved"] == result.saved
     predicted, truth = query_predictions(out, target, shots=3, seed=2)

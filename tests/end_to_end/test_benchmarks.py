@@ -30,7 +30,17 @@ def test_cv_selection_benchmark_runs_on_the_tiny_world(meta_model, regions, cata
     """benchmarks/cv_selection.py: a table per target and the summary line."""
     script = BENCHMARKS / "cv_selection.py"
     target = regions[catalog.targets()[0].name]
-    args = [f"{meta_model}={target}", "--shots", "3", "--draws", "2", "--folds", "3"]
+    args = [
+        f"{meta_model}={target}",
+        "--shots",
+        "3",
+        "--draws",
+        "2",
+        "--folds",
+        "3",
+        "--trees",
+        "30",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr

@@ -19,7 +19,7 @@ def evaluation(cli, world, tmp_path_factory):
     res = cli(
         "evaluate", "--catalog", world, "--out", out, "--learner", "maml", "--learner",
         "protonet", "--shots", "1", "--shots", "3", "--seeds", "2", "--iterations", "15",
-        "--task-ways", "3", "--task-shots", "2", "--task-queries", "3",
+        "--task-ways", "3", "--task-shots", "2", "--task-queries", "3", "--forest-trees", "30",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     return out, json.loads((out / "results.json").read_text())

@@ -17,7 +17,7 @@ def rerun(cli, world, tmp_path_factory):
         "evaluate", "--catalog", world, "--out", out, "--learner", "maml", "--learner",
         "protonet", "--shots", "3", "--seeds", "2", "--iterations", "15",
         "--task-ways", "3", "--task-shots", "2", "--task-queries", "3", "--cv", "3",
-        "--ensemble", "2", "--no-transductive", "--no-automatic",
+        "--ensemble", "2", "--no-transductive", "--no-automatic", "--forest-trees", "30",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     return out, json.loads((out / "results.json").read_text())

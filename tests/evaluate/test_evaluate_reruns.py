@@ -8,7 +8,7 @@ import json
 import pytest
 
 #: the draws' scoring is other tests' concern: only the learners are adapted and scored
-QUICK = ("--no-transductive", "--no-automatic")
+QUICK = ("--no-transductive", "--no-automatic", "--forest-trees", "30")
 
 
 @pytest.mark.slow

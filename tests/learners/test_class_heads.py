@@ -219,7 +219,7 @@ def test_evaluate_takes_class_heads_and_the_init(cli, world, tmp_path):
     out = tmp_path / "e"
     args = ["evaluate", "--catalog", world, "--out", out, "--shots", "2", "--seeds", "1",
             "--iterations", "2", "--task-ways", "3", "--task-shots", "2", "--task-queries", "2",
-            "--set", "head_init=classes"]  # fmt: skip
+            "--set", "head_init=classes", "--forest-trees", "30"]  # fmt: skip
     res = cli(*args, "--learner", "anil", "--init", "pretrained")
     assert res.exit_code == 0, res.output
     results = json.loads((out / "results.json").read_text())
