@@ -29,7 +29,7 @@ from rasterio.crs import CRS as RioCRS
 
 from cropmeta.errors import InputError
 from cropmeta.ingest.dataset import UNLABELLED_CODE
-from cropmeta.ingest.sources.stac import Extent
+from cropmeta.ingest.sources.stac_plan import Extent
 from cropmeta.ingest.table_readers import data_row
 from cropmeta.taxonomy import Taxonomy
 

@@ -25,7 +25,8 @@ from cropmeta.ingest.sources.datacube import CubeStack, open_cube
 from cropmeta.ingest.sources.geotiff import BandFileStack
 from cropmeta.ingest.sources.pattern import open_band_files
 from cropmeta.ingest.sources.per_date import TileStack, open_per_date, open_tiles
-from cropmeta.ingest.sources.stac import Extent, StacStack, is_remote, open_stac
+from cropmeta.ingest.sources.stac import StacStack, open_stac
+from cropmeta.ingest.sources.stac_plan import Extent, is_remote
 
 __all__ = [
     "BandFileStack",
