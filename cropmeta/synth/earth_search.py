@@ -21,7 +21,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from cropmeta.synth.granules import Granule, Grid, eo_band, stac_datetime
+from cropmeta.synth.granules import (
+    PRODUCT_TITLES,
+    Granule,
+    Grid,
+    eo_band,
+    feature,
+    stac_datetime,
+)
 from cropmeta.synth.native import NATIVE_RES
 
 NAME = "earth-search"
@@ -64,12 +71,7 @@ RASTERS = {key: (band, NATIVE_RES[band]) for key, (band, _, _) in BANDS.items()}
     "visual": ("TCI", 10),
     "wvp": ("WVP", 20),
 }
-TITLES = {
-    "aot": "Aerosol optical thickness (AOT)",
-    "scl": "Scene classification map (SCL)",
-    "visual": "True color image",
-    "wvp": "Water vapour (WVP)",
-}
+TITLES = {key: PRODUCT_TITLES[p] for key, (p, _) in sorted(RASTERS.items()) if p in PRODUCT_TITLES}
 THUMBNAIL = ("thumbnail", "jpeg")
 #: The order of a real item's assets (alphabetical, as the API returns them).
 ORDER = sorted([*RASTERS, "granule_metadata", "thumbnail", "tileinfo_metadata"])
@@ -214,18 +216,9 @@ def item(
         "processing:software": {"sentinel2-to-stac": "0.1.0"},
         "updated": stamp,
     }
-    return {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "id": item_id(g),
-        "properties": properties,
-        "geometry": {"type": "Polygon", "coordinates": [g.footprint]},
-        "links": [
-            {"rel": "license", "href": LICENSE},
-            {"rel": "collection", "href": COLLECTION, "type": "application/json"},
-        ],
-        "assets": {key: _asset(key, grids.get(key), hrefs[key]) for key in ORDER},
-        "bbox": g.bbox,
-        "stac_extensions": EXTENSIONS,
-        "collection": "sentinel-2-l2a",
-    }
+    links = [
+        {"rel": "license", "href": LICENSE},
+        {"rel": "collection", "href": COLLECTION, "type": "application/json"},
+    ]
+    assets = {key: _asset(key, grids.get(key), hrefs[key]) for key in ORDER}
+    return feature(item_id(g), g, properties, links, assets, EXTENSIONS)

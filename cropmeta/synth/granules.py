@@ -202,3 +202,32 @@ def eo_band(name: str, band: str, common: str | None, description: str) -> dict:
         "center_wavelength": centre,
         "full_width_half_max": fwhm,
     }
+
+
+#: Titles of the L2A products beside the bands, as both providers write them (the Planetary
+#: Computer misspells SCL's: its module keeps that).
+PRODUCT_TITLES = {
+    "AOT": "Aerosol optical thickness (AOT)",
+    "SCL": "Scene classification map (SCL)",
+    "TCI": "True color image",
+    "WVP": "Water vapour (WVP)",
+}
+
+
+def feature(
+    item_id: str, g: Granule, properties: dict, links: list, assets: dict, extensions: list
+) -> dict:
+    """A ``sentinel-2-l2a`` item's GeoJSON Feature, its fields in the order both providers
+    write them."""
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": item_id,
+        "properties": properties,
+        "geometry": {"type": "Polygon", "coordinates": [g.footprint]},
+        "links": links,
+        "assets": assets,
+        "bbox": g.bbox,
+        "stac_extensions": extensions,
+        "collection": "sentinel-2-l2a",
+    }

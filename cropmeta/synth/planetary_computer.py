@@ -21,7 +21,14 @@ out: they are web services, not files.
 
 from __future__ import annotations
 
-from cropmeta.synth.granules import Granule, Grid, eo_band, stac_datetime
+from cropmeta.synth.granules import (
+    PRODUCT_TITLES,
+    Granule,
+    Grid,
+    eo_band,
+    feature,
+    stac_datetime,
+)
 from cropmeta.synth.native import NATIVE_RES
 
 NAME = "planetary-computer"
@@ -54,10 +61,10 @@ RASTERS = {band: (band, NATIVE_RES[band]) for band in BANDS} | {
     "visual": ("TCI", 10),
 }
 TITLES = {
-    "AOT": "Aerosol optical thickness (AOT)",
+    "AOT": PRODUCT_TITLES["AOT"],
     "SCL": "Scene classfication map (SCL)",  # sic: PC's title
-    "WVP": "Water vapour (WVP)",
-    "visual": "True color image",
+    "WVP": PRODUCT_TITLES["WVP"],
+    "visual": PRODUCT_TITLES["TCI"],
     "preview": "Thumbnail",
     "safe-manifest": "SAFE manifest",
     "granule-metadata": "Granule metadata",
@@ -190,22 +197,13 @@ def item(
         **{k: v for k, v in stats.items() if k not in ("eo:cloud_cover", "s2:water_percentage")},
         "s2:reflectance_conversion_factor": g.reflectance_conversion_factor(),
     }
-    return {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "id": item_id(g),
-        "properties": properties,
-        "geometry": {"type": "Polygon", "coordinates": [g.footprint]},
-        "links": [
-            {
-                "rel": "collection",
-                "href": f"{API}/collections/sentinel-2-l2a",
-                "type": "application/json",
-            },
-            {"rel": "license", "href": LICENSE},
-        ],
-        "assets": {key: _asset(key, grids.get(key), hrefs[key]) for key in ORDER},
-        "bbox": g.bbox,
-        "stac_extensions": EXTENSIONS,
-        "collection": "sentinel-2-l2a",
-    }
+    links = [
+        {
+            "rel": "collection",
+            "href": f"{API}/collections/sentinel-2-l2a",
+            "type": "application/json",
+        },
+        {"rel": "license", "href": LICENSE},
+    ]
+    assets = {key: _asset(key, grids.get(key), hrefs[key]) for key in ORDER}
+    return feature(item_id(g), g, properties, links, assets, EXTENSIONS)

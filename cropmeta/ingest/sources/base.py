@@ -12,6 +12,7 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -26,12 +27,14 @@ from cropmeta.ingest.prepare import Preparation, mask_invalid
 _DATE_TEXT = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})")
 
 
+@dataclass(frozen=True)
 class RasterStack(ABC):
     """Acquisitions of one grid, sorted by date, read as float32 (band, rows, cols) reflectance.
 
-    Implementations provide ``dates`` (sorted, unique), ``crs`` (kept exactly as stored, custom
-    WKT included), ``transform``, ``width``, ``height``, ``band_names``, :attr:`origin` (the file
-    named in errors about the stack as a whole), :attr:`source_files` and :meth:`read`.
+    Every layout holds ``dates`` (sorted, unique), ``crs`` (kept exactly as stored, custom WKT
+    included), ``transform``, ``width``, ``height`` and ``band_names`` (the fields here, before
+    its own), and implements :attr:`origin` (the file named in errors about the stack as a
+    whole), :attr:`source_files` and :meth:`read`.
     """
 
     dates: list[date]

@@ -22,13 +22,10 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from affine import Affine
-from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from cropmeta.catalog import RasterSpec
@@ -73,12 +70,6 @@ class CubeStack(RasterStack):
     dims: tuple[str, str, str, str | None]  # time, y, x, band
     time_index: list[int]  # position along the time dimension of each (sorted) date
     flip_y: bool  # rows stored south to north: reverse them so that row 0 is the north
-    dates: list[date]
-    crs: CRS
-    transform: Affine
-    width: int
-    height: int
-    band_names: list[str]
     layers: list[tuple[str, int | None]]
     scales: np.ndarray
     offsets: np.ndarray

@@ -42,12 +42,6 @@ class BandFileStack(RasterStack):
     """Dates × bands, each held in a raster file band, with per-(date, band) scale and nodata."""
 
     source: Path
-    dates: list[date]
-    crs: CRS
-    transform: Affine
-    width: int
-    height: int
-    band_names: list[str]
     files: list[list[tuple[Path, int]]]  # [date][band] → (file, 1-based band number)
     scales: np.ndarray  # (date, band)
     offsets: np.ndarray  # (date, band)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.crs import CRS
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
@@ -46,12 +45,6 @@ class TileStack(RasterStack):
     """Acquisitions of one tile, sorted by date, with the metadata every date shares."""
 
     paths: list[Path]
-    dates: list[date]
-    crs: CRS
-    transform: rasterio.Affine
-    width: int
-    height: int
-    band_names: list[str]
     scales: np.ndarray
     offsets: np.ndarray
     nodata: float | None

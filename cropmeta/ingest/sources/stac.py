@@ -39,7 +39,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -250,12 +249,6 @@ class StacStack(RasterStack):
 
     source: Path | str
     cube: xr.Dataset
-    dates: list[date]
-    crs: CRS
-    transform: Affine
-    width: int
-    height: int
-    band_names: list[str]
     aliases: dict[str, str]  # a name the spec used → the band it means
     asset_keys: dict[str, list[str]]  # band → the asset key(s) it was read from
     assets_at: dict[str, str]  # href → "item …, asset …: " (named when its read fails)

@@ -34,23 +34,15 @@ from dataclasses import dataclass
 
 import pystac
 
-#: earth-search's (and the STAC common names') Sentinel-2 keys → canonical band.
+#: earth-search's (and the STAC common names') Sentinel-2 keys, and the bands they hold.
+_S2_KEYS = "coastal blue green red rededge1 rededge2 rededge3 nir nir08 nir09 cirrus swir16 swir22"
+_S2_BANDS = "B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 B10 B11 B12"
+#: Sentinel-2 keys → canonical band: earth-search's, and the Planetary Computer's (the band
+#: names themselves, any case).
 SENTINEL2_KEYS = {
-    "coastal": "B01",
-    "blue": "B02",
-    "green": "B03",
-    "red": "B04",
-    "rededge1": "B05",
-    "rededge2": "B06",
-    "rededge3": "B07",
-    "nir": "B08",
-    "nir08": "B8A",
-    "nir09": "B09",
-    "cirrus": "B10",
-    "swir16": "B11",
-    "swir22": "B12",
+    **dict(zip(_S2_KEYS.split(), _S2_BANDS.split(), strict=True)),
     "scl": "SCL",
-    **{f"b{n:02d}": f"B{n:02d}" for n in range(1, 13)},  # Planetary Computer: B01 … B12
+    **{f"b{n:02d}": f"B{n:02d}" for n in range(1, 13)},
     "b8a": "B8A",
 }
 #: Landsat Collection 2 Level-2 keys (earth-search, Planetary Computer, USGS) → canonical band.
