@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/cropmeta demo --out demo-out --seed $(SEED)
 
-XDIST   = -n auto --dist loadfile
+XDIST   = -n auto --dist loadfile --no-loadscope-reorder
 
 test: install
 	$(PY) -m pytest -q $(XDIST) -m "not slow"

@@ -79,22 +79,26 @@ def cli():
 
 #: The longest test files, longest first (measured: `pytest --durations`, fresh-clone CI runs)
 LONGEST = (
-    "test_notebook.py",
     "test_pipeline_studies.py",
+    "test_notebook.py",
     "test_evaluate.py",
+    "test_learner_matrix.py",
+    "test_own_data_walkthrough.py",
     "test_evaluate_cv.py",
     "test_pipelines.py",
-    "test_learner_matrix.py",
     "test_evaluate_reruns.py",
-    "test_own_data_walkthrough.py",
+    "test_benchmarks.py",
+    "test_demo.py",
+    "test_cross_validate.py",
 )
 
 
 def pytest_collection_modifyitems(config, items):
     """The longest files first, then those with slow tests, then the rest: pytest-xdist
-    (``--dist loadfile``) hands files to the workers in this order, so the long ones start at
-    once and the short ones fill in around them (longest-processing-time-first scheduling),
-    rather than one long file starting last on an otherwise idle machine."""
+    (``--dist loadfile --no-loadscope-reorder``; by default it reorders files by their number of
+    tests) hands files to the workers in this order, so the long ones start at once and the
+    short ones fill in around them (longest-processing-time-first scheduling), rather than one
+    long file starting last on an otherwise idle machine."""
     slow = {item.path for item in items if item.get_closest_marker("slow")}
 
     def rank(item) -> tuple[int, int]:
