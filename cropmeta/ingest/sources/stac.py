@@ -311,20 +311,30 @@ class StacStack(RasterStack):
         part = self.cube[list(names)].isel(
             time=slice(i, end), y=slice(r0, r0 + rows), x=slice(c0, c0 + cols)
         )
+        try:
+            with rasterio.Env(**REMOTE_GDAL):
+                threads = READERS if self.remote else os.cpu_count() or 1
+                block = part.compute(scheduler="threads", num_workers=threads)
+        except Exception:  # GDAL, HTTP and decompression errors surface here
+            block = self._again(part, i, end)
+        for t in range(i, end):
+            self.fetched[(t, box, names)] = {n: block[n].values[t - i] for n in names}
+
+    def _again(self, part: xr.Dataset, i: int, end: int) -> xr.Dataset:
+        """A failed read once more, one asset after another: a passing failure (a dropped
+        connection) is retried, and a lasting one is named by the first asset that fails, which
+        concurrent reads cannot say for sure (their errors interleave)."""
         failed: list[str] = []
         try:
             with rasterio.Env(**REMOTE_GDAL), _failures_into(failed):
-                threads = READERS if self.remote else os.cpu_count() or 1
-                block = part.compute(scheduler="threads", num_workers=threads)
-        except Exception as exc:  # GDAL, HTTP and decompression errors surface here
+                return part.compute(scheduler="synchronous")
+        except Exception as exc:
             days = f"{self.dates[i]}" + (f"…{self.dates[end - 1]}" if end - 1 > i else "")
             problem = f"cannot read {days} ({read_problem(exc)})"
             if not failed:
                 raise InputError(self.source, problem) from None
             asset = self.assets_at.get(failed[0], "")
             raise InputError(where_of(failed[0]), f"{asset}{problem}") from None
-        for t in range(i, end):
-            self.fetched[(t, box, names)] = {n: block[n].values[t - i] for n in names}
 
 
 @contextmanager
