@@ -220,6 +220,7 @@ def _same_band_twice(doc: dict) -> None:
         (_band_missing, {}, "lacks band(s) B05"),
         (_same_band_twice, {}, "assets 'B04' and 'red-copy' both hold band B04"),
         (None, {"bands": ["B04", "ndvi"]}, "band 'ndvi' matches no asset"),
+        (None, {"crs": "EPSG:notacode"}, "--crs 'EPSG:notacode' is not a CRS"),
         (
             None,
             {"bounds": (0.0, 0.0, 10.0, 10.0), "crs": "EPSG:32633"},
@@ -395,3 +396,13 @@ def test_cli_preprocess_of_remote_items_fails_in_one_line_and_writes_nothing(
     assert res.exit_code == 2, res.output
     assert "HTTP response code: 404" in res.stderr and victim in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_cli_crs_only_with_stac(cli, written, world, tmp_path):
+    out = tmp_path / "region.zarr"
+    res = cli(
+        "preprocess", "--tiles", written["earth-search"].parent / "reference", "--crs",
+        "EPSG:32633", "--labels", world.parent / REGION / "fields.gpkg", "--label-column",
+        "kultur", "--out", out,
+    )  # fmt: skip
+    assert res.exit_code == 2 and "only with --layout stac" in res.output and not out.exists()

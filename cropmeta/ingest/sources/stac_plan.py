@@ -21,7 +21,7 @@ import pystac
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.errors import RasterioError
+from rasterio.errors import CRSError, RasterioError
 from rasterio.transform import array_bounds
 from rasterio.warp import transform_bounds
 
@@ -230,9 +230,10 @@ def choose_grid(
         for b in bands
     ]
     crs_count = Counter(n[0].to_wkt() for n in natives)
-    crs = (
-        CRS.from_user_input(spec.crs) if spec.crs else CRS.from_wkt(crs_count.most_common(1)[0][0])
-    )
+    try:
+        crs = CRS.from_user_input(spec.crs or crs_count.most_common(1)[0][0])
+    except (CRSError, ValueError) as exc:
+        raise InputError(plan.where, f"--crs {spec.crs!r} is not a CRS ({exc})") from None
     in_crs = [n for n in natives if n[0] == crs] or natives
     res = spec.resolution or min(abs(n[1].a) for n in in_crs)
     anchor = min(in_crs, key=lambda n: abs(n[1].a))[1]  # the finest native grid in that CRS
