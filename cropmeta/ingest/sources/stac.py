@@ -262,7 +262,7 @@ class StacStack(RasterStack):
 
     @property
     def origin(self) -> Path:
-        return Path(self.source) if isinstance(self.source, Path) else Path(self.source)
+        return Path(self.source)
 
     @property
     def source_files(self) -> list[Path]:
