@@ -7,6 +7,10 @@ python's ``SimpleHTTPRequestHandler`` does not support and GDAL's ``/vsicurl/`` 
 Every request is recorded (method, path, range, status, bytes sent), and chosen paths can
 fail: ``server.fail(path, 403)`` or ``404``, or ``server.truncate(path, n)``, after which the
 file is served as if only its first ``n`` bytes existed (an interrupted upload).
+``server.stac_api(features, page_size)`` answers ``GET /search`` as a STAC API's item search
+does: the features whose ``bbox``, ``datetime`` and ``collection`` match the query, a page at a
+time, each page linking the next (``rel: next``, as earth-search and the Planetary Computer
+page their results).
 
     with serve_folder(tmp_path) as server:
         url = server.url + "items.json"
@@ -18,6 +22,7 @@ Import it as ``from http_server import serve_folder`` (``tests/`` is on pytest's
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import urllib.parse
@@ -52,6 +57,26 @@ class FolderServer:
     failures: dict[str, int] = field(default_factory=dict)
     truncated: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    features: list[dict] | None = None  # served by GET /search (``stac_api``)
+    page_size: int = 10
+    searches: list[dict[str, str]] = field(default_factory=list)  # each /search's parameters
+
+    def stac_api(self, features: list[dict], page_size: int = 10) -> None:
+        """Answer ``GET /search`` with the matching ``features`` (STAC items), paged."""
+        self.features, self.page_size = features, page_size
+
+    def search_page(self, query: dict[str, str]) -> dict:
+        """One page of the item search ``query`` (bbox, datetime, collections, token)."""
+        self.searches.append(query)
+        found = [f for f in self.features or [] if _matches(f, query)]
+        start = int(query.get("token", 0))
+        limit = min(int(query.get("limit", self.page_size)), self.page_size)
+        page = {"type": "FeatureCollection", "features": found[start : start + limit], "links": []}
+        if start + limit < len(found):
+            following = urllib.parse.urlencode({**query, "token": start + limit})
+            href = f"{self.url}search?{following}"
+            page["links"].append({"rel": "next", "href": href, "type": "application/geo+json"})
+        return page
 
     def fail(self, path: str, status: int) -> None:
         """Answer every request for ``path`` (relative, e.g. ``"a/B02.tif"``) with ``status``."""
@@ -89,6 +114,23 @@ class FolderServer:
             self.requests.append(request)
 
 
+def _matches(feature: dict, query: dict[str, str]) -> bool:
+    """Whether a STAC item matches an item search's bbox, datetime and collections."""
+    if "bbox" in query:
+        west, south, east, north = (float(v) for v in query["bbox"].split(","))
+        w, s, e, n = feature["bbox"]
+        if w > east or e < west or s > north or n < south:
+            return False
+    if "datetime" in query:
+        start, _, end = query["datetime"].partition("/")
+        when = feature["properties"]["datetime"]
+        if (start not in ("", "..") and when < start) or (end not in ("", "..") and when > end):
+            return False
+    if "collections" in query:
+        return feature.get("collection") in query["collections"].split(",")
+    return True
+
+
 def _handler(state: FolderServer) -> type[BaseHTTPRequestHandler]:
     root = state.root.resolve()
 
@@ -107,6 +149,16 @@ def _handler(state: FolderServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self, body: bool) -> None:
             rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
             header = self.headers.get("Range")
+            if rel == "search" and state.features is not None and rel not in state.failures:
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                payload = json.dumps(state.search_page(query)).encode()
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "application/geo+json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload if body else b"")
+                state.record(Request(self.command, rel, header, 200, len(payload)))
+                return
             target = (root / rel).resolve()
             if rel in state.failures:
                 self._error(rel, header, state.failures[rel])

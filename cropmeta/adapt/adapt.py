@@ -14,10 +14,12 @@ import torch
 
 from cropmeta.adapt.cross_validate import (
     AUTOMATIC_FOLDS,
+    PriorShift,
     best_method,
     check_folds,
     cross_validate,
 )
+from cropmeta.adapt.label_shift import BBSE_SAMPLES
 from cropmeta.adapt.names import BEST, DEFAULT_TRANSDUCTION, TRANSDUCTIONS
 from cropmeta.adapt.predict import predict_methods
 from cropmeta.adapt.result import AdaptResult, Fitting, save
@@ -140,6 +142,7 @@ def adapt(
     shot_weight: float = 1.0,
     unlabelled: str | Path | None = None,
     forest_trees: int = FOREST_TREES,
+    class_prior: list[float] | None = None,
 ) -> AdaptResult:
     """Adapt the model in ``model_dir`` to the region dataset ``region``, in memory (the result
     holds the model; :func:`save` writes it, :func:`adapt_region` does both).
@@ -171,8 +174,12 @@ def adapt(
     model's data whose labels are ignored, or else, with ``shots``, the region's samples outside
     the support (the query's labels are never read) — serve the transductive corrections of
     :mod:`cropmeta.adapt.transductive`: :func:`~cropmeta.adapt.score.score` scores each
-    applicable ``<method>+<how>`` beside its method (not cross-validated: support folds are
-    class-balanced, the region is not), and ``method`` may name one to save.
+    applicable ``<method>+<how>`` beside its method, and ``method`` may name one to save. With
+    ``cv_folds`` they also serve the cross-validation: the fold models predict up to
+    :data:`~cropmeta.adapt.label_shift.BBSE_SAMPLES` of them, the region's class shares are
+    estimated from those predictions (``result.class_prior``; or given as ``class_prior``:
+    ``evaluate`` estimates them once per draw) and every method, and its ``+bbse``
+    re-weighting to them, is scored as on the region (:func:`cross_validate`).
     """
     meta = open_meta_model(model_dir)
     model_dir, cfg = meta.path, meta.config
@@ -213,8 +220,12 @@ def adapt(
     x = torch.from_numpy(cfg.normaliser(data.x))
     y = torch.tensor([to_index[int(c)] for c in data.codes[support]])
     fallback = None
-    if split_variant(method)[0] == BEST and cv_folds is None:  # as many folds as can be filled
+    needs_cv = split_variant(method)[0] == BEST or split_variant(method)[1] == "bbse"
+    if needs_cv and cv_folds is None:  # as many folds as can be filled
         cv_folds = min(AUTOMATIC_FOLDS, int(np.bincount(y.numpy()).min()))
+        if cv_folds < 2 and split_variant(method)[1] == "bbse":
+            why = "cross-validation estimates the region's priors: 2 labelled samples a class"
+            raise InputError(region, f"{method}: {why}")
         if cv_folds < 2:  # one labelled sample of a class: nothing to cross-validate
             cv_folds, method = None, cfg.learner["algorithm"]
             fallback = "a class has one labelled sample: no cross-validation, the learner saved"
@@ -279,19 +290,27 @@ def adapt(
         )
     if cv_folds is not None:
         x_s, n = x[support], len(codes)
+        shift = None
+        if unl is not None:  # the region's priors, for scoring methods as the region is
+            sample = np.random.default_rng(seed).permutation(len(unl.x))[:BBSE_SAMPLES]
+            x_prior = unl.x[np.sort(sample)]
+            prior = None if class_prior is None else np.asarray(class_prior, dtype=np.float64)
+            shift = PriorShift(len(x_prior), unl.train_prior, prior)
 
         def fit_predict(train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
             torch.manual_seed(seed)
             fold = learner.adapt(model, x_s[train], y[train], doy, n, info=info, codes=known)
-            on = support_on.replace(x_support=x_s[train], y_support=y[train], x_query=x_s[test])
-            predictions, notes, _, _ = predict_methods(
-                fold, cfg, on, lent, baselines, data.class_names, seed
-            )
-            result.notes |= notes  # what a baseline cannot do, as on the query set
-            return predictions
+            held_out = x_s[test] if shift is None else torch.cat([x_s[test], x_prior])
+            on = support_on.replace(x_support=x_s[train], y_support=y[train], x_query=held_out)
+            run = predict_methods(fold, cfg, on, lent, baselines, data.class_names, seed)
+            result.notes |= run.notes  # what a baseline cannot do, as on the query set
+            return run.proba
 
         result.cv_folds = cv_folds
-        result.cv_metrics = cross_validate(fit_predict, y.numpy(), cv_folds, seed)
+        result.cv_metrics = cross_validate(fit_predict, y.numpy(), cv_folds, seed, shift)
+        if shift is not None and shift.prior is not None:
+            unl.prior = shift.prior
+            result.class_prior = [round(float(v), 6) for v in shift.prior]
         if split_variant(method)[0] == BEST:
             corrects = lambda how, m: unl is not None and applies(how, m, unl)  # noqa: E731
             method = chosen_method(result.cv_metrics, method, corrects)
@@ -327,12 +346,17 @@ def chosen_method(
     named: str = BEST,
     can_correct: Callable[[str, str], bool] = lambda how, method: False,
 ) -> str:
-    """What ``--method best[+how]`` saves: the method cross-validation ranks first, with the
+    """What ``--method best[+how]`` saves: the method cross-validation ranks first (saved as
+    it is when it is a ``+bbse`` re-weighting, which cross-validation scored), else with the
     named correction or else the default one
     (:data:`~cropmeta.adapt.names.DEFAULT_TRANSDUCTION`) where ``can_correct(how, method)``
     (the region's unlabelled samples are at hand and the correction applies)."""
-    pick = best_method(cv_metrics)
     how = split_variant(named)[1]
+    if how is not None:  # a named correction: the pick is among the plain methods
+        cv_metrics = {m: v for m, v in cv_metrics.items() if split_variant(m)[1] is None}
+    pick = best_method(cv_metrics)
+    if split_variant(pick)[1] is not None:  # cross-validation scored the corrected method
+        return pick
     if how is None and DEFAULT_TRANSDUCTION is not None:
         how = DEFAULT_TRANSDUCTION if can_correct(DEFAULT_TRANSDUCTION, pick) else None
     return variant(pick, how) if how else pick

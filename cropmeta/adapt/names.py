@@ -10,7 +10,7 @@ BEST = "best"
 SUGGEST_METHODS = ("kcenter", "kmeans")
 #: Transductive corrections with the region's unlabelled samples, each scored (and saved) as
 #: ``<method>+<how>`` (:mod:`cropmeta.adapt.transductive`).
-TRANSDUCTIONS = ("label_shift", "self_training", "timematch", "soft_kmeans")
+TRANSDUCTIONS = ("label_shift", "bbse", "self_training", "timematch", "soft_kmeans")
 SEPARATOR = "+"
 #: The correction ``--method best`` adds to the method cross-validation picks when the region's
 #: unlabelled samples are at hand and it applies (None: none). Chosen on real data by the rule

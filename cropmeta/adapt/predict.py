@@ -28,20 +28,20 @@ def predict_methods(
     class_names: dict[int, str],
     seed: int,
     extend: Extend | None = None,
-) -> tuple[dict, dict, dict, torch.Tensor]:
-    """Predictions on ``on.x_query`` of the adapted model and (``baselines``) of every baseline
-    fitted on the same support set, each with its ``extend`` variants (:func:`variants`), the
-    notes on what a method could not do or found, the fitting times, and the adapted model's
-    class probabilities of the query samples."""
+) -> BaselineRun:
+    """Predictions and class probabilities of ``on.x_query`` by the adapted model and
+    (``baselines``) by every baseline fitted on the same support set, each with its ``extend``
+    variants (:func:`variants`); the notes on what a method could not do or found, and the
+    fitting times."""
     learner = cfg.learner["algorithm"]
+    run = BaselineRun()
     with torch.no_grad():
-        logits = adapted(on.x_query, on.doy)
-    run = BaselineRun({learner: logits.argmax(-1).numpy()})
+        run.add(learner, adapted(on.x_query, on.doy))
     if extend is not None:
         run.merge(extend(learner, adapted))
     if baselines:
         run.merge(baseline_predictions(on, cfg.encoder, seed, sources, class_names, extend))
-    return run.predictions, run.notes, run.seconds, logits.softmax(-1)
+    return run
 
 
 def variants(on: Shots, data: Unlabelled) -> Extend:
@@ -57,7 +57,7 @@ def variants(on: Shots, data: Unlabelled) -> Extend:
             name = variant(method, how)
             corrected = transduce(how, method, model, on, data)
             with torch.no_grad():
-                run.predictions[name] = corrected(on.x_query, on.doy).argmax(-1).numpy()
+                run.add(name, corrected(on.x_query, on.doy))
             run.seconds[name] = round(time.perf_counter() - start, 3)
             if name in data.notes:
                 run.notes[name] = data.notes[name]

@@ -55,6 +55,9 @@ class AdaptResult:
     learner: str = ""  # the meta-learner's name: its entry in ``metrics``; the others are baselines
     cv_folds: int | None = None  # with ``cv_folds``: every method cross-validated on the support
     cv_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the region's class shares (label order) estimated by cross-validation with its unlabelled
+    # samples (:func:`cropmeta.adapt.label_shift.bbse_priors`); None: not estimated
+    class_prior: list[float] | None = None
     saved: str = ""  # the method whose model was saved: the learner, or a baseline
     # once scored: the adapted learner's class probabilities of the query samples and their
     # true classes, for scoring ensembles (:mod:`cropmeta.adapt.ensemble`); not in the JSON

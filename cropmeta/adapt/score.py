@@ -8,6 +8,7 @@ labelled samples — what `adapt --shots` prints and `evaluate` records per draw
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from cropmeta.adapt.metrics import class_details, score_predictions
 from cropmeta.adapt.predict import predict_methods, variants
@@ -28,13 +29,15 @@ def score(result: AdaptResult, transductive: bool = True) -> AdaptResult:
     y_true = np.array([to_index[int(c)] for c in fit.data.codes[kept]])
     on = fit.support.replace(x_query=fit.x[kept])
     extend = variants(on, fit.unlabelled) if transductive and fit.unlabelled is not None else None
-    predictions, notes, seconds, result.query_proba = predict_methods(
+    run = predict_methods(
         fit.learner_model, fit.config, on, fit.sources, fit.baselines, fit.data.class_names,
         fit.seed, extend,
     )  # fmt: skip
+    predictions = run.predictions
+    result.query_proba = torch.from_numpy(run.proba[result.learner]).float()
     result.query_truth = y_true
-    result.notes = notes | result.notes
-    result.seconds |= seconds
+    result.notes = run.notes | result.notes
+    result.seconds |= run.seconds
     n = len(fit.codes)
     result.metrics = {name: score_predictions(y_true, p) for name, p in predictions.items()}
     result.details = {name: class_details(y_true, p, n) for name, p in predictions.items()}

@@ -7,6 +7,10 @@ each applied to a fitted method and scored beside it as ``<method>+<how>``:
 * ``label_shift`` — the region's class priors estimated by EM from the model's posteriors on the
   unlabelled samples, and the posteriors re-weighted to them (:mod:`.label_shift`; Saerens et
   al. 2002): balanced supports, unbalanced regions;
+* ``bbse`` — the same re-weighting to the priors black-box shift estimation finds from the
+  support's cross-validation and the fold models' predictions of the unlabelled samples
+  (:func:`~.label_shift.bbse_priors`; Lipton et al. 2018): needs no calibrated posteriors, and
+  is what ``--method best`` cross-validates under the region's priors;
 * ``self_training`` — confident pseudo-labels of the unlabelled samples, consistent under the
   region-effect augmentations, added to the fit (:mod:`.self_training`; FixMatch, Sohn et al.
   2020; for forests, plain pseudo-labelling);
@@ -33,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cropmeta.adapt.label_shift import em_priors
+from cropmeta.adapt.label_shift import PriorEstimate, em_priors
 from cropmeta.adapt.names import SEPARATOR, TRANSDUCTIONS
 from cropmeta.adapt.phenology_shift import (
     ShiftEstimate,
@@ -77,6 +81,8 @@ class Unlabelled:
     seed: int = 0
     self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
     notes: dict[str, str] = field(default_factory=dict)
+    #: the region's class priors found by cross-validation (``bbse``; None: not estimated)
+    prior: np.ndarray | None = None
     #: the calendar shift found for a support set (by its tensor): one estimate serves every
     #: method aligned on it
     shifts: dict[int, ShiftEstimate] = field(default_factory=dict, repr=False)
@@ -102,6 +108,8 @@ def applies(how: str, method: str, data: Unlabelled) -> bool:
     classifier is stored; soft k-means for the prototypical network."""
     if how == "label_shift":
         return True
+    if how == "bbse":
+        return data.prior is not None
     if how == "soft_kmeans":
         return method == data.learner == "protonet"
     if how == "timematch" and (data.source is None or data.max_shift == 0):
@@ -114,6 +122,8 @@ def transduce(how: str, method: str, model: nn.Module, on: Shots, data: Unlabell
     samples in way ``how``."""
     if how == "label_shift":
         return with_label_shift(model, on, data.x, data.train_prior(method), data, method)
+    if how == "bbse":
+        return with_prior(model, data, method)
     if how == "soft_kmeans":
         return soft_kmeans(model, on, data.x)
     if how == "self_training":
@@ -197,6 +207,22 @@ def with_label_shift(
             f"class priors estimated from {len(x_unlabelled)} unlabelled samples: {shares} "
             f"({estimate.iterations} EM iterations)"
         )
+    return prior_adjusted(model, estimate)
+
+
+def with_prior(model: nn.Module, data: Unlabelled, method: str) -> AdjustedClassifier:
+    """``model`` (method ``method``) re-weighted to the region's priors ``data.prior``, found
+    by black-box shift estimation in the support's cross-validation."""
+    if data.prior is None:
+        raise ValueError("the region's class priors are estimated by cross-validation (--cv)")
+    estimate = PriorEstimate(data.prior, data.train_prior(method), 0, True)
+    shares = ", ".join(f"{p:.2f}" for p in estimate.target)
+    data.notes[variant(method, "bbse")] = f"class priors from cross-validation: {shares}"
+    return prior_adjusted(model, estimate)
+
+
+def prior_adjusted(model: nn.Module, estimate: PriorEstimate) -> AdjustedClassifier:
+    """``model`` with its log-posteriors shifted by ``estimate``'s log prior ratio."""
     cfg = AdjustedHeadConfig(
         member={},  # filled in when saved (cropmeta.models.bundle.head_config)
         log_prior_ratio=[float(v) for v in estimate.log_ratio],

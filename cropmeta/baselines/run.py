@@ -97,9 +97,16 @@ class BaselineRun:
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # fitting and predicting
+    proba: dict[str, np.ndarray] = field(default_factory=dict)  # class probabilities
+
+    def add(self, name: str, logits: torch.Tensor) -> None:
+        """Method ``name``'s query predictions from its output (logits or log-probabilities)."""
+        self.proba[name] = logits.softmax(-1).double().numpy()
+        self.predictions[name] = self.proba[name].argmax(-1)
 
     def merge(self, other: BaselineRun) -> None:
         self.predictions |= other.predictions
+        self.proba |= other.proba
         self.notes |= other.notes
         self.seconds |= other.seconds
 
@@ -212,7 +219,7 @@ def baseline_predictions(
         start = time.perf_counter()
         model = baseline_model(name, shots, encoder, seed, sources)
         with torch.no_grad():
-            run.predictions[name] = model(shots.x_query, shots.doy).argmax(-1).numpy()
+            run.add(name, model(shots.x_query, shots.doy))
         run.seconds[name] = round(time.perf_counter() - start, 3)
         if extend is not None:
             run.merge(extend(name, model))

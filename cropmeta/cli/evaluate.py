@@ -89,8 +89,8 @@ def evaluate(
         bool,
         typer.Option(
             help="Also score each method corrected with the target's unlabelled samples (the "
-            "query's series, never its labels): +label_shift, +self_training, +timematch, "
-            "+soft_kmeans.",
+            "query's series, never its labels): +label_shift, +bbse, +self_training, "
+            "+timematch, +soft_kmeans.",
         ),
     ] = True,
     taxonomy: UserTaxonomyOpt = None,

@@ -118,7 +118,8 @@ def adapt(
         Method | None,
         typer.Option(
             help="The model to save: 'best' (default: the method cross-validation on the "
-            "labelled fields ranks first, in --cv folds or as many as they fill, at most 5), "
+            "labelled fields ranks first, in --cv folds or as many as they fill, at most 5, "
+            "weighted to the region's class shares when its unlabelled samples are at hand), "
             "the meta-learner, or a baseline fitted on the same fields.",
         ),
     ] = None,
@@ -136,8 +137,8 @@ def adapt(
         Transduction | None,
         typer.Option(
             help="Correct the saved method with the region's unlabelled samples: label_shift "
-            "(the region's class priors), self_training, timematch (its crop calendar) or "
-            "soft_kmeans (protonet's prototypes).",
+            "(the region's class priors by EM), bbse (by cross-validation), self_training, "
+            "timematch (its crop calendar) or soft_kmeans (protonet's prototypes).",
         ),
     ] = None,
     unlabelled: Annotated[

@@ -368,6 +368,7 @@ def score_draw(
                 baselines=cfg.baselines and i == 0,
                 cv_folds=cv,
                 forest_trees=cfg.forest_trees,
+                class_prior=draw[0].class_prior if draw else None,  # one estimate per draw
             )
             score(res, transductive=cfg.transductive)
         except InputError as exc:  # too few labelled samples for this K
@@ -408,9 +409,10 @@ def _automatic_record(draw: list[AdaptResult], fold: Fold, k: int, seed: int) ->
     for res in draw:
         cv_metrics |= res.cv_metrics
         owner |= dict.fromkeys(res.metrics, res)
+    cv_metrics = {m: v for m, v in cv_metrics.items() if m in owner}  # those scored on the query
     chosen = chosen_method(cv_metrics, BEST, lambda how, m: variant(m, how) in owner)
     record = _records(owner[chosen], fold, k, seed, keep=[chosen])[0]
-    leader = best_method(cv_metrics)  # what the plain first-in-macro-F1 rule would have taken
+    leader = best_method(cv_metrics)  # the pick before the default correction is added
     return record | {
         "method": BEST,
         "learner": False,
@@ -418,6 +420,8 @@ def _automatic_record(draw: list[AdaptResult], fold: Fold, k: int, seed: int) ->
         "cv_leader": leader,
         "cv_leader_macro_f1": cv_metrics[leader]["macro_f1"],
         "cv_leader_macro_f1_se": cv_metrics[leader].get("macro_f1_se"),
+        "class_prior": draw[0].class_prior,
+        "cv": cv_metrics,  # every method's support figures, to re-take other rules from
     }
 
 

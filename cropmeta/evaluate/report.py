@@ -5,11 +5,13 @@ from __future__ import annotations
 from rich.table import Table
 
 from cropmeta.adapt.adapt import AdaptResult
+from cropmeta.adapt.cross_validate import criterion
 from cropmeta.adapt.ensemble import ENSEMBLE
 
 
 def metrics_table(result: AdaptResult, cross_validated: bool = False) -> Table:
-    """Methods side by side on the same query samples, best macro-F1 first; the meta-learner
+    """Methods side by side on the same query samples, best first (macro-F1; cross-validated
+    with the region's class shares: ``--method best``'s weighted criterion); the meta-learner
     in bold, the baselines plain. ``cross_validated``: the same for the out-of-fold predictions
     of the support set (``result.cv_metrics``).
 
@@ -27,19 +29,28 @@ def metrics_table(result: AdaptResult, cross_validated: bool = False) -> Table:
         title = f"{result.region}: {len(result.classes)} classes, {result.shots} shots each"
         caption = [f"fitted on {result.n_support} fields, scored on {result.n_query} others"]
         metrics = result.metrics
+    weighted = cross_validated and result.class_prior is not None
+    if weighted:
+        pairs = zip(result.classes, result.class_prior, strict=True)
+        shares = ", ".join(f"{c} {p:.2f}" for c, p in pairs)
+        caption.append(
+            f"weighted: each field weighted to the region's estimated class shares ({shares}); "
+            "--method best ranks by their mean"
+        )
     caption += [f"{name}: {note}" for name, note in result.notes.items()]
     table = Table(title=title, caption="\n".join(caption))
-    for col in ("method", "overall accuracy", "macro-F1", "kappa"):
+    columns = ["method", "overall accuracy", "macro-F1", "kappa"]
+    columns += ["weighted accuracy", "weighted macro-F1"] if weighted else []
+    for col in columns:
         table.add_column(col, justify="left" if col == "method" else "right")
-    ranked = sorted(metrics.items(), key=lambda kv: -kv[1]["macro_f1"])
+    ranked = sorted(metrics.items(), key=lambda kv: -criterion(kv[1]))
     for name, m in ranked:
-        table.add_row(
-            name,
-            f"{m['overall_accuracy']:.3f}",
-            f"{m['macro_f1']:.3f}" + (f" ± {m['macro_f1_se']:.3f}" if "macro_f1_se" in m else ""),
-            f"{m['kappa']:.3f}",
-            style="bold" if name == result.learner else None,
-        )
+        se = f" ± {m['macro_f1_se']:.3f}" if "macro_f1_se" in m else ""
+        row = [name, f"{m['overall_accuracy']:.3f}", f"{m['macro_f1']:.3f}{se}"]
+        row.append(f"{m['kappa']:.3f}")
+        if weighted:
+            row += [f"{m['weighted_accuracy']:.3f}", f"{m['weighted_macro_f1']:.3f}"]
+        table.add_row(*row, style="bold" if name == result.learner else None)
     return table
 
 

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from checks import assert_one_line_error
 
-from cropmeta.adapt.cross_validate import check_folds, cross_validate, macro_f1_se
+from cropmeta.adapt.cross_validate import (
+    PriorShift,
+    best_method,
+    check_folds,
+    cross_validate,
+    macro_f1_se,
+)
 from cropmeta.baselines.names import BASELINES
 from cropmeta.errors import InputError
 
@@ -35,6 +41,33 @@ def test_every_label_is_predicted_once_by_a_fit_that_never_saw_it():
     assert scores["oracle"]["macro_f1_se"] == 0.0 < scores["majority"]["macro_f1_se"]
     again = cross_validate(fit_predict, y, folds=5, seed=0)
     assert again == scores
+
+
+def test_methods_are_scored_for_the_region_under_its_estimated_priors():
+    """With unlabelled samples behind every fold's test samples, the region's priors are
+    estimated by black-box shift estimation, and every method (and its ``+bbse`` re-weighting)
+    is also scored with the support weighted to those priors: a method that always says the
+    commonest crop scores that crop's share, not a third."""
+    y = np.repeat(np.arange(3), 6)
+    region = np.repeat(np.arange(3), [70, 20, 10])  # the unlabelled samples' (unread) classes
+    eye = np.eye(3)
+
+    def fit_predict(train, test):
+        rows = np.concatenate([y[test], region])
+        return {"oracle": eye[rows], "commonest": np.zeros(len(rows), int)}
+
+    shift = PriorShift(len(region), lambda method: np.full(3, 1 / 3))
+    scores = cross_validate(fit_predict, y, folds=3, seed=0, shift=shift)
+    assert np.allclose(shift.prior, [0.7, 0.2, 0.1], atol=1e-6)
+    assert scores["commonest"]["overall_accuracy"] == pytest.approx(1 / 3, abs=1e-4)
+    assert scores["commonest"]["weighted_accuracy"] == pytest.approx(0.7, abs=1e-4)
+    assert scores["oracle"]["weighted_accuracy"] == scores["oracle"]["weighted_macro_f1"] == 1.0
+    assert {"oracle+bbse", "commonest+bbse"} <= set(scores)
+    assert best_method(scores) in ("oracle", "oracle+bbse")
+    given = PriorShift(len(region), shift.train_prior, np.array([0.2, 0.2, 0.6]))
+    again = cross_validate(fit_predict, y, folds=3, seed=0, shift=given)
+    assert list(given.prior) == [0.2, 0.2, 0.6]  # a given estimate is used, not replaced
+    assert again["commonest"]["weighted_accuracy"] == pytest.approx(0.2, abs=1e-4)
 
 
 def test_the_macro_f1_error_is_scikit_learns_f1_over_stratified_resamples():
@@ -71,8 +104,11 @@ def test_adapt_cross_validates_learner_and_baselines(meta_model, regions, catalo
     first = adapt_region(
         meta_model, target, tmp_path / "a", shots=3, seed=2, cv_folds=3, forest_trees=30
     )
-    plain = {m for m in first.metrics if "+" not in m}  # corrections are not cross-validated
-    assert first.cv_folds == 3 and set(first.cv_metrics) == plain == METHODS
+    plain = {m for m in first.metrics if "+" not in m}
+    reweighted = {f"{m}+bbse" for m in plain}  # the only corrections cross-validated
+    assert first.cv_folds == 3 and set(first.cv_metrics) == plain | reweighted
+    assert plain == METHODS and reweighted <= set(first.metrics)
+    assert len(first.class_prior) == len(first.classes) and abs(sum(first.class_prior) - 1) < 1e-4
     for m in first.cv_metrics.values():
         assert 0 <= m["overall_accuracy"] <= 1 and 0 <= m["macro_f1"] <= 1
     assert first.metrics != first.cv_metrics  # scored on other samples

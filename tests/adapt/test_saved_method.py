@@ -89,8 +89,9 @@ def test_adapt_saves_the_automatic_choice_by_default(cli, meta_model, regions, c
     assert res.exit_code == 0, res.output
     result = json.loads(res.stdout)
     pick, how = split_variant(result["saved"])  # with the default correction where it applies
-    assert result["cv_folds"] == 3 and pick == best_method(result["cv_metrics"])
-    assert how in (None, DEFAULT_TRANSDUCTION)
+    leader = best_method(result["cv_metrics"])
+    assert result["cv_folds"] == 3 and leader in (result["saved"], pick)
+    assert how in (None, DEFAULT_TRANSDUCTION, "bbse")
     res = cli("adapt", "--model", meta_model, "--region", target, "--out", tmp_path / "b",
               "--shots", "1", "--json", "--forest-trees", "30")  # fmt: skip
     result = json.loads(res.stdout)
@@ -128,6 +129,24 @@ def test_best_takes_the_cv_leader_with_the_default_correction_where_it_applies()
     only_networks = lambda how, method: method == "maml"  # noqa: E731
     assert chosen_method(learner, "best", only_networks) == f"maml+{DEFAULT_TRANSDUCTION}"
     assert chosen_method(CV, "best", only_networks) == "pooled_forest"
+
+
+def test_with_the_regions_shares_best_ranks_the_weighted_figures_and_their_reweightings():
+    """Where cross-validation weighted the held-out fields to the region's estimated class
+    shares, `best` ranks by the mean of the weighted accuracy and macro-F1, over the methods and
+    their `+bbse` re-weightings; a `+bbse` pick is saved as it is; a named correction picks
+    among the plain methods."""
+    every = lambda how, method: True  # noqa: E731
+    weighted = {
+        "maml": {"macro_f1": 0.70, "weighted_accuracy": 0.60, "weighted_macro_f1": 0.55},
+        "pooled_forest": {"macro_f1": 0.60, "weighted_accuracy": 0.80, "weighted_macro_f1": 0.50},
+        "maml+bbse": {"macro_f1": 0.65, "weighted_accuracy": 0.75, "weighted_macro_f1": 0.60},
+    }
+    assert chosen_method(weighted, "best", every) == "maml+bbse"
+    del weighted["maml+bbse"]
+    assert chosen_method(weighted, "best", every) == f"pooled_forest+{DEFAULT_TRANSDUCTION}"
+    weighted["pooled_forest+bbse"] = {"weighted_accuracy": 0.9, "weighted_macro_f1": 0.9}
+    assert chosen_method(weighted, "best+label_shift", every) == "pooled_forest+label_shift"
 
 
 def test_transfer_needs_the_source_classifier(cli, regions, catalog, tmp_path):

@@ -12,10 +12,15 @@ import rasterio
 import torch
 
 from cropmeta.adapt.adapt import adapt_region
-from cropmeta.adapt.label_shift import em_priors
+from cropmeta.adapt.label_shift import bbse_priors, confusion, em_priors
 from cropmeta.adapt.transductive import split_variant
 from cropmeta.ingest.dataset import RegionArrays, open_region, save_region
 from cropmeta.models.bundle import load_bundle, load_config
+
+
+def _labels(priors: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The classes :func:`_gaussian_posteriors` draws with the same arguments."""
+    return np.random.default_rng(seed).choice(3, size=n, p=priors)
 
 
 def _gaussian_posteriors(priors: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -50,6 +55,33 @@ def test_em_starts_from_and_corrects_for_the_training_priors():
     assert np.abs(estimate.target - [0.5, 0.3, 0.2]).max() < 0.02
 
 
+@pytest.mark.parametrize("priors", [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [1 / 3, 1 / 3, 1 / 3]])
+def test_bbse_recovers_a_known_label_shift_from_miscalibrated_classifiers(priors):
+    """Black-box shift estimation needs only each classifier's confusion on balanced labelled
+    samples and its hard predictions on the shifted ones: two classifiers, one of them biased
+    towards class 0 (its posteriors far from calibrated), stacked, recover the priors."""
+    balanced = _gaussian_posteriors(np.array([1 / 3] * 3), 30000, seed=3)
+    shifted = _gaussian_posteriors(np.array(priors), 30000, seed=4)
+    y_balanced = _labels(np.array([1 / 3] * 3), 30000, seed=3)
+    confusions, shares = [], []
+    for bias in (np.ones(3), np.array([4.0, 1.0, 1.0])):
+        guess = (balanced * bias).argmax(1)
+        confusions.append(confusion(y_balanced, guess, 3))
+        shares.append(np.bincount((shifted * bias).argmax(1), minlength=3) / len(shifted))
+    estimate = bbse_priors(confusions, shares)
+    assert abs(estimate.sum() - 1) < 1e-9 and (estimate > 0).all()
+    assert np.abs(estimate - priors).max() < 0.02
+    if np.ptp(priors) > 0:  # the biased classifier's raw shares are far off
+        assert np.abs(shares[1] - priors).max() > 0.05
+
+
+def test_bbse_stays_on_the_simplex_when_the_shares_contradict_the_confusion():
+    eye = np.eye(3)
+    estimate = bbse_priors([eye], [np.array([0.9, 0.3, -0.2])])
+    assert abs(estimate.sum() - 1) < 1e-9 and (estimate >= 0).all()
+    assert estimate.argmax() == 0
+
+
 def test_variant_names():
     assert split_variant("pooled_forest+label_shift") == ("pooled_forest", "label_shift")
     assert split_variant("maml") == ("maml", None)
@@ -80,7 +112,8 @@ def test_label_shift_is_scored_beside_every_method(scored):
 @pytest.mark.slow
 def test_no_transductive_method_reads_the_query_labels(meta_model, target, tmp_path, monkeypatch):
     """The query's labels permuted in a copy of the region, the support draw held fixed: every
-    method's query predictions stay the same (only their scores change)."""
+    method's query predictions stay the same (only their scores change) — the cross-validated
+    class shares and re-weightings (`+bbse`) included."""
     import cropmeta.adapt.adapt as adapt_module
     import cropmeta.adapt.score as score_module
     from cropmeta.tasks.episodes import split_support_query
@@ -102,7 +135,10 @@ def test_no_transductive_method_reads_the_query_labels(meta_model, target, tmp_p
         monkeypatch.setattr(
             score_module, "score_predictions", lambda t, p, r=record: r.append(p) or {}
         )
-        adapt_region(meta_model, region, tmp_path / f"m{i}", shots=3, seed=0)
+        res = adapt_region(
+            meta_model, region, tmp_path / f"m{i}", shots=3, seed=0, cv_folds=3, forest_trees=30
+        )  # cross-validated: the region's class shares estimated, `+bbse` scored
+        assert "pooled_forest+bbse" in res.metrics and res.class_prior is not None
     assert len(seen[0]) == len(seen[1]) > 10
     for before, after in zip(*seen, strict=True):
         assert np.array_equal(before, after)

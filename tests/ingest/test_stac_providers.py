@@ -21,7 +21,7 @@ from cropmeta.catalog import RasterSpec
 from cropmeta.errors import InputError
 from cropmeta.ingest.prepare import Preparation
 from cropmeta.ingest.preprocess import preprocess_region
-from cropmeta.ingest.sources import Extent, StacStack, open_source
+from cropmeta.ingest.sources import Extent, StacStack, open_source, pin_grid
 from cropmeta.synth import make_world
 from cropmeta.synth.providers import OTHER_ZONE_DATE, write_provider_items
 
@@ -249,6 +249,41 @@ def test_items_far_from_the_labels_and_unreachable_items_are_refused(written, tm
         server.fail("items.json", 404)
         spec = RasterSpec(layout="stac", path=server.url + "items.json")
         one_line_error(lambda: open_source(spec), "not a readable STAC JSON", "items.json")
+
+
+def test_a_stac_api_search_over_the_labels_reads_every_page(written, tmp_path):
+    """A STAC API item-search URL (collections and dates, no bbox) is searched over the area
+    read — here the reference's extent, in `preprocess` the labels' — every page followed
+    (pystac-client), and reads as the same items saved to a file; a search that finds nothing,
+    or a URL with a parameter the search does not know, is refused in one line."""
+    items = written["earth-search"]
+    served = tmp_path / "served"
+    shutil.copytree(items.parent, served / "es")
+    with serve_folder(served) as server:
+        doc = json.loads((served / "es" / "items.json").read_text())
+        far = json.loads(json.dumps(doc["features"][0]))
+        far["id"], far["bbox"] = "far-away", [100.0, 10.0, 100.1, 10.1]  # never searched up
+        for feature in doc["features"]:
+            for asset in feature["assets"].values():
+                asset["href"] = server.url + "es/" + asset["href"]
+        server.stac_api([*doc["features"], far], page_size=4)
+        ref, extent = reference(items)
+        dates = f"{ref.dates[0]}/{ref.dates[-1]}T23:59:59Z"
+        url = f"{server.url}search?collections=sentinel-2-l2a&datetime={dates}"
+        spec = RasterSpec(layout="stac", path=url, resampling="nearest")
+        stack = open_source(spec, extent=extent)
+        assert_same_pixels(stack, ref)
+        searched = server.searches[0]
+        assert searched["collections"] == "sentinel-2-l2a" and "bbox" in searched
+        west, south, east, north = (float(v) for v in searched["bbox"].split(","))
+        assert 12 < west < east < 15 and 50 < south < north < 54  # the extent, in degrees
+        assert len(server.searches) == -(-len(doc["features"]) // 4)  # every page, once
+        pinned = open_source(pin_grid(spec, stack))  # a map worker: the grid, no labels
+        assert (pinned.transform, pinned.dates) == (stack.transform, stack.dates)
+        nothing = RasterSpec(layout="stac", path=url.replace("sentinel-2-l2a", "landsat-c2-l2"))
+        one_line_error(lambda: open_source(nothing, extent=extent), "found no items", "search")
+        odd = RasterSpec(layout="stac", path=url + "&cloudy=no")
+        one_line_error(lambda: open_source(odd, extent=extent), "unknown search param", "search")
 
 
 # --- Landsat Collection 2 Level-2 ------------------------------------------------------------

@@ -141,7 +141,9 @@ def _odc_items(plan: ItemPlan, bands: list[str], nodata: list[float | None]) -> 
 def open_stac(path: Path | str, spec: RasterSpec, extent: Extent | None = None) -> StacStack:
     """The items of ``path`` (a STAC JSON file or URL) as one lazily read stack on one grid;
     ``extent`` (e.g. the labels') limits the area read where the spec gives no ``bounds``."""
-    items, base = read_items(path)
+    if spec.bounds is not None and spec.crs is not None:  # a pinned grid: search over it
+        extent = Extent(tuple(spec.bounds), CRS.from_user_input(spec.crs))
+    items, base = read_items(path, extent)
     where = str(path) if is_remote(str(path)) else Path(path)
     try:
         bands_of = [item_bands(item) for item in items]

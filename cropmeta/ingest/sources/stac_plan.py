@@ -35,6 +35,7 @@ from cropmeta.ingest.sources.stac_bands import (
     SENTINEL2_KEYS,
     AssetBand,
 )
+from cropmeta.ingest.sources.stac_search import is_search, search_items
 
 REMOTE = ("http://", "https://", "s3://", "gs://", "az://", "/vsi")
 #: GDAL settings for remote reads: no folder listings, retries, a block cache.
@@ -66,11 +67,19 @@ class Extent:
     crs: CRS
 
 
-def read_items(source: str | Path) -> tuple[list[pystac.Item], str]:
-    """The items of a STAC JSON file or URL, and the base that relative hrefs start from."""
+def read_items(source: str | Path, extent: Extent | None = None) -> tuple[list[pystac.Item], str]:
+    """The items of a STAC JSON file or URL, or of a STAC API item search (a URL ending in
+    ``/search``, run over ``extent`` where it gives no bbox: :mod:`.stac_search`), and the base
+    that relative hrefs start from."""
     text = str(source)
     remote = is_remote(text)
     where = text if remote else Path(text)
+    if is_search(text):
+        area = None if extent is None else (extent.bounds, extent.crs)
+        items = search_items(text, area)
+        if not items:
+            raise InputError(where, "the item search found no items over the area")
+        return items, text.split("?")[0].rsplit("/", 1)[0] + "/"
     if not remote and not Path(text).is_file():
         raise InputError(where, "STAC file not found")
     try:
