@@ -59,6 +59,8 @@ class Learner(ABC):
     def __init__(self, cfg: BaseModel) -> None:
         self.cfg = cfg
         self.state = nn.ParameterDict()
+        #: the share of meta-training's iterations done (set by the loop before each one)
+        self.progress = 1.0
 
     def setup(self, model: CropClassifier) -> None:  # noqa: B027 - optional hook
         """Create ``state`` for ``model`` (called once before meta-training or loading)."""
@@ -124,6 +126,14 @@ class GradientConfig(BaseModel):
         "length as in meta-training, walked in finer steps (steadier under a region shift)",
     )
     first_order: bool = False
+    first_order_warmup: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="the first fraction of meta-training's iterations in first order (FOMAML's "
+        "outer gradient, without the inner steps' second derivatives: cheaper), the rest in "
+        "second order — a warm start for MAML (issue 21)",
+    )
     head_init: Literal["shared", "prototypes", "classes"] = Field(
         "shared",
         description="a task's head before its first inner step: the meta-learned row copied to "
@@ -240,6 +250,11 @@ class GradientLearner(Learner):
         """
         return None
 
+    def first_order_now(self) -> bool:
+        """Whether the outer gradient drops the inner steps' second derivatives now: always
+        with ``first_order``, else during the ``first_order_warmup`` share of meta-training."""
+        return self.cfg.first_order or self.progress < self.cfg.first_order_warmup
+
     def adapted_params(
         self,
         model: CropClassifier,
@@ -263,7 +278,7 @@ class GradientLearner(Learner):
             doy,
             steps or self.cfg.inner_steps,
             self.inner_lr() if lr is None else lr,
-            self.cfg.first_order if first_order is None else first_order,
+            self.first_order_now() if first_order is None else first_order,
             self.inner_keys(params),
             self.inner_update(adapting),
             keep_best=adapting,
@@ -333,7 +348,7 @@ class GradientLearner(Learner):
         """
         n_way = int(batch.y_s.max()) + 1
         fixed = {k: v for k, v in expand_head(params, n_way).items() if k not in names}
-        lr, update, first_order = self.inner_lr(), self.inner_update(), self.cfg.first_order
+        lr, update, first_order = self.inner_lr(), self.inner_update(), self.first_order_now()
 
         def one_task(values, x, y):
             fast = dict(zip(names, values, strict=True))

@@ -113,6 +113,7 @@ def optimise(
     clock = time.perf_counter() - loop.seconds
     while loop.iteration < cfg.iterations and not loop.stopped:
         it = loop.iteration = loop.iteration + 1
+        t.learner.progress = (it - 1) / cfg.iterations  # e.g. a first-order warm start's phase
         t.opt.zero_grad()
         batch = train.sample(cfg.meta_batch)
         metrics["loss"], metrics["acc"] = dist.meta_backward(t.learner, t.model, batch, doy, ranks)

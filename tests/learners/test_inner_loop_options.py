@@ -72,3 +72,25 @@ def test_checkpointed_meta_loss_without_gradients():
     expected = build_learner("maml", {"inner_steps": 2}).meta_loss(model, batch, DOY)
     assert loss.item() == pytest.approx(expected[0].item(), rel=1e-6)
     assert acc.item() == expected[1].item()
+
+
+def test_a_first_order_warm_start_gives_fomamls_gradient_then_mamls():
+    """``first_order_warmup`` 0.4: MAML's meta-gradient is FOMAML's while less than 40 % of
+    meta-training's iterations are done, second order's after; the two differ."""
+
+    def gradient(options: dict, progress: float):
+        model = tiny_model(dtype=torch.float64)
+        learner = build_learner("maml", {"inner_steps": 3, "inner_lr": 0.3, **options})
+        learner.setup(model)
+        learner.progress = progress
+        model.zero_grad()
+        learner.meta_backward(model, random_batch(3, dtype=torch.float64), DOY)
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    warm = {"first_order_warmup": 0.4}
+    for progress, same_as in ((0.0, {"first_order": True}), (0.39, {"first_order": True}),
+                              (0.4, {}), (0.9, {})):  # fmt: skip
+        for a, b in zip(gradient(warm, progress), gradient(same_as, progress), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+    first, second = gradient({"first_order": True}, 0.0), gradient({}, 0.0)
+    assert any(not torch.allclose(a, b) for a, b in zip(first, second, strict=True))
