@@ -180,6 +180,18 @@ def test_the_cli_saves_a_corrected_method_that_maps(cli, meta_model, target, cat
         assert (src.read(1) > 0).any()
 
 
+def test_bbse_needs_two_labelled_samples_a_class(cli, meta_model, target, tmp_path):
+    """The region's class shares come from cross-validation: with one labelled field a class
+    `+bbse` is refused in one line, nothing written."""
+    out = tmp_path / "m"
+    res = cli(
+        *("adapt", "--model", meta_model, "--region", target, "--shots", "1", "--out", out),
+        *("--method", "random_forest", "--transductive", "bbse"),
+    )
+    assert res.exit_code == 2 and "2 labelled samples a class" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_a_correction_needs_unlabelled_samples(cli, meta_model, target, tmp_path):
     res = cli(
         *("adapt", "--model", meta_model, "--region", target, "--out", tmp_path / "m"),

@@ -284,6 +284,14 @@ def test_a_stac_api_search_over_the_labels_reads_every_page(written, tmp_path):
         one_line_error(lambda: open_source(nothing, extent=extent), "found no items", "search")
         odd = RasterSpec(layout="stac", path=url + "&cloudy=no")
         one_line_error(lambda: open_source(odd, extent=extent), "unknown search param", "search")
+        for tail, fragment in (
+            ("&bbox=1,2,three,4", "must be numbers"),
+            ("&bbox=1,2,3", "west,south,east,north"),
+            ("&limit=many", "must be numbers"),
+            ("&datetime=yesterday", "the item search failed"),
+        ):
+            bad = RasterSpec(layout="stac", path=url.split("&datetime")[0] + tail)
+            one_line_error(lambda b=bad: open_source(b, extent=extent), fragment, "search")
 
 
 # --- Landsat Collection 2 Level-2 ------------------------------------------------------------

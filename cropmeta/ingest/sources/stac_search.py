@@ -34,7 +34,6 @@ def search_items(url: str, extent: tuple[tuple[float, ...], CRS] | None) -> list
     """The items the item search ``url`` finds (every page), over ``extent`` (bounds, CRS) where
     the URL gives no ``bbox``."""
     from pystac_client import ItemSearch
-    from pystac_client.exceptions import APIError
 
     parts = urlparse(url)
     query = {k: v[-1] if k != "query" else v for k, v in parse_qs(parts.query).items()}
@@ -42,27 +41,32 @@ def search_items(url: str, extent: tuple[tuple[float, ...], CRS] | None) -> list
     if unknown:
         known = ", ".join(PARAMETERS)
         raise InputError(url, f"unknown search parameter {unknown[0]!r} (known: {known})")
-    if "bbox" in query:
-        bbox = [float(v) for v in query.pop("bbox").split(",")]
-    elif extent is not None:
+    try:
+        limit, most = int(query.get("limit", 100)), int(query.get("max_items", MAX_ITEMS))
+        bbox = [float(v) for v in query.pop("bbox").split(",")] if "bbox" in query else None
+    except ValueError:
+        raise InputError(url, "bbox, limit and max_items must be numbers") from None
+    if bbox is not None and len(bbox) != 4:
+        raise InputError(url, "bbox must be west,south,east,north")
+    if bbox is None and extent is not None:
         bounds, crs = extent
         bbox = list(transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21))
-    else:
+    if bbox is None:
         raise InputError(url, "an item search needs an area: bbox=west,south,east,north in the URL")
-    search = ItemSearch(
-        urlunparse(parts._replace(query="")),
-        method="GET",
-        bbox=bbox,
-        collections=query.get("collections"),
-        datetime=query.get("datetime"),
-        ids=query.get("ids"),
-        query=query.get("query"),
-        sortby=query.get("sortby"),
-        limit=int(query.get("limit", 100)),
-        max_items=int(query.get("max_items", MAX_ITEMS)),
-    )
     try:
+        search = ItemSearch(
+            urlunparse(parts._replace(query="")),
+            method="GET",
+            bbox=bbox,
+            collections=query.get("collections"),
+            datetime=query.get("datetime"),
+            ids=query.get("ids"),
+            query=query.get("query"),
+            sortby=query.get("sortby"),
+            limit=limit,
+            max_items=most,
+        )
         return list(search.items())
-    except (APIError, OSError, ValueError) as exc:
+    except Exception as exc:  # pystac-client raises APIError, OSError, even a bare Exception
         problem = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise InputError(url, f"the item search failed ({problem[:200]})") from None
