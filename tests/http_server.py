@@ -136,6 +136,9 @@ def _handler(state: FolderServer) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as GDAL's curl expects
+        # headers and body go out as two writes: with Nagle's algorithm on, the body would
+        # wait for the client's delayed ACK (40 ms a request), which no real server makes
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # quiet tests
@@ -224,3 +227,12 @@ def serve_folder(root: str | Path) -> Iterator[FolderServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+if __name__ == "__main__":  # a server of its own process (benchmarks): URL out, stdin to stop
+    import sys
+
+    with serve_folder(sys.argv[1]) as running:
+        print(running.url, flush=True)
+        sys.stdin.read()  # until the caller closes it
+        print(sum(request.sent for request in running.requests), flush=True)

@@ -166,19 +166,29 @@ def one_line_error(call, fragment: str, named: str) -> None:
     assert "\n" not in text and fragment in text and named in text, text
 
 
+def _other_zone(feature: dict) -> bool:
+    return feature["properties"].get("proj:epsg", feature["properties"].get("proj:code")) not in (
+        32633, "EPSG:32633"
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("failure", "fragment"),
-    [("403", "HTTP response code: 403"), ("404", "HTTP response code: 404"),
-     ("truncated", "damaged or truncated"), ("unreachable", "cannot read")],
+    ("failure", "fragment", "zone"),
+    [("403", "HTTP response code: 403", "same"), ("404", "HTTP response code: 404", "same"),
+     ("truncated", "damaged or truncated", "same"), ("unreachable", "cannot read", "same"),
+     ("404", "HTTP response code: 404", "other")],
 )  # fmt: skip
-def test_remote_read_failures_name_the_asset(written, tmp_path, failure, fragment):
+def test_remote_read_failures_name_the_asset(written, tmp_path, failure, fragment, zone):
+    """An asset that fails is named, whether its day is read directly (on the grid) or through
+    odc-stac (a tile in the other UTM zone, warped)."""
     items = written["earth-search"]
     served = tmp_path / "served"
     shutil.copytree(items.parent, served / "es")
     doc = json.loads((served / "es" / "items.json").read_text())
     with serve_folder(served) as server:
         url = server.url if failure != "unreachable" else "http://127.0.0.1:9/"
-        victim = doc["features"][0]["assets"]["red"]["href"]
+        hit = next(f for f in doc["features"] if _other_zone(f) == (zone == "other"))
+        victim = hit["assets"]["red"]["href"]
         for feature in doc["features"]:
             for asset in feature["assets"].values():
                 asset["href"] = (
@@ -192,7 +202,9 @@ def test_remote_read_failures_name_the_asset(written, tmp_path, failure, fragmen
         ref, extent = reference(items)
         spec = RasterSpec(layout="stac", path=server.url + "es/remote.json")
         stack = open_source(spec, extent=extent)
-        one_line_error(lambda: stack.read(0, PREP), fragment, victim)
+        date = OTHER_ZONE_DATE if zone == "other" else 0
+        assert (date in stack.direct) == (zone == "same")
+        one_line_error(lambda: stack.read(date, PREP), fragment, victim)
 
 
 def _mixed_baselines(doc: dict) -> None:

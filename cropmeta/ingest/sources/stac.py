@@ -9,9 +9,12 @@ Hrefs may be local paths (absolute, ``file://``, or relative to the JSON file) o
 (``http(s)://``, ``s3://``, ``gs://``), read by GDAL's virtual file systems with range
 requests, so only the blocks a window needs travel.
 
-odc-stac (rather than stackstac: it reads items without the projection extension, honours
-each asset's own grid, and fuses same-day items without dask graphs per pixel) builds one
-lazy cube on one grid:
+Every band of every day comes onto one grid; a day whose assets all lie on it already (the
+grid's CRS, pixel edges on its pixel edges, whole multiples of its pixel size: a Sentinel-2
+tile's 10, 20 and 60 m bands) is read directly (:mod:`.stac_direct`: odc-stac's values at a
+fraction of its cost per read), any other day through odc-stac (rather than stackstac: it
+reads items without the projection extension, honours each asset's own grid, and fuses
+same-day items without dask graphs per pixel), which warps. The rules are the same:
 
 * **the grid** is the spec's ``crs``/``resolution``/``bounds`` where given; else the CRS most
   items are in, the finest native resolution among the bands read, and the extent of the
@@ -37,6 +40,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,7 +61,8 @@ from cropmeta.errors import InputError
 from cropmeta.ingest.prepare import Preparation
 from cropmeta.ingest.sources.base import RasterStack, to_reflectance
 from cropmeta.ingest.sources.geotiff import read_problem
-from cropmeta.ingest.sources.stac_bands import CLASS_BANDS, AmbiguousAssets, item_bands
+from cropmeta.ingest.sources.stac_bands import AmbiguousAssets, item_bands
+from cropmeta.ingest.sources.stac_direct import Placed, UnreadableAsset, days_on_grid, mosaic
 from cropmeta.ingest.sources.stac_plan import (
     REMOTE_GDAL,
     Extent,
@@ -70,6 +75,7 @@ from cropmeta.ingest.sources.stac_plan import (
     native_grid,
     read_items,
     requested_band,
+    resampling,
     scaling,
     solar_day,
     where_of,
@@ -86,12 +92,12 @@ def rows_per_block(width: int) -> int:
     return max(512, BLOCK_PIXELS // max(width, 1))
 
 
-#: Threads reading a window's bands at once where some are remote: the reads wait on the
-#: network (GDAL releases the GIL; 8 read the demo region over HTTP 2× faster than 2), and the
-#: values do not depend on the order. Local files get one thread per core.
+#: Threads reading bands in the background where some are remote: the reads wait on the
+#: network (GDAL releases the GIL), and the values do not depend on the order. Local files
+#: get one thread per core.
 READERS = 8
-#: Bytes of values one read may fetch ahead: several dates of the whole grid (see
-#: :meth:`StacStack._fetch`).
+#: Bytes of values read ahead: several dates of the whole grid (see
+#: :meth:`StacStack._read_ahead`).
 FETCH_BYTES = 2**29
 
 
@@ -160,7 +166,17 @@ def open_stac(path: Path | str, spec: RasterSpec, extent: Extent | None = None) 
     scales, offsets, nodata = scaling(plan, bands, spec)
     crs, transform, width, height = choose_grid(plan, bands, spec, extent)
     check_overlap(items, Extent(array_bounds(height, width, transform), crs), where)
-    cube = _load(plan, bands, nodata, crs, transform, width, height, spec)
+    methods = resampling(plan, bands, abs(transform.a), spec)
+    direct = days_on_grid(plan, bands, methods, crs, transform)
+    dates = sorted(set(plan.days))
+    warped = [j for j, day in enumerate(plan.days) if dates.index(day) not in direct]
+    cube = None
+    if warped:  # odc-stac's cube of the days not on the grid
+        part = ItemPlan(
+            where, [items[j] for j in warped], [plan.bands[j] for j in warped],
+            [plan.days[j] for j in warped], plan.headers,
+        )  # fmt: skip
+        cube = _load(part, bands, nodata, methods, GeoGrid(crs, transform, width, height))
     local = [
         Path(r.href)
         for bs in plan.bands
@@ -181,7 +197,7 @@ def open_stac(path: Path | str, spec: RasterSpec, extent: Extent | None = None) 
     return StacStack(
         source=where,
         cube=cube,
-        dates=sorted(set(plan.days)),
+        dates=dates,
         crs=crs,
         transform=transform,
         width=width,
@@ -196,46 +212,42 @@ def open_stac(path: Path | str, spec: RasterSpec, extent: Extent | None = None) 
         files=list(dict.fromkeys([*files, *local])),
         valid_range=spec.valid_range,
         remote=any(is_remote(h) for h in assets_at),
+        direct=direct,
     )
+
+
+@dataclass(frozen=True)
+class GeoGrid:
+    """The output grid."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
 
 
 def _load(
     plan: ItemPlan,
     bands: list[str],
     nodata: list[float | None],
-    crs: CRS,
-    transform: Affine,
-    width: int,
-    height: int,
-    spec: RasterSpec,
+    methods: list[str],
+    grid: GeoGrid,
 ) -> xr.Dataset:
     """The lazy odc-stac cube (time, y, x) of ``bands``, one time step per solar day."""
     from odc.geo.geobox import GeoBox
     from odc.stac import load
 
     items, names = _odc_items(plan, bands, nodata)
-    res = abs(transform.a)
-    resampling = {}
-    for band, name in zip(bands, names, strict=True):
-        finest = min(
-            abs(native_grid(r[band], i, plan)[1].a)
-            for i, r in zip(plan.items, plan.bands, strict=True)
-        )
-        coarser = res > finest * 1.001
-        if band in CLASS_BANDS:
-            resampling[name] = "mode" if coarser else "nearest"
-        else:
-            resampling[name] = spec.resampling or ("average" if coarser else "bilinear")
     day_of = {item.id: day for item, day in zip(plan.items, plan.days, strict=True)}
     try:
         cube = load(
             items,
             bands=names,
-            geobox=GeoBox((height, width), transform, crs),
+            geobox=GeoBox((grid.height, grid.width), grid.transform, grid.crs),
             groupby=lambda item, _parsed, _i: day_of[item.id].isoformat(),
-            resampling=resampling,
+            resampling=dict(zip(names, methods, strict=True)),
             dtype="float32",
-            chunks={"y": rows_per_block(width), "x": width},  # one task per band and window
+            chunks={"y": rows_per_block(grid.width), "x": grid.width},  # a task per band, window
             fail_on_error=True,
         )
     except (ValueError, KeyError, RasterioError) as exc:
@@ -250,7 +262,7 @@ class StacStack(RasterStack):
     """The items' bands on one grid (see the module docstring), read window by window."""
 
     source: Path | str
-    cube: xr.Dataset
+    cube: xr.Dataset | None  # odc-stac's, of the days not read directly (None: every day is)
     aliases: dict[str, str]  # a name the spec used → the band it means
     asset_keys: dict[str, list[str]]  # band → the asset key(s) it was read from
     assets_at: dict[str, str]  # href → "item …, asset …: " (named when its read fails)
@@ -260,7 +272,11 @@ class StacStack(RasterStack):
     files: list[Path]
     valid_range: tuple[float, float] | None = None
     remote: bool = False  # some asset is read over a network
+    #: date index → band → its assets, for the days read without odc-stac (:mod:`.stac_direct`)
+    direct: dict[int, dict[str, list[Placed]]] = field(default_factory=dict, repr=False)
+    #: (date, box, bands) → band → values or their background read (:meth:`read`)
     fetched: dict = field(default_factory=dict, compare=False, repr=False)
+    readers: list = field(default_factory=list, compare=False, repr=False)  # the read threads
 
     @property
     def origin(self) -> Path:
@@ -282,20 +298,25 @@ class StacStack(RasterStack):
         return super().windows(block_rows or rows_per_block(self.width))
 
     def read(self, i: int, prep: Preparation, window: Window | None = None) -> np.ndarray:
-        """Date ``i`` of ``window`` as reflectance. The values come from one read of several
-        dates at once (:meth:`_fetch`), kept until asked for: a read costs a request per
-        asset and a task of odc-stac's, fewer and larger ones go faster, most of all remotely.
-        """
+        """Date ``i`` of ``window`` as reflectance. The dates after it are read meanwhile, in
+        the background (:meth:`_read_ahead`), so that reading overlaps with whatever the caller
+        does with date ``i``; a read costs requests per asset (and a task of odc-stac's), and
+        concurrent ones hide the network's latency."""
         idx = [self.band_index(b) for b in prep.bands]
         q = self.band_index(prep.quality_band) if prep.quality_band else None
         names = tuple(dict.fromkeys(self.band_names[k] for k in [*idx, *([q] if q else [])]))
         box = (0, 0, self.height, self.width) if window is None else (
             int(window.row_off), int(window.col_off), int(window.height), int(window.width)
         )  # fmt: skip
-        key = (i, box, names)
-        if key not in self.fetched:
-            self._fetch(i, box, names)
-        block = self.fetched.pop(key)
+        try:
+            self._read_ahead(i, box, names)
+            entry = self.fetched.pop((i, box, names))
+            block = entry.result() if isinstance(entry, Future) else {
+                n: v.result() for n, v in entry.items()
+            }  # fmt: skip
+        except InputError:
+            self._cancel()
+            raise
         raw = [block[self.band_names[k]] for k in idx]
         quality = block[self.band_names[q]] if q is not None else None
         nodata = [self.nodata[k] for k in idx]
@@ -303,26 +324,67 @@ class StacStack(RasterStack):
             raw, nodata, self.scales[i, idx], self.offsets[i, idx], quality, prep, self.valid_range
         )
 
-    def _fetch(self, i: int, box: tuple[int, int, int, int], names: tuple[str, ...]) -> None:
-        """Read ``names`` in ``box`` for date ``i`` and the dates after it, as many as
-        :data:`FETCH_BYTES` of the whole grid allows (so that every window of those dates may
-        wait in memory at once), into :attr:`fetched`."""
+    def _read_ahead(self, i: int, box: tuple[int, int, int, int], names: tuple[str, ...]) -> None:
+        """Make sure ``names`` in ``box`` are read, or being read, for date ``i`` and the dates
+        after it, as many as :data:`FETCH_BYTES` of the whole grid allows (so that every window
+        of those dates may wait in memory at once), into :attr:`fetched`, by background threads:
+        the days on the grid directly, a band at a time, the others (another CRS, off the grid)
+        through odc-stac's cube, a day at a time."""
         per_date = 4 * len(names) * self.width * self.height
         end = min(len(self.dates), i + max(1, FETCH_BYTES // per_date))
+        if not self.readers:
+            threads = READERS if self.remote else os.cpu_count() or 1
+            self.readers.append(ThreadPoolExecutor(threads, thread_name_prefix="stac-read"))
+        pool = self.readers[0]
+        for t in range(i, end):
+            key = (t, box, names)
+            if key in self.fetched:
+                continue
+            if t in self.direct:
+                self.fetched[key] = {n: pool.submit(self._read_on_grid, t, n, box) for n in names}
+            else:
+                self.fetched[key] = pool.submit(self._read_warped, t, box, names)
+
+    def _read_on_grid(self, t: int, name: str, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Band ``name`` of date ``t`` in ``box`` (:func:`~.stac_direct.mosaic`), read once
+        more where it fails (a dropped connection passes), else named in an InputError."""
+        nodata = self.nodata[self.band_names.index(name)]
+        with rasterio.Env(**REMOTE_GDAL):  # a worker thread's own settings
+            try:
+                return mosaic(self.direct[t][name], box, nodata)
+            except UnreadableAsset:
+                try:
+                    return mosaic(self.direct[t][name], box, nodata)
+                except UnreadableAsset as exc:
+                    problem = f"cannot read {self.dates[t]} ({read_problem(exc.__cause__)})"
+                    asset = self.assets_at.get(exc.href, "")
+                    raise InputError(where_of(exc.href), f"{asset}{problem}") from None
+
+    def _cancel(self) -> None:
+        """Stop reading ahead (after a failed read): the reads not started are dropped."""
+        for entry in self.fetched.values():
+            for future in [entry] if isinstance(entry, Future) else entry.values():
+                future.cancel()
+        self.fetched.clear()
+
+    def _read_warped(
+        self, t: int, box: tuple[int, int, int, int], names: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
+        """Date ``t`` in ``box`` from odc-stac's cube (which holds the days not on the grid)."""
+        assert self.cube is not None
+        step = [d for d in range(len(self.dates)) if d not in self.direct].index(t)
         r0, c0, rows, cols = box
         part = self.cube[list(names)].isel(
-            time=slice(i, end), y=slice(r0, r0 + rows), x=slice(c0, c0 + cols)
+            time=[step], y=slice(r0, r0 + rows), x=slice(c0, c0 + cols)
         )
-        try:
-            with rasterio.Env(**REMOTE_GDAL):
-                threads = READERS if self.remote else os.cpu_count() or 1
-                block = part.compute(scheduler="threads", num_workers=threads)
-        except Exception:  # GDAL, HTTP and decompression errors surface here
-            block = self._again(part, i, end)
-        for t in range(i, end):
-            self.fetched[(t, box, names)] = {n: block[n].values[t - i] for n in names}
+        with rasterio.Env(**REMOTE_GDAL):  # a worker thread's own settings
+            try:
+                block = part.compute(scheduler="synchronous")
+            except Exception:  # GDAL, HTTP and decompression errors surface here
+                block = self._again(part, t)
+        return {n: block[n].values[0] for n in names}
 
-    def _again(self, part: xr.Dataset, i: int, end: int) -> xr.Dataset:
+    def _again(self, part: xr.Dataset, t: int) -> xr.Dataset:
         """A failed read once more, one asset after another: a passing failure (a dropped
         connection) is retried, and a lasting one is named by the first asset that fails, which
         concurrent reads cannot say for sure (their errors interleave)."""
@@ -331,8 +393,7 @@ class StacStack(RasterStack):
             with rasterio.Env(**REMOTE_GDAL), _failures_into(failed):
                 return part.compute(scheduler="synchronous")
         except Exception as exc:
-            days = f"{self.dates[i]}" + (f"…{self.dates[end - 1]}" if end - 1 > i else "")
-            problem = f"cannot read {days} ({read_problem(exc)})"
+            problem = f"cannot read {self.dates[t]} ({read_problem(exc)})"
             if not failed:
                 raise InputError(self.source, problem) from None
             asset = self.assets_at.get(failed[0], "")

@@ -87,9 +87,9 @@ def read_items(source: str | Path, extent: Extent | None = None) -> tuple[list[p
             payload = pystac.StacIO.default().read_text(text)
         else:
             payload = Path(text).read_text(encoding="utf-8")
-        kind = json.loads(payload).get("type")
-        if kind == "FeatureCollection":
-            items = list(pystac.ItemCollection.from_dict(json.loads(payload)).items)
+        doc = json.loads(payload)
+        if doc.get("type") == "FeatureCollection":  # not copied once more by pystac
+            items = list(pystac.ItemCollection.from_dict(doc, preserve_dict=False).items)
         else:
             obj = pystac.read_file(text)
             items = (
@@ -318,3 +318,20 @@ def check_overlap(items: list[pystac.Item], extent: Extent, where: Path | str) -
             f"no item overlaps the area to read (the labels' extent or the spec's bounds: "
             f"lon {lon0:.4f}…{lon1:.4f}, lat {lat0:.4f}…{lat1:.4f})",
         )
+
+
+def resampling(plan: ItemPlan, bands: list[str], res: float, spec: RasterSpec) -> list[str]:
+    """How each band comes onto a grid of ``res``: class bands by nearest neighbour (mode when
+    coarser than an asset), reflectance bilinearly (average when coarser) or as the spec says."""
+    methods = []
+    for band in bands:
+        finest = min(
+            abs(native_grid(r[band], i, plan)[1].a)
+            for i, r in zip(plan.items, plan.bands, strict=True)
+        )
+        coarser = res > finest * 1.001
+        if band in CLASS_BANDS:
+            methods.append("mode" if coarser else "nearest")
+        else:
+            methods.append(spec.resampling or ("average" if coarser else "bilinear"))
+    return methods
