@@ -97,7 +97,11 @@ def test_demo_end_to_end(tmp_path):
     assert (crop_map[field_land] == non_crop).mean() < 0.1
     assert (crop_map[other_land] == non_crop).mean() > 0.6
 
-    # no behaviour change (issue 20): the region datasets and the map are the ones recorded
-    # before the house was restructured, to the bit (same machine kind, same pinned libraries)
+    # no behaviour change (issue 20): the region datasets are the ones recorded before the
+    # house was restructured, to the bit. The map is not compared bit for bit: it comes from
+    # trained networks, and the recorded map's digest, matched by every CI run until then,
+    # differed on 2026-12-08 on another machine of the same kind (AMD EPYC, torch's AVX2
+    # kernels) with the same code and libraries; its behaviour is checked above instead.
     recorded = json.loads(RECORDED.read_text())
-    assert demo_digests(out) == recorded
+    regions = {name: digest for name, digest in recorded.items() if name.startswith("regions/")}
+    assert {n: d for n, d in demo_digests(out).items() if n in regions} == regions
