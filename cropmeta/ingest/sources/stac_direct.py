@@ -35,7 +35,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from cropmeta.ingest.sources.stac_plan import ItemPlan, native_grid
+from cropmeta.ingest.sources.stac_plan import ItemPlan, acquired, native_grid
 
 #: Resamplings done here (for assets coarser than the grid); others are odc-stac's.
 DIRECT_RESAMPLING = frozenset({"nearest", "bilinear"})
@@ -100,6 +100,7 @@ def mosaic(
     day's items in mosaic order), the first valid value winning; ``nodata`` (NaN where there
     is none) where no asset has one."""
     rows, cols = box[2], box[3]
+    empty = np.float32(np.nan if nodata is None else nodata)
     out, filled = None, np.zeros((rows, cols), dtype=bool)
     for asset in assets:
         part = read_placed(asset, box, nodata)
@@ -109,7 +110,7 @@ def mosaic(
         if out is None and valid is None and (r1 - r0, c1 - c0) == (rows, cols):
             return values  # the first asset has every pixel
         if out is None:
-            out = np.full((rows, cols), np.nan if nodata is None else nodata, dtype=np.float32)
+            out = np.full((rows, cols), empty, dtype=np.float32)
         take = ~filled[r0:r1, c0:c1]
         if valid is not None:
             take &= valid
@@ -117,9 +118,7 @@ def mosaic(
         filled[r0:r1, c0:c1] |= take
         if filled.all():
             break
-    if out is None:
-        out = np.full((rows, cols), np.nan if nodata is None else nodata, dtype=np.float32)
-    return out
+    return np.full((rows, cols), empty, dtype=np.float32) if out is None else out
 
 
 def read_placed(
@@ -213,21 +212,19 @@ def days_on_grid(
     dates = sorted(set(plan.days))
     days: dict[int, dict[str, list[Placed]] | None] = {}
     order = sorted(
-        range(len(plan.items)),
-        key=lambda j: (
-            plan.items[j].datetime or plan.items[j].common_metadata.start_datetime,
-            plan.items[j].id,
-        ),
+        range(len(plan.items)), key=lambda j: (acquired(plan.items[j]), plan.items[j].id)
     )
     for j in order:
         item, bands_of, t = plan.items[j], plan.bands[j], dates.index(plan.days[j])
         day = days.setdefault(t, {band: [] for band in bands})
+        if day is None:
+            continue  # a day with an asset off the grid
         for band, method in zip(bands, methods, strict=True):
             record = bands_of[band]
             native = native_grid(record, item, plan)
             placed = place(record.href, record.band_no, native, (crs, transform), method)
-            if day is None or placed is None:
-                days[t] = day = None
+            if placed is None:
+                days[t] = None
                 break
             day[band].append(placed)
     return {t: day for t, day in days.items() if day is not None}

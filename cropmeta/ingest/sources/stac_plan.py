@@ -12,7 +12,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
@@ -126,10 +126,15 @@ def absolute_href(href: str, item: pystac.Item, base: str) -> str:
     return str((Path(start) / href).resolve())
 
 
+def acquired(item: pystac.Item) -> datetime | None:
+    """When the item was acquired: its datetime, else the start of its range."""
+    return item.datetime or item.common_metadata.start_datetime
+
+
 def solar_day(item: pystac.Item, where: Path | str) -> date:
     """The local solar day of the acquisition (UTC time + longitude / 15 h): the day by which
     same-day items are mosaicked."""
-    when = item.datetime or item.common_metadata.start_datetime
+    when = acquired(item)
     if when is None:
         raise InputError(where, f"item {item.id!r} has no datetime")
     lon = 0.0 if item.bbox is None else (item.bbox[0] + item.bbox[2]) / 2
